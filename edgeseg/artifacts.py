@@ -1,0 +1,204 @@
+"""Artifact kinds, run-folder layout, atomic writes and provenance.
+
+Every file edgeseg writes goes through :func:`atomic_write` (temp file in the same folder, fsync,
+rename), so an interrupted run never leaves a half-written checkpoint, ONNX file or report behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_report")
+
+
+class ArtifactError(ValueError):
+    """An artifact on disk is missing, unreadable or of the wrong kind."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path``; on clean exit fsync it and rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (numpy scalars and paths are converted)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path for tools that write files themselves; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    """Hex SHA-256 of a string (recipe hashes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries an artifact depends on (absent ones are left out)."""
+    from importlib import metadata
+
+    names = ["edgeseg", "torch", "numpy", "onnx", "onnxruntime", "onnxslim", "nncf", "torch-pruning",
+             "tensorrt", "openvino"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def provenance(stage: str, inputs: dict[str, Any], figures: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON every stage writes beside its artifact: what went in, versions, figures."""
+    return {
+        "stage": stage,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "inputs": inputs,
+        "versions": library_versions(),
+        "figures": figures or {},
+    }
+
+
+def stage_dir(run_dir: str | Path, stage: str) -> Path:
+    """``runs/<name>/<n_stage>``: the folder a pipeline stage owns."""
+    matches = [s for s in RUN_STAGES if s.split("_", 1)[1] == stage or s == stage]
+    if not matches:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {[s.split('_', 1)[1] for s in RUN_STAGES]}")
+    return Path(run_dir) / matches[0]
+
+
+# --- model metadata carried by every artifact (checkpoint dict, ONNX metadata_props, JSON) ---------
+
+META_PREFIX = "edgeseg."
+
+
+@dataclass
+class ModelMeta:
+    """Everything a runtime needs to evaluate or predict with an artifact, and nothing else.
+
+    A checkpoint stores it as a dict; an ONNX file as ``metadata_props`` (``edgeseg.<field>`` keys
+    with JSON values), so the file alone is enough to bench, evaluate and predict.
+    """
+
+    model_name: str
+    family: str
+    task: str
+    num_classes: int
+    in_channels: int
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    input_size: tuple[int, int]
+    stride: int
+    ignore_index: int = 255
+    model_args: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe_hash: str = ""
+    precision: str = "fp32"
+    edgeseg_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        known = {f.name for f in fields(cls)}
+        missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(d)
+        if missing:
+            raise ArtifactError(f"model metadata lacks {sorted(missing)}")
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["input_size"] = tuple(int(v) for v in kw["input_size"])
+        return cls(**kw)
+
+    def to_onnx_props(self) -> dict[str, str]:
+        """``metadata_props`` entries: one JSON value per field."""
+        return {META_PREFIX + k: json.dumps(v, default=_json_default) for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_onnx_props(cls, props: dict[str, str], source: str = "<onnx>") -> ModelMeta:
+        d = {k[len(META_PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
+        if not d:
+            raise ArtifactError(f"{source}: no edgeseg metadata in the file; export it with `edgeseg export` "
+                                "or pass --data RECIPE to describe its classes and normalisation")
+        try:
+            return cls.from_dict(d)
+        except ArtifactError as exc:
+            raise ArtifactError(f"{source}: {exc}") from None
+
+
+def edgeseg_version() -> str:
+    """Installed edgeseg version ('' when running from a source tree without metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgeseg")
+    except metadata.PackageNotFoundError:
+        return ""

@@ -1,0 +1,182 @@
+"""Command line: each subcommand parses, makes ONE library call and prints the result."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="edgeseg: train, compress, export, benchmark and report segmentation models for the edge.")
+out_console = Console()
+
+RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (default: the embedded quickstart)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b=value (repeatable)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+
+
+def _csv(text: str | None, cast: type = str) -> list[Any] | None:
+    return [cast(t.strip()) for t in text.split(",") if t.strip()] if text else None
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    for col in ("class", "IoU", "Dice"):
+        table.add_column(col)
+    for name, iou in metrics.get("iou", {}).items():
+        table.add_row(name, _fmt(iou), _fmt(metrics["dice"].get(name)))
+    table.add_row("[bold]mean", _fmt(metrics.get("miou")), _fmt(metrics.get("mean_dice")))
+    out_console.print(table)
+    out_console.print(f"pixel accuracy {_fmt(metrics.get('pixel_accuracy'))} over "
+                      f"{metrics.get('num_images', '?')} images")
+
+
+@app.command()
+def models(size: int = typer.Option(256, help="input side for the MACs column"),
+           tests: bool = typer.Option(False, "--tests", help="include the tiny *_test variants")) -> None:
+    """List registered models: name, task, parameters, GMACs."""
+    from edgeseg.models.profile import model_table
+
+    table = Table(title=f"edgeseg models (GMACs at {size}x{size}, 3 input channels)")
+    for col in ("name", "family", "task", "params (M)", "GMACs", "description"):
+        table.add_column(col)
+    for row in model_table((size, size), include_test=tests):
+        table.add_row(row["name"], row["family"], row["task"], f"{row['params'] / 1e6:.2f}", f"{row['gmacs']:.2f}",
+                      row.get("description", ""))
+    out_console.print(table)
+
+
+@app.command()
+def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOpt = None,
+          resume: bool = typer.Option(False, help="continue from OUT/last.pt")) -> None:
+    """Train a recipe; writes model.pt, last.pt, train_log.csv and metrics.json into OUT."""
+    from edgeseg.train import train as train_api
+
+    result = train_api(recipe, out, overrides=set, resume=resume)
+    if result:
+        _print_metrics(result["metrics"], f"validation of {out / 'model.pt'}")
+
+
+@app.command("eval")
+def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="recipe describing the data "
+                                                                        "(default: the one stored in the artifact)")] = None,
+          split: str = typer.Option("val", help="train | val | test"), set: SetOpt = None,
+          backend: Optional[str] = typer.Option(None, help="runtime backend (default by suffix)"),
+          device: str = "cpu", threads: Optional[int] = None,
+          json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here")) -> None:
+    """Evaluate a checkpoint or exported model on a whole split: pixel acc, IoU, mIoU, Dice."""
+    from edgeseg.artifacts import atomic_write_json
+    from edgeseg.evaluate import evaluate
+
+    metrics = evaluate(artifact, recipe=data, split=split, backend=backend, device=device, threads=threads,
+                       overrides=set)
+    _print_metrics(metrics, f"{artifact} on split '{split}' ({metrics['backend']}, {metrics['precision']})")
+    if json_out:
+        atomic_write_json(json_out, metrics)
+
+
+@app.command()
+def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
+            backend: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None) -> None:
+    """Segment images: a class-index PNG and a colour overlay per image."""
+    from edgeseg.predict import predict as predict_api
+
+    for row in predict_api(artifact, list(images), out, backend=backend, device=device, threads=threads):
+        out_console.print(f"{row['image']} -> {row['mask']}, {row['overlay']}")
+
+
+@app.command()
+def export(checkpoint: Path, out: OutOpt = Path("exports"),
+           format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="onnx | ort | tensorrt | "
+                                                                "openvino (repeatable)")] = None,
+           int8: bool = typer.Option(False, "--int8", help="also INT8 (QDQ), calibrated on the training split"),
+           fp16: bool = typer.Option(False, "--fp16", help="also FP16"),
+           calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
+           calib_method: Optional[str] = typer.Option(None, help="minmax | entropy | percentile"),
+           int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
+           opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
+           data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
+           set: SetOpt = None) -> None:
+    """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
+    from edgeseg.export import export as export_api
+    from edgeseg.recipe import ExportCfg
+
+    cfg = ExportCfg()
+    if calib_images:
+        cfg.calibration.images = calib_images
+    if calib_method:
+        cfg.calibration.method = calib_method  # type: ignore[assignment]
+    if int8_policy:
+        cfg.int8_policy = int8_policy  # type: ignore[assignment]
+    if opset:
+        cfg.opset = opset
+    cfg.dynamic = not static
+    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
+    result = export_api(checkpoint, out, formats=format or ["onnx"], precisions=precisions, cfg=cfg,
+                        recipe=data, overrides=set)
+    for art in result["artifacts"]:
+        state = "shipped" if art.get("shipped", True) else "NOT shipped"
+        out_console.print(f"{art['format']:>9} {art['precision']:>5}  {art['path']}  [{state}] {art.get('reason', '')}")
+    out_console.print(f"details: {Path(out) / 'export.json'}")
+
+
+@app.command()
+def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.jsonl"), "--out", "-o"),
+          backend: Optional[str] = typer.Option(None, help="comma list: torch,onnxruntime,tensorrt,torch-cuda,openvino"),
+          device: str = "cpu", threads: Optional[str] = typer.Option(None, help="comma list, e.g. 1,2"),
+          batch: Optional[str] = typer.Option(None, help="comma list, e.g. 1,4"),
+          data: Optional[Path] = typer.Option(None, help="recipe for the accuracy data"),
+          no_accuracy: bool = typer.Option(False, "--no-accuracy", help="latency and memory only")) -> None:
+    """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
+    from edgeseg.bench import benchmark
+
+    rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device, threads=_csv(threads, int),
+                     batch=_csv(batch, int), data=data, accuracy=not no_accuracy)
+    out_console.print(f"{len(rows)} result lines appended to {out}")
+
+
+@app.command()
+def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edgeseg report") -> None:
+    """Render bench results (JSON lines, several devices) into Markdown, HTML, CSV and Pareto plots."""
+    from edgeseg.report import report as report_api
+
+    for kind, path in report_api(list(inputs), out, title=title).items():
+        out_console.print(f"{kind:>14}: {path}")
+
+
+@app.command()
+def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = None,
+        force: bool = typer.Option(False, help="rerun stages even when their inputs are unchanged")) -> None:
+    """Run the recipe's whole pipeline (train, eval, export, bench, report), skipping unchanged stages."""
+    from edgeseg.pipeline import run as run_api
+
+    summary = run_api(recipe, out, overrides=set, force=force)
+    for stage, info in summary["stages"].items():
+        out_console.print(f"{stage:>8}: {info['status']:<8} {info.get('summary', '')}")
+
+
+def main() -> None:
+    """Entry point: known user errors print one clear message (exit 2) instead of a traceback."""
+    from edgeseg.errors import USER_ERRORS
+
+    try:
+        app()
+    except USER_ERRORS as exc:
+        if os.environ.get("EDGESEG_DEBUG"):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"edgeseg: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Accuracy of any artifact through any backend, at the images' native resolution.
+
+The inner loop (:func:`evaluate_arrays`) is numpy-only so the standalone bench runner can use it;
+:func:`evaluate` adds artifact opening and dataset building.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.metrics.semantic import ConfusionMatrix
+from edgeseg.runtime.base import Backend
+
+
+def pad_to_stride(image: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad a C x H x W array (zero = the mean after normalisation) at bottom/right to the stride."""
+    _, h, w = image.shape
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="constant")
+    return image, (h, w)
+
+
+def _resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
+        (hw[1], hw[0]), Image.BILINEAR)) for c in image])
+
+
+def _resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((hw[1], hw[0]), Image.NEAREST))
+
+
+def predict_labels(backend: Backend, image: np.ndarray, stride: int) -> np.ndarray:
+    """Class-index map H x W for one normalised C x H x W image, at the image's own size.
+
+    Dynamic-shape artifacts get the image padded to the stride; fixed-shape artifacts get it resized
+    to their input size and the prediction resized back (nearest).
+    """
+    fixed = backend.inputs[0].fixed_hw
+    h, w = image.shape[1:]
+    if fixed is not None and fixed != (h, w):
+        logits = backend(_resize_chw(image, fixed)[None])[0]
+        return _resize_labels(logits[0].argmax(0), (h, w))
+    padded, _ = pad_to_stride(image, stride)
+    logits = backend(padded[None])[0]
+    return logits[0, :, :h, :w].argmax(0)
+
+
+def evaluate_arrays(backend: Backend, samples: Iterable[tuple[np.ndarray, np.ndarray]], *, num_classes: int,
+                    ignore_index: int, stride: int, class_names: list[str] | None = None,
+                    total: int | None = None, description: str = "eval") -> dict[str, Any]:
+    """Metrics over (normalised C x H x W image, H x W mask) pairs; adds ``num_images``."""
+    from edgeseg.progress import track
+
+    cm = ConfusionMatrix(num_classes, ignore_index)
+    count = 0
+    for image, mask in track(samples, total=total, description=description):
+        cm.update(predict_labels(backend, image, stride), mask)
+        count += 1
+    return {**cm.compute(class_names), "num_images": count}
+
+
+def dataset_samples(dataset: Any) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """(image, mask) numpy pairs from a SegDataset in eval mode."""
+    for i in range(len(dataset)):
+        image, mask = dataset[i]
+        yield image.numpy(), mask.numpy()
+
+
+def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: str = "val",
+             backend: str | None = None, device: str = "cpu", threads: int | None = None,
+             overrides: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint, ONNX/ORT file or engine on a split of its recipe's data.
+
+    Args:
+        artifact: model.pt, model.onnx, model.int8.onnx, model.ort, ...
+        recipe: recipe describing the data; default: the recipe stored in the artifact.
+        split: "train", "val" or "test"; the whole split is used.
+        backend: runtime backend (default: by file suffix).
+        device: "cpu" or "cuda".
+        threads: intra-op threads.
+        overrides: ``--set`` overrides applied to the recipe.
+
+    Returns:
+        Metrics (miou, mean_dice, pixel_accuracy, per-class iou/dice) plus num_images, split, artifact.
+    """
+    from edgeseg import runtime
+    from edgeseg.data import build_dataset
+    from edgeseg.recipe import load_recipe, recipe_from_dict
+
+    rt = runtime.open(artifact, backend=backend, device=device, threads=threads)
+    meta = rt.meta
+    if recipe is not None:
+        rcp = load_recipe(recipe, overrides)
+    else:
+        rcp = recipe_from_dict(meta.recipe, source=f"{artifact} (stored recipe)")
+        if overrides:
+            from edgeseg.recipe import _apply_override, parse_override
+
+            tree = rcp.to_dict()
+            for text in overrides:
+                keys, value = parse_override(text)
+                _apply_override(tree, keys, value, text)
+            rcp = recipe_from_dict(tree, source=f"{artifact} (stored recipe)")
+    dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False)  # type: ignore[arg-type]
+    result = evaluate_arrays(rt, dataset_samples(dataset), num_classes=meta.num_classes,
+                             ignore_index=rcp.data.ignore_index, stride=meta.stride, class_names=meta.classes,
+                             total=len(dataset), description=f"eval {split}")
+    return {**result, "split": split, "artifact": str(artifact), "backend": rt.name,
+            "precision": rt.precision}

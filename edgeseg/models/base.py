@@ -1,0 +1,50 @@
+"""The SegModel contract shared by every semantic segmentation family."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class SegModel(nn.Module):
+    """Base class owning the forward contract.
+
+    ``forward(x)`` takes ``N x C x H x W`` float input whose sides are multiples of ``stride`` and
+    returns logits ``N x num_classes x H x W`` (a tensor, never a dict: dicts break export).
+    ``predict(x)`` adds the postprocess (argmax). Shape checks use ``torch._check``-free Python only
+    on concrete shapes, so tracing and dynamo export stay clean.
+    """
+
+    # Class default; families with a configurable depth set ``self.stride`` per instance.
+    stride: int = 1
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    config: dict[str, Any]
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Clear error for a wrong rank, channel count or a side not divisible by the stride."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+            return
+        if x.dim() != 4:
+            raise ValueError(f"{type(self).__name__}: expected N x C x H x W input, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: expected {self.in_channels} input channels, "
+                             f"got {x.shape[1]}")
+        h, w = int(x.shape[2]), int(x.shape[3])
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"{type(self).__name__}: input sides must be multiples of {self.stride}, "
+                             f"got {h}x{w} (pad to {-(-h // self.stride) * self.stride}x"
+                             f"{-(-w // self.stride) * self.stride})")
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class-index map ``N x H x W`` (int64)."""
+        return self(x).argmax(1)

@@ -1,0 +1,251 @@
+"""Typed recipe schema: flat YAML, ``--set a.b=c`` overrides, clear errors with suggestions.
+
+A recipe is validated by pydantic with ``extra="forbid"``: an unknown key is an error that names the
+file, the dotted field and the closest valid key. Relative paths resolve against the recipe file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgeseg.artifacts import text_sha256
+
+
+class RecipeError(ValueError):
+    """A recipe file or override is invalid; the message names the file, field and expectation."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelCfg(_Strict):
+    """Which registered model to build and its constructor arguments."""
+
+    name: str = "unet-lite"
+    num_classes: int = Field(2, ge=1)
+    in_channels: int = Field(3, ge=1)
+    args: dict[str, Any] = Field(default_factory=dict,
+                                 description="family-specific constructor arguments (width, upsample, ...)")
+
+
+class SyntheticCfg(_Strict):
+    """Procedural shapes dataset (needs no files)."""
+
+    num_train: int = Field(256, ge=1)
+    num_val: int = Field(64, ge=1)
+    num_test: int = Field(0, ge=0)
+    size: int = Field(128, ge=16, description="side of the generated square images")
+    max_shapes: int = Field(6, ge=1)
+    seed: int = 0
+
+
+class DataCfg(_Strict):
+    """Where images and masks come from and how they are augmented."""
+
+    kind: Literal["synthetic", "folder"] = "synthetic"
+    root: Path | None = None
+    image_size: int | tuple[int, int] = 256
+    classes: list[str] = Field(default_factory=list)
+    ignore_index: int = 255
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    palette: dict[str, tuple[int, int, int]] | None = Field(
+        None, description="class name -> RGB colour, for colour-coded masks")
+    val_ratio: float = Field(0.2, ge=0.0, lt=1.0)
+    test_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    train_repeats: int = Field(1, ge=1, description="passes over the training split per epoch")
+    scale: tuple[float, float] = (0.75, 1.25)
+    hflip: bool = True
+    vflip: bool = False
+    color_jitter: float = Field(0.2, ge=0.0)
+    workers: int = Field(0, ge=0)
+    synthetic: SyntheticCfg = Field(default_factory=SyntheticCfg)
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        s = self.image_size
+        return (s, s) if isinstance(s, int) else (int(s[0]), int(s[1]))
+
+
+class TrainCfg(_Strict):
+    """Optimisation, schedule and checkpointing."""
+
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    loss: Literal["ce", "dice", "ce+dice"] = "ce+dice"
+    class_weights: list[float] | None = None
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = 0.9
+    warmup_epochs: float = Field(1.0, ge=0)
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(1.0, description="max gradient norm; null disables clipping")
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the end)")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU")
+
+
+class CalibrationCfg(_Strict):
+    """INT8 calibration: images come from the training split only."""
+
+    images: int = Field(64, ge=1)
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+
+
+class ExportCfg(_Strict):
+    """What `export` writes."""
+
+    formats: list[Literal["onnx", "ort", "tensorrt", "openvino"]] = Field(default_factory=lambda: ["onnx"])
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32"])
+    opset: int = Field(17, ge=11)
+    dynamic: bool = Field(True, description="dynamic batch and spatial axes")
+    simplify: bool = True
+    calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
+    int8_policy: Literal["auto", "always"] = Field(
+        "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
+
+
+class BenchCfg(_Strict):
+    """What `bench` measures."""
+
+    backends: list[str] = Field(default_factory=lambda: ["onnxruntime"])
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: list[int] = Field(default_factory=lambda: [2])
+    batch: list[int] = Field(default_factory=lambda: [1])
+    warmup: int = Field(5, ge=0)
+    min_runs: int = Field(20, ge=1)
+    min_time_s: float = Field(2.0, ge=0)
+    accuracy: bool = True
+
+
+class ReportCfg(_Strict):
+    """What `report` renders."""
+
+    formats: list[Literal["md", "html", "csv"]] = Field(default_factory=lambda: ["md", "html", "csv"])
+
+
+class Recipe(_Strict):
+    """One experiment: model, data, training and the later pipeline stages."""
+
+    name: str = "experiment"
+    model: ModelCfg = Field(default_factory=ModelCfg)
+    data: DataCfg = Field(default_factory=DataCfg)
+    train: TrainCfg = Field(default_factory=TrainCfg)
+    export: ExportCfg | None = None
+    bench: BenchCfg | None = None
+    report: ReportCfg | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError("must be a plain folder name (no '/', not starting with '.')")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (paths as strings)."""
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        """Stable hash of the recipe's content (not of its file)."""
+        return text_sha256(yaml.safe_dump(self.to_dict(), sort_keys=True))
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        for cand in getattr(ann, "__args__", ()) or (ann,):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                keys.extend(_valid_keys(cand, prefix + name + "."))
+    return keys
+
+
+def _suggest(bad: str) -> str:
+    close = difflib.get_close_matches(bad, _valid_keys(Recipe), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{loc}'{_suggest(loc)}")
+        else:
+            lines.append(f"{source}: field '{loc}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=c`` into (["a", "b"], yaml-typed value)."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {text!r}: value is not valid YAML: {exc}") from None
+    return key.strip().split("."), value
+
+
+def _apply_override(tree: dict[str, Any], path: list[str], value: Any, text: str) -> None:
+    node = tree
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {text!r}: '{'.'.join(path[:i + 1])}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    root = recipe.data.root
+    if root is not None and not root.is_absolute():
+        recipe.data.root = (base / root).resolve()
+    return recipe
+
+
+def recipe_from_dict(tree: dict[str, Any], source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Validate a dict into a Recipe; relative paths resolve against ``base_dir``."""
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as err:
+        raise RecipeError(_format_errors(err, source)) from None
+    return _resolve_paths(recipe, base_dir or Path.cwd())
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Load a YAML recipe (``None``: the embedded quickstart) and apply ``--set`` overrides."""
+    path = Path(path) if path is not None else quickstart_path()
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise RecipeError(f"{path}: expected a mapping of sections (name, model, data, train, ...)")
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _apply_override(tree, keys, value, text)
+    return recipe_from_dict(tree, source=str(path), base_dir=path.parent.resolve())
+
+
+def quickstart_path() -> Path:
+    """The embedded default recipe shipped inside the package."""
+    return Path(__file__).parent / "recipes" / "quickstart.yaml"

@@ -1,0 +1,24 @@
+"""Training: the loop, losses, checkpoints and DDP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeseg.recipe import Recipe, load_recipe
+
+
+def train(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[str] | None = None,
+          resume: bool = False) -> dict[str, Any]:
+    """Train a recipe (object or YAML path; None = the embedded quickstart) into ``out``.
+
+    Returns the validation metrics of the best checkpoint (``out/model.pt``) and run figures.
+    """
+    from edgeseg.train.loop import train as _train
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    return _train(recipe, out, resume=resume)
+
+
+__all__ = ["train"]

@@ -1,0 +1,233 @@
+"""The training loop: one code path for CPU, CUDA (AMP) and DDP under torchrun.
+
+Run-folder contents: ``model.pt`` (best validation mIoU), ``last.pt`` (full training state, for
+``--resume``), ``train_log.csv``, ``metrics.json`` (validation metrics of ``model.pt`` at native
+resolution), ``recipe.yaml`` and ``train.json`` (provenance).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from edgeseg.artifacts import atomic_write_json, atomic_write_text, provenance
+from edgeseg.recipe import Recipe, TrainCfg
+from edgeseg.train import distributed as dist_utils
+from edgeseg.train.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from edgeseg.train.losses import SegLoss
+from edgeseg.train.meta import meta_for
+
+LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "images_per_s", "epoch_s", "val_miou", "val_mean_dice",
+              "val_pixel_accuracy"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU runs are then reproducible)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(cfg: TrainCfg) -> torch.device:
+    """``auto`` takes CUDA when present; with DDP each rank takes its LOCAL_RANK GPU."""
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device: 'cuda' requested but torch sees no CUDA GPU")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on norms and biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to 1% of the base rate, stepped per iteration."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.01 + 0.99 * step / max(1, warm)
+        if cfg.scheduler == "constant":
+            return 1.0
+        progress = (step - warm) / max(1, total - warm)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device) -> dict[str, Any]:
+    from edgeseg.evaluate import dataset_samples, evaluate_arrays
+    from edgeseg.runtime.torch_rt import TorchBackend
+
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    backend = TorchBackend.from_model(net, meta, device=str(device))
+    result = evaluate_arrays(backend, dataset_samples(val_set), num_classes=meta.num_classes,
+                             ignore_index=meta.ignore_index, stride=meta.stride, class_names=meta.classes,
+                             total=len(val_set), description="validate")
+    net.train(was_training)
+    return result
+
+
+class _CsvLog:
+    """Append-only CSV log; rewritten atomically so a crash never truncates it."""
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if resume and path.exists():
+            self.rows = list(csv.DictReader(path.open()))
+
+    def append(self, row: dict[str, Any], upto_epoch: int | None = None) -> None:
+        if upto_epoch is not None:  # drop rows of epochs being redone after a resume
+            self.rows = [r for r in self.rows if int(r["epoch"]) < upto_epoch]
+        self.rows.append(row)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
+    rank 0 validates and writes every file.
+    """
+    from edgeseg.data import build_dataset
+    from edgeseg.models import create_model
+
+    out = Path(out)
+    cfg = recipe.train
+    ctx = dist_utils.setup(cfg.device)
+    device = pick_device(cfg) if ctx.world_size == 1 else ctx.device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + ctx.rank)
+
+    train_set = build_dataset(recipe.data, "train", in_channels=recipe.model.in_channels, train=True)
+    val_set = build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
+                         in_channels=recipe.model.in_channels, **recipe.model.args).to(device)
+    meta = meta_for(model, recipe)
+    criterion = SegLoss(cfg.loss, recipe.data.ignore_index, cfg.class_weights).to(device)
+    opt = make_optimizer(model, cfg)
+    loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx)
+    steps_per_epoch = len(loader_for_epoch(0))
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, best, best_metrics = 0, -1.0, {}
+    if resume and (out / "last.pt").exists():
+        state = read_checkpoint(out / "last.pt")
+        unwrap(model).load_state_dict(state["model_state"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best, best_metrics = state["epoch"] + 1, state["best_metric"], state.get("best_metrics", {})
+        if ctx.is_main:
+            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} (best mIoU {best:.4f})")
+    elif ctx.is_main and (out / "last.pt").exists():
+        print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
+
+    model = ctx.wrap(model)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    log = _CsvLog(out / "train_log.csv", resume=resume) if ctx.is_main else None
+    t_start = time.perf_counter()
+
+    from edgeseg.progress import make_progress
+
+    with make_progress() as progress:
+        bar = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch, rate="", info="")
+        for epoch in range(start_epoch, cfg.epochs):
+            # Re-seeding per epoch makes the data order and augmentation of epoch e independent of
+            # earlier epochs, so a resumed run repeats an uninterrupted one exactly.
+            torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + ctx.rank)
+            model.train()
+            t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+            for images, masks in loader_for_epoch(epoch):
+                images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                    logits = model(images)
+                loss = criterion(logits, masks)
+                if not ctx.all_finite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}; stopped. The last good checkpoint "
+                        f"is {out / 'last.pt'} (try a lower train.lr or train.grad_clip)")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                seen += images.shape[0]
+                loss_sum += loss.item() * images.shape[0]
+                progress.update(bar, advance=1, rate=f"{seen * ctx.world_size / (time.perf_counter() - t0):.1f} img/s",
+                                info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4f}")
+            epoch_s = time.perf_counter() - t0
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+                                   "lr": f"{sched.get_last_lr()[0]:.6g}", "train_loss": f"{loss_sum / max(1, seen):.5f}",
+                                   "images_per_s": f"{seen * ctx.world_size / epoch_s:.2f}", "epoch_s": f"{epoch_s:.2f}"}
+            last_epoch = epoch + 1 == cfg.epochs
+            if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
+                val = _validate(model, meta, val_set, device)
+                row.update(val_miou=f"{val['miou']:.5f}", val_mean_dice=f"{val['mean_dice']:.5f}",
+                           val_pixel_accuracy=f"{val['pixel_accuracy']:.5f}")
+                if val["miou"] > best:
+                    best, best_metrics = val["miou"], val
+                    save_checkpoint(out / "model.pt", model, meta, epoch=epoch, metrics=val, best_metric=best)
+                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val mIoU {val['miou']:.4f} (best {best:.4f})")
+            if ctx.is_main:
+                assert log is not None
+                log.append(row, upto_epoch=epoch + 1 if epoch == start_epoch else None)
+                save_checkpoint(out / "last.pt", model, meta, epoch=epoch, best_metric=best, best_metrics=best_metrics,
+                                optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
+                                metrics=best_metrics)
+            ctx.barrier()
+
+    result: dict[str, Any] = {}
+    if ctx.is_main:
+        metrics = {**best_metrics, "split": "val", "checkpoint": str(out / "model.pt")}
+        atomic_write_json(out / "metrics.json", metrics)
+        train_s = time.perf_counter() - t_start
+        figures = {"best_miou": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
+                   "world_size": ctx.world_size, "device": str(device),
+                   "train_images": len(train_set), "val_images": len(val_set)}
+        atomic_write_json(out / "train.json", provenance("train", {"recipe": recipe.to_dict(),
+                                                                    "recipe_hash": recipe.hash()}, figures))
+        result = {"metrics": metrics, "out": str(out), **figures}
+    ctx.teardown()
+    return result

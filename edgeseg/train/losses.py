@@ -1,0 +1,56 @@
+"""Segmentation losses: cross-entropy, soft Dice, or their sum; class weights and ignore_index."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DiceLoss(nn.Module):
+    """Soft multi-class Dice loss (1 - mean Dice over classes present in the batch), ignoring pixels.
+
+    Classes absent from both target and prediction contribute nothing, matching the metric's convention.
+    """
+
+    def __init__(self, ignore_index: int = 255, class_weights: torch.Tensor | None = None, eps: float = 1.0):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.eps = eps
+        self.register_buffer("class_weights", class_weights if class_weights is not None else None)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        num_classes = logits.shape[1]
+        valid = (target != self.ignore_index).unsqueeze(1)
+        probs = logits.float().softmax(1) * valid
+        onehot = F.one_hot(torch.where(valid.squeeze(1), target, 0), num_classes).permute(0, 3, 1, 2)
+        onehot = onehot.to(probs.dtype) * valid
+        dims = (0, 2, 3)
+        inter = (probs * onehot).sum(dims)
+        card = probs.sum(dims) + onehot.sum(dims)
+        dice = (2 * inter + self.eps) / (card + self.eps)
+        weights = torch.ones_like(dice) if self.class_weights is None else self.class_weights.to(dice)
+        present = (onehot.sum(dims) > 0).to(dice)
+        weights = weights * present
+        return 1 - (dice * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+class SegLoss(nn.Module):
+    """``ce``, ``dice`` or ``ce+dice`` (sum), with optional class weights and ignore_index."""
+
+    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None):
+        super().__init__()
+        if kind not in ("ce", "dice", "ce+dice"):
+            raise ValueError(f"train.loss: expected 'ce', 'dice' or 'ce+dice', got {kind!r}")
+        w = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.use_ce, self.use_dice = "ce" in kind, "dice" in kind
+        self.ce = nn.CrossEntropyLoss(weight=w, ignore_index=ignore_index)
+        self.dice = DiceLoss(ignore_index, w)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = logits.new_zeros(())
+        if self.use_ce:
+            loss = loss + self.ce(logits.float(), target)
+        if self.use_dice:
+            loss = loss + self.dice(logits, target)
+        return loss

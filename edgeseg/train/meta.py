@@ -1,0 +1,26 @@
+"""Build the ModelMeta an artifact carries from a model and its recipe."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from edgeseg.artifacts import ModelMeta, edgeseg_version
+from edgeseg.recipe import Recipe
+
+
+def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> ModelMeta:
+    """Metadata for ``model`` trained by ``recipe`` (classes, normalisation, sizes, recipe + hash)."""
+    from edgeseg.data import default_mean_std, resolve_classes
+    from edgeseg.models import get_model_info
+    from edgeseg.train.checkpoint import unwrap
+
+    cfg = dict(unwrap(model).config)
+    info = get_model_info(cfg["name"])
+    mean, std = default_mean_std(recipe.data, cfg["in_channels"])
+    args = {k: v for k, v in cfg.items() if k not in ("name", "num_classes", "in_channels")}
+    return ModelMeta(model_name=cfg["name"], family=info.family, task=info.task,
+                     num_classes=cfg["num_classes"], in_channels=cfg["in_channels"],
+                     classes=resolve_classes(recipe.data, cfg["num_classes"]), mean=mean, std=std,
+                     input_size=recipe.data.size_hw, stride=info.stride, ignore_index=recipe.data.ignore_index,
+                     model_args=args, recipe=recipe.to_dict(), recipe_hash=recipe.hash(), precision=precision,
+                     edgeseg_version=edgeseg_version())
