@@ -1,0 +1,69 @@
+"""Train recipes/membrane_unet_lite.yaml and record its validation metrics and training throughput.
+
+Usage: python benchmarks/train_membrane.py [--recipe R] [--out runs/bench_membrane] [--set k=v ...]
+Writes benchmarks/results/membrane_unet_lite.json and .md (machine, versions, date, figures).
+Target (issue 2): mean Dice >= 0.87 on splits/val.txt at 512x512 within 15 CPU-minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+from datetime import date
+from pathlib import Path
+
+from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+from edgeseg.recipe import load_recipe
+from edgeseg.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default=str(ROOT / "recipes" / "membrane_unet_lite.yaml"))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_membrane"))
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "membrane_unet_lite"))
+    args = ap.parse_args()
+
+    import os
+    import torch
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = train(recipe, args.out)
+    rows = list(csv.DictReader((Path(args.out) / "train_log.csv").open()))
+    imgs_per_s = sum(float(r["images_per_s"]) for r in rows) / len(rows)
+    m = result["metrics"]
+    record = {
+        "date": date.today().isoformat(), "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                                                      "torch_threads": torch.get_num_threads()},
+        "versions": library_versions(), "recipe": recipe.to_dict(), "overrides": args.overrides,
+        "train_seconds": result["train_seconds"], "train_images_per_s": round(imgs_per_s, 2),
+        "epochs": recipe.train.epochs, "val_images": m["num_images"], "miou": m["miou"], "mean_dice": m["mean_dice"],
+        "pixel_accuracy": m["pixel_accuracy"], "iou": m["iou"], "dice": m["dice"],
+    }
+    atomic_write_json(args.results + ".json", record)
+    dice = ", ".join(f"{k} {v:.3f}" for k, v in m["dice"].items() if v is not None)
+    md = (f"# membrane_unet_lite training benchmark\n\n"
+          f"- date: {record['date']}; machine: {record['machine']['cpu']}, {record['machine']['cores']} cores, "
+          f"torch {record['versions'].get('torch')} ({record['machine']['torch_threads']} threads)\n"
+          f"- command: `python benchmarks/train_membrane.py {' '.join('--set ' + o for o in args.overrides)}`\n\n"
+          f"| model | epochs | train time | train images/s | val images | mIoU | mean Dice | per-class Dice |\n"
+          f"|---|---|---|---|---|---|---|---|\n"
+          f"| {recipe.model.name} | {recipe.train.epochs} | {result['train_seconds'] / 60:.1f} min | "
+          f"{imgs_per_s:.1f} | {m['num_images']} | {m['miou']:.4f} | {m['mean_dice']:.4f} | {dice} |\n")
+    atomic_write_text(args.results + ".md", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Post-training static INT8 quantization of ONNX models to QDQ, over ONNX Runtime's quantizer.
+
+Calibration runs once (:func:`calibrate`, streamed in chunks so entropy/percentile histograms never
+hold more than a chunk of activations); the same tensor ranges then feed several quantizations
+(:func:`quantize`) with target-specific :class:`QuantSettings`, and the TensorRT calibration cache.
+
+Why two settings: on x86 CPUs without VNNI, ONNX Runtime's INT8 kernels are fast with uint8
+activations x int8 weights (measured here: U-Net 256x256 3.9x faster than FP32, symmetric int8
+activations only 1.75x), with 7-bit weights (``reduce_range``) so the AVX2 u8*s8 pair sums cannot
+saturate. TensorRT wants symmetric int8 activations and weights, and no INT8 ConvTranspose.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+class CalibMethod(str, enum.Enum):
+    """How activation ranges are derived from calibration data."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+    def ort(self) -> Any:
+        from onnxruntime.quantization import CalibrationMethod
+
+        return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile}[self.value]
+
+    @property
+    def chunk(self) -> int:
+        """Images per collection pass: histogram methods hold full activations of a chunk in memory."""
+        return 16 if self is CalibMethod.MINMAX else 4
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """How an FP32 ONNX model becomes a QDQ INT8 model for one target runtime.
+
+    Attributes:
+        target: Runtime the artifact is for (recorded in export.json).
+        activation_type: ``uint8`` or ``int8``.
+        activation_symmetric: Zero-point 0 for activations (TensorRT needs it).
+        reduce_range: 7-bit weights (no u8*s8 saturation on AVX2 without VNNI).
+        per_channel: Per-output-channel weight scales.
+        exclude_depthwise: Keep depthwise convolutions in float.
+        exclude_op_types: Operator types kept in float (e.g. ConvTranspose for TensorRT).
+        dedicated_qdq_pair: One Q/DQ pair per consumer (what TensorRT's fusions expect).
+    """
+
+    target: str
+    activation_type: str = "uint8"
+    activation_symmetric: bool = False
+    reduce_range: bool = True
+    per_channel: bool = True
+    exclude_depthwise: bool = False
+    exclude_op_types: tuple[str, ...] = ()
+    dedicated_qdq_pair: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exclude_op_types": list(self.exclude_op_types)}
+
+
+CPU_SETTINGS = QuantSettings("onnxruntime-cpu")
+TENSORRT_SETTINGS = QuantSettings("tensorrt", activation_type="int8", activation_symmetric=True, reduce_range=False,
+                                  exclude_op_types=("ConvTranspose", "Resize"), dedicated_qdq_pair=True)
+
+
+def calibrate(model_path: str | Path, batches: Iterable[np.ndarray], *, method: CalibMethod | str = "minmax",
+              input_name: str = "input", total: int | None = None) -> Any:
+    """Activation ranges of every float tensor of ``model_path`` over ``batches``.
+
+    Args:
+        model_path: FP32 ONNX model.
+        batches: Normalised 1 x C x H x W arrays (consumed lazily, chunk by chunk).
+        method: minmax | entropy | percentile.
+        input_name: The model's input name.
+        total: Number of batches, for the progress bar.
+
+    Returns:
+        ``onnxruntime.quantization.calibrate.TensorsData`` (tensor name -> lowest/highest).
+    """
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from edgeseg.compress.calibration import ArrayReader, chunked
+    from edgeseg.progress import track
+
+    method = CalibMethod(method)
+    with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
+        # op_types_to_calibrate=None: every float tensor, so TensorRT's cache covers each layer too.
+        calibrator = create_calibrator(Path(model_path), None, augmented_model_path=str(Path(tmp) / "aug.onnx"),
+                                       calibrate_method=method.ort(), extra_options={"symmetric": False})
+        for chunk in chunked(track(batches, total=total, description=f"calibrating ({method.value})"),
+                             method.chunk):
+            calibrator.collect_data(ArrayReader(input_name, chunk))
+        ranges = calibrator.compute_data()
+        del calibrator
+    return ranges
+
+
+def tensor_amax(ranges: Any) -> dict[str, float]:
+    """max(|lowest|, |highest|) per tensor: the symmetric range TensorRT scales are made from."""
+    out = {}
+    for name in ranges:
+        lo, hi = ranges[name].range_value
+        out[name] = float(max(abs(float(np.max(np.abs(lo)))), abs(float(np.max(np.abs(hi))))))
+    return out
+
+
+def excluded_nodes(model: Any, settings: QuantSettings, extra: Iterable[str] = ()) -> dict[str, str]:
+    """Node name -> why it stays in float, for ``model`` under ``settings``."""
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    out = {name: "user exclusion" for name in extra}
+    for node in model.graph.node:
+        if node.op_type in settings.exclude_op_types:
+            out[node.name] = f"{node.op_type} kept in float for {settings.target}"
+        elif settings.exclude_depthwise and node.op_type == "Conv":
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            w = shapes.get(node.input[1])
+            if group > 1 and w is not None and w[1] == 1:
+                out[node.name] = "depthwise convolution"
+    return out
+
+
+def quantize(model_path: str | Path, out_path: str | Path, ranges: Any, settings: QuantSettings, *,
+             method: CalibMethod | str = "minmax", exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """Write a QDQ INT8 model from precomputed ``ranges`` (no recalibration).
+
+    Returns:
+        Figures: settings, excluded nodes with reasons, quantized / float weighted-node counts.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    method = CalibMethod(method)
+    model = onnx.load(str(model_path))
+    skip = excluded_nodes(model, settings, exclude)
+    act = QuantType.QUInt8 if settings.activation_type == "uint8" else QuantType.QInt8
+    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": True,
+             "DedicatedQDQPair": settings.dedicated_qdq_pair}
+    with tempfile.TemporaryDirectory(prefix="edgeseg-ptq-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(ranges, cache)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # ORT logs a "pre-process first" warning per call
+        try:
+            quantize_static(str(model_path), str(out_path), None, quant_format=QuantFormat.QDQ,
+                            per_channel=settings.per_channel, reduce_range=settings.reduce_range,
+                            activation_type=act, weight_type=QuantType.QInt8, nodes_to_exclude=list(skip),
+                            calibrate_method=method.ort(), extra_options=extra, calibration_cache_path=cache)
+        finally:
+            logging.getLogger().setLevel(quiet)
+    return {"settings": settings.to_dict(), "calibration_method": method.value,
+            **quantized_counts(onnx.load(str(out_path))), "excluded": skip}
+
+
+def quantized_counts(model: Any) -> dict[str, Any]:
+    """How many weighted nodes (Conv, ConvTranspose, Gemm, MatMul) run in INT8 vs float in a QDQ model.
+
+    A node counts as quantized when both its data and weight inputs come from DequantizeLinear.
+    """
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    quantized: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1:
+            is_q = all(producers.get(t) == "DequantizeLinear" for t in node.input[:2])
+            (quantized if is_q else skipped)[node.op_type] += 1
+    return {"quantized_nodes": sum(quantized.values()), "skipped_nodes": sum(skipped.values()),
+            "quantized_by_op": dict(quantized), "skipped_by_op": dict(skipped),
+            "qdq_nodes": sum(n.op_type in QDQ_OPS for n in model.graph.node)}

@@ -1,0 +1,89 @@
+"""ModelMeta inside every artifact kind: ONNX ``metadata_props``, OpenVINO ``rt_info``, sidecar JSON for engines.
+
+ONNX and ``.ort`` files carry the metadata themselves (ORT keeps ``metadata_props`` in its format); a
+TensorRT engine has no field for it, so it gets ``<engine>.meta.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeseg.artifacts import META_PREFIX, ArtifactError, ModelMeta, atomic_write_json
+
+OV_RT_INFO_KEY = "edgeseg"
+
+
+def with_precision(meta: ModelMeta, precision: str) -> ModelMeta:
+    """A copy of ``meta`` describing an artifact of ``precision``."""
+    return dataclasses.replace(meta, precision=precision)
+
+
+def embed_onnx(model: Any, meta: ModelMeta, precision: str | None = None) -> Any:
+    """Replace the ``edgeseg.*`` entries of an ``onnx.ModelProto``'s ``metadata_props`` in place."""
+    meta = with_precision(meta, precision) if precision else meta
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    for key, value in [*keep, *meta.to_onnx_props().items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = f"edgeseg {meta.model_name} ({meta.family}, {meta.precision})"
+    return model
+
+
+def read_onnx(path: str | Path) -> ModelMeta:
+    """ModelMeta stored in an ONNX file (weights are not loaded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return ModelMeta.from_onnx_props({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def read_ort_session(session: Any, source: str) -> ModelMeta:
+    """ModelMeta from an ``onnxruntime.InferenceSession`` (works for .onnx and .ort files)."""
+    return ModelMeta.from_onnx_props(session.get_modelmeta().custom_metadata_map, source=source)
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """``model.int8.engine`` -> ``model.int8.engine.meta.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".meta.json")
+
+
+def write_sidecar(artifact: str | Path, meta: ModelMeta, precision: str | None = None) -> Path:
+    """Write the metadata JSON beside an artifact that cannot carry it."""
+    meta = with_precision(meta, precision) if precision else meta
+    return atomic_write_json(sidecar_path(artifact), meta.to_dict())
+
+
+def read_sidecar(artifact: str | Path) -> ModelMeta:
+    """Metadata from ``<artifact>.meta.json``; a clear error when it is missing."""
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        raise ArtifactError(f"{artifact}: no metadata file {path.name} beside it; re-export with `edgeseg export` "
+                            "or pass --data RECIPE")
+    try:
+        return ModelMeta.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ArtifactError) as exc:
+        raise ArtifactError(f"{path}: unreadable edgeseg metadata ({exc})") from None
+
+
+def embed_openvino(model: Any, meta: ModelMeta, precision: str | None = None) -> Any:
+    """Store the metadata in an ``openvino.Model``'s ``rt_info`` (saved into the .xml)."""
+    meta = with_precision(meta, precision) if precision else meta
+    for key, value in meta.to_onnx_props().items():
+        model.set_rt_info(value, [OV_RT_INFO_KEY, key[len(META_PREFIX):]])
+    return model
+
+
+def read_openvino(model: Any, source: str) -> ModelMeta:
+    """ModelMeta from an ``openvino.Model`` read from an IR written by :func:`embed_openvino`."""
+    if not model.has_rt_info([OV_RT_INFO_KEY]):
+        raise ArtifactError(f"{source}: no edgeseg metadata in the IR's rt_info; export it with `edgeseg export`")
+    props = {}
+    for field in dataclasses.fields(ModelMeta):
+        if model.has_rt_info([OV_RT_INFO_KEY, field.name]):
+            props[META_PREFIX + field.name] = model.get_rt_info([OV_RT_INFO_KEY, field.name]).astype(str)
+    return ModelMeta.from_onnx_props(props, source=source)

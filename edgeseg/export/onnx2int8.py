@@ -1,0 +1,126 @@
+"""FP32 ONNX -> INT8 QDQ ONNX for ONNX Runtime CPU, shipped only where it pays (``int8_policy``).
+
+Steps: calibrate on the training split (once per graph, reused by the TensorRT kit), quantize with
+the CPU settings, check parity against PyTorch, measure FP32 vs INT8 latency on this machine, and
+evaluate both on the whole validation split. Under ``int8_policy: auto`` an INT8 model that is not
+faster than FP32 is kept as ``model.int8.rejected.onnx`` and not shipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
+from edgeseg.export.context import ExportContext
+from edgeseg.export.formats import ArtifactRecord
+from edgeseg.export.metadata import embed_onnx
+from edgeseg.export.torch2onnx import save_onnx
+
+INT8_MIN_AGREEMENT = 0.90  # loose: INT8 is checked for sanity here; its accuracy is measured on val
+LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0}
+LATENCY_ROUNDS = 2  # FP32 and INT8 measured alternately, best p50 kept: drift hits both alike
+
+
+def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_speedup: float = 1.0) -> tuple[bool, str]:
+    """Ship the INT8 model? ``auto``: only when FP32 / INT8 latency exceeds ``min_speedup``.
+
+    Returns:
+        (ship, reason) where reason quotes both latencies.
+    """
+    speedup = fp32_ms / int8_ms if int8_ms > 0 else float("inf")
+    figures = f"INT8 {int8_ms:.2f} ms vs FP32 {fp32_ms:.2f} ms ({speedup:.2f}x)"
+    if policy == "always":
+        return True, f"int8_policy=always: shipped regardless of speed; {figures}"
+    if policy != "auto":
+        raise ValueError(f"int8_policy must be 'auto' or 'always', got {policy!r}")
+    if speedup > min_speedup:
+        return True, f"faster than FP32 on this machine: {figures}"
+    return False, (f"not faster than FP32 on this machine: {figures}; kept as model.int8.rejected.onnx "
+                   "(int8_policy=always ships it anyway)")
+
+
+def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") -> tuple[Any, dict[str, Any]]:
+    """Tensor ranges of ``model_path`` on training images, computed once per ``key`` and cached in ctx."""
+    cache = ctx.shared.setdefault("calibration", {})
+    if key not in cache:
+        from edgeseg.compress.calibration import calibration_images
+
+        cal = ctx.cfg.calibration
+        images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, count=cal.images,
+                                          size=ctx.input_hw, seed=ctx.recipe.train.seed)
+        ctx.say(f"calibrating {model_path.name} on {cal.images} training images ({cal.method})")
+        ranges = calibrate(model_path, images, method=cal.method, total=cal.images)
+        cache[key] = (ranges, {**info.to_dict(), "method": cal.method, "tensors": len(list(ranges))})
+    return cache[key]
+
+
+def measure(ctx: ExportContext, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Batch-1 latency at the recipe input size with all cores, alternating models between rounds."""
+    from edgeseg.bench.latency import measure_latency
+
+    x = np.random.default_rng(0).standard_normal((1, ctx.meta.in_channels, *ctx.input_hw)).astype(np.float32)
+    backends = {k: ctx.open(p) for k, p in paths.items()}
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(LATENCY_ROUNDS):
+        for key, be in backends.items():
+            stats = measure_latency(lambda be=be: be(x), sync=be.synchronize, **LATENCY_KW).to_dict()
+            if key not in best or stats["p50_ms"] < best[key]["p50_ms"]:
+                best[key] = stats
+    for stats in best.values():
+        stats.update(threads=ctx.threads, input=[1, ctx.meta.in_channels, *ctx.input_hw], backend="onnxruntime-cpu")
+    return best
+
+
+def fp32_accuracy(ctx: ExportContext) -> dict[str, Any]:
+    """Validation accuracy of model.onnx (computed once; the reference next to every INT8 figure)."""
+    if "fp32_accuracy" not in ctx.shared:
+        ctx.shared["fp32_accuracy"] = ctx.accuracy(ctx.open(ctx.onnx["fp32"]), "fp32")
+    return ctx.shared["fp32_accuracy"]
+
+
+def convert_int8(ctx: ExportContext) -> list[ArtifactRecord]:
+    """Write model.int8.onnx (or model.int8.rejected.onnx) with calibration, parity, latency, accuracy."""
+    fp32 = ctx.onnx["fp32"]
+    ranges, cal_info = calibration_ranges(ctx, fp32)
+    settings = dataclasses.replace(CPU_SETTINGS, per_channel=ctx.cfg.calibration.per_channel)
+    path = ctx.out / "model.int8.onnx"
+    rejected = ctx.out / "model.int8.rejected.onnx"
+    tmp = ctx.out / f".model.int8.tmp{os.getpid()}.onnx"
+    try:
+        qinfo = quantize(fp32, tmp, ranges, settings, method=ctx.cfg.calibration.method)
+        import onnx
+
+        save_onnx(embed_onnx(onnx.load(str(tmp)), ctx.meta, "int8"), tmp)
+        ctx.say(f"INT8: {qinfo['quantized_nodes']} weighted nodes quantized, {qinfo['skipped_nodes']} kept in float")
+        parity = ctx.parity(ctx.open(tmp))
+        parity["passed"] = parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
+        ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
+        latency = measure(ctx, {"fp32": fp32, "int8": tmp})
+        ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy)
+        if not parity["passed"]:
+            ship = False
+            reason = (f"argmax agreement with PyTorch {parity['argmax_agreement']:.2%} is below "
+                      f"{INT8_MIN_AGREEMENT:.0%}; " + reason)
+        accuracy = {"fp32": fp32_accuracy(ctx), "int8": ctx.accuracy(ctx.open(tmp), "int8")}
+        accuracy["miou_drop_points"] = 100 * (accuracy["fp32"]["miou"] - accuracy["int8"]["miou"])
+        final = path if ship else rejected
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    (rejected if ship else path).unlink(missing_ok=True)  # no stale file from an earlier export
+    if ship:
+        ctx.onnx["int8"] = final
+    else:
+        ctx.say(f"INT8 not shipped: {reason}", note=True)
+    figures = {"calibration": cal_info, "quantization": qinfo, "parity": parity,
+               "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
+               "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
+               "policy": ctx.cfg.int8_policy}
+    ctx.say(f"INT8 mIoU {accuracy['int8']['miou']:.4f} vs FP32 {accuracy['fp32']['miou']:.4f} "
+            f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x")
+    return [ctx.add(ArtifactRecord(final, "onnx", "int8", shipped=ship, reason=reason, figures=figures))]

@@ -1,0 +1,156 @@
+"""PyTorch -> ONNX: dynamo exporter first, TorchScript exporter as a reported fallback, onnxslim after.
+
+The ``onnx`` format's converter writes the FP32 reference (``model.onnx``) and checks it against
+PyTorch on real validation images, then the FP16 and INT8 variants asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeseg.artifacts import ModelMeta, atomic_output_path
+from edgeseg.export.context import ExportContext, fp32_parity_ok
+from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.export.metadata import embed_onnx
+
+PROTOBUF_LIMIT = 2 ** 31 - 1  # above this the weights go to an external-data file
+INPUT_NAME = "input"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
+                   output_names: list[str]) -> Any:
+    dynamic_shapes = ({0: "batch", 2: "height", 3: "width"},) if dynamic else None
+    # The exporter logs its opset up/down-conversion and prints progress; the result is checked instead.
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "torch.onnx", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                        output_names=output_names, dynamic_shapes=dynamic_shapes, optimize=True,
+                                        verbose=False)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    return program.model_proto
+
+
+def _torchscript_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
+                        output_names: list[str]) -> Any:
+    import onnx
+
+    axes = {0: "batch", 2: "height", 3: "width"}
+    dynamic_axes = {n: axes for n in [INPUT_NAME, *output_names]} if dynamic else None
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation warning; the fallback itself is reported
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tuple[int, int], opset: int = 17,
+                dynamic: bool = True, simplify: bool = True, precision: str = "fp32") -> dict[str, Any]:
+    """Export ``model`` to ``path`` (atomically) with ``meta`` in ``metadata_props``.
+
+    Args:
+        model: Model in eval mode (CPU).
+        meta: Metadata to embed.
+        path: Output ``.onnx`` file.
+        hw: Example input size (also the fixed size when ``dynamic`` is False).
+        opset: ONNX opset.
+        dynamic: Dynamic batch/height/width axes named batch/height/width.
+        simplify: Run onnxslim on the graph.
+        precision: Precision recorded in the metadata.
+
+    Returns:
+        Figures: exporter used, fallback reason ('' if none), opset, node counts, simplification.
+    """
+    import onnx
+
+    output_names = list(getattr(model, "output_names", ("logits",)))
+    x = torch.randn(1, meta.in_channels, *hw)
+    info: dict[str, Any] = {"exporter": "dynamo", "fallback_reason": "", "opset": opset, "dynamic": dynamic}
+    try:
+        proto = _dynamo_export(model, x, opset, dynamic, output_names)
+    except Exception as exc:  # noqa: BLE001  (any dynamo failure -> TorchScript fallback, reported)
+        info.update(exporter="torchscript", fallback_reason=_first_line(exc))
+        try:
+            proto = _torchscript_export(model, x, opset, dynamic, output_names)
+        except Exception as exc2:  # noqa: BLE001
+            raise ExportError(f"ONNX export failed with both exporters: dynamo ({info['fallback_reason']}); "
+                              f"torchscript ({_first_line(exc2)})") from exc2
+    info["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+    info["nodes_exported"] = len(proto.graph.node)
+    if simplify:
+        try:
+            import onnxslim
+
+            proto = onnxslim.slim(proto)
+            info["simplified"] = "onnxslim"
+        except Exception as exc:  # noqa: BLE001  (an unsimplified graph still works; say so)
+            info["simplified"] = f"no (onnxslim failed: {_first_line(exc)})"
+    info["nodes"] = len(proto.graph.node)
+    info["op_types"] = sorted({n.op_type for n in proto.graph.node})
+    embed_onnx(proto, meta, precision)
+    onnx.checker.check_model(proto) if proto.ByteSize() < PROTOBUF_LIMIT else None
+    save_onnx(proto, path)
+    return info
+
+
+def save_onnx(proto: Any, path: Path) -> Path:
+    """Atomically save an ONNX model; weights go to ``<name>.data`` only when over the 2 GB protobuf limit."""
+    import onnx
+
+    external = proto.ByteSize() >= PROTOBUF_LIMIT
+    with atomic_output_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=external, location=f"{path.name}.data")
+    return path
+
+
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
+    """The ``onnx`` format: FP32 reference (parity-checked, an error if it fails), then FP16 and INT8."""
+    path = ctx.out / "model.onnx"
+    ctx.say(f"exporting {ctx.meta.model_name} to ONNX (opset {ctx.cfg.opset}, dynamic={ctx.cfg.dynamic})")
+    info = export_onnx(ctx.model, ctx.meta, path, hw=ctx.input_hw, opset=ctx.cfg.opset, dynamic=ctx.cfg.dynamic,
+                       simplify=ctx.cfg.simplify)
+    if info["fallback_reason"]:
+        ctx.say(f"dynamo exporter failed ({info['fallback_reason']}); used the TorchScript exporter instead",
+                note=True)
+    if info["opset"] != ctx.cfg.opset:
+        ctx.say(f"exported opset is {info['opset']}, not the requested {ctx.cfg.opset}", note=True)
+    parity = ctx.parity(ctx.open(path))
+    parity["passed"] = fp32_parity_ok(parity)
+    record = ctx.add(ArtifactRecord(path, "onnx", "fp32", figures={"export": info, "parity": parity}))
+    ctx.say(f"fp32 parity on {parity['images']} val images: max abs err {parity['max_abs_err']:.2e} "
+            f"(rel {parity['max_rel_err']:.2e}), argmax agreement {parity['argmax_agreement']:.4%}")
+    if not parity["passed"]:
+        record.shipped = False
+        record.reason = "FP32 parity check failed"
+        raise ExportError(f"{path}: ONNX output differs from PyTorch (max rel err {parity['max_rel_err']:.2e}, "
+                          f"argmax agreement {parity['argmax_agreement']:.4%}); see export.json")
+    ctx.onnx["fp32"] = path
+    records = [record]
+    if "fp16" in ctx.precisions:
+        from edgeseg.export.onnx2fp16 import convert_fp16
+
+        records.append(convert_fp16(ctx))
+    if "int8" in ctx.precisions:
+        from edgeseg.export.onnx2int8 import convert_int8
+
+        records.extend(convert_int8(ctx))
+    return records
