@@ -110,7 +110,8 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
                 keys, value = parse_override(text)
                 _apply_override(tree, keys, value, text)
             rcp = recipe_from_dict(tree, source=f"{artifact} (stored recipe)")
-    dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False)  # type: ignore[arg-type]
+    dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False,
+                            num_classes=meta.num_classes)  # type: ignore[arg-type]
     result = evaluate_arrays(rt, dataset_samples(dataset), num_classes=meta.num_classes,
                              ignore_index=rcp.data.ignore_index, stride=meta.stride, class_names=meta.classes,
                              total=len(dataset), description=f"eval {split}")

@@ -57,6 +57,7 @@ class DataCfg(_Strict):
     std: list[float] | None = None
     palette: dict[str, tuple[int, int, int]] | None = Field(
         None, description="class name -> RGB colour, for colour-coded masks")
+    mask_encoding: Literal["auto", "index", "binary", "palette"] = "auto"
     val_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     test_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     split_seed: int = 0

@@ -51,7 +51,7 @@ def crop_or_resize(image: np.ndarray, hw: tuple[int, int], rng: np.random.Genera
 
 
 def calibration_images(data_cfg: Any, in_channels: int, *, count: int, size: tuple[int, int],
-                       seed: int = 0) -> tuple[Iterator[np.ndarray], CalibrationInfo]:
+                       seed: int = 0, num_classes: int | None = None) -> tuple[Iterator[np.ndarray], CalibrationInfo]:
     """``count`` normalised 1 x C x H x W arrays from the training split (lazily), plus what they are.
 
     Images are visited in a seeded random order; with fewer training images than ``count`` the split
@@ -59,7 +59,8 @@ def calibration_images(data_cfg: Any, in_channels: int, *, count: int, size: tup
     """
     from edgeseg.data import build_dataset
 
-    dataset = build_dataset(data_cfg, CALIBRATION_SPLIT, in_channels=in_channels, train=False)
+    dataset = build_dataset(data_cfg, CALIBRATION_SPLIT, in_channels=in_channels, train=False,
+                            num_classes=num_classes)
     n = len(dataset)
     if n == 0:
         raise ValueError("the training split is empty: INT8 calibration needs training images")

@@ -89,7 +89,8 @@ class ExportContext:
         if self._val is None:
             from edgeseg.data import build_dataset
 
-            self._val = build_dataset(self.recipe.data, "val", in_channels=self.meta.in_channels, train=False)
+            self._val = build_dataset(self.recipe.data, "val", in_channels=self.meta.in_channels,
+                                      train=False, num_classes=self.meta.num_classes)
         return self._val
 
     def parity_inputs(self) -> list[np.ndarray]:

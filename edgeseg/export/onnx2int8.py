@@ -51,7 +51,8 @@ def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") 
         from edgeseg.compress.calibration import calibration_images
 
         cal = ctx.cfg.calibration
-        images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, count=cal.images,
+        images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
+                                          count=cal.images,
                                           size=ctx.input_hw, seed=ctx.recipe.train.seed)
         ctx.say(f"calibrating {model_path.name} on {cal.images} training images ({cal.method})")
         ranges = calibrate(model_path, images, method=cal.method, total=cal.images)

@@ -132,8 +132,10 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict[str,
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + ctx.rank)
 
-    train_set = build_dataset(recipe.data, "train", in_channels=recipe.model.in_channels, train=True)
-    val_set = build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False)
+    train_set = build_dataset(recipe.data, "train", in_channels=recipe.model.in_channels, train=True,
+                              num_classes=recipe.model.num_classes)
+    val_set = build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False,
+                            num_classes=recipe.model.num_classes)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
                          in_channels=recipe.model.in_channels, **recipe.model.args).to(device)

@@ -25,7 +25,7 @@ def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 30, **k
     make_checkpoint(path, model=model, **kwargs)
     ckpt = load_checkpoint(path)
     data = build_dataset(recipe_from_dict(ckpt.meta.recipe).data, "train", in_channels=ckpt.meta.in_channels,
-                         train=False)
+                         train=False, num_classes=ckpt.meta.num_classes)
     images = torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
     masks = torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))]).long()
     net = ckpt.model.train()
