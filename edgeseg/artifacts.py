@@ -21,6 +21,15 @@ from typing import IO, Any
 RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_report")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class ArtifactError(ValueError):
     """An artifact on disk is missing, unreadable or of the wrong kind."""
 
@@ -36,6 +45,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
