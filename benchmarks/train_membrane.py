@@ -27,6 +27,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def write_overlay_figure(model_pt: Path, recipe, path: Path) -> Path:
+    """Prediction overlay of the first validation image beside its ground truth, as one PNG."""
+    import tempfile
+
+    from PIL import Image
+
+    from edgeseg.predict import predict
+
+    root = Path(recipe.data.root)
+    stem = (root / "splits" / "val.txt").read_text().split()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        written = predict(model_pt, [root / "images" / f"{stem}.png"], tmp)
+        overlay = Image.open(written[0]["overlay"]).convert("RGB")
+    truth = Image.open(root / "masks" / f"{stem}.png").convert("RGB")
+    w, h = overlay.size
+    canvas = Image.new("RGB", (2 * w + 8, h), "white")
+    canvas.paste(overlay, (0, 0))
+    canvas.paste(truth, (w + 8, 0))
+    canvas = canvas.resize((canvas.width // 2, canvas.height // 2), Image.LANCZOS)
+    canvas.save(path)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "membrane_unet_lite.yaml"))
@@ -61,6 +84,9 @@ def main() -> None:
           f"|---|---|---|---|---|---|---|---|\n"
           f"| {recipe.model.name} | {recipe.train.epochs} | {result['train_seconds'] / 60:.1f} min | "
           f"{imgs_per_s:.1f} | {m['num_images']} | {m['miou']:.4f} | {m['mean_dice']:.4f} | {dice} |\n")
+    figure = write_overlay_figure(Path(args.out) / "model.pt", recipe, Path(args.results + "_val.png"))
+    md += (f"\n![prediction overlay (left) and ground truth (right) of the first validation image]"
+           f"({figure.name})\n")
     atomic_write_text(args.results + ".md", md)
     print(md)
 
