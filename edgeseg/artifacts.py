@@ -110,12 +110,14 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries an artifact depends on (absent ones are left out)."""
+DEFAULT_LIBRARIES = ("edgeseg", "torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "nncf",
+                     "torch-pruning", "tensorrt", "openvino")
+
+
+def library_versions(names: tuple[str, ...] | list[str] = DEFAULT_LIBRARIES) -> dict[str, str]:
+    """Versions of ``names`` (default: the libraries an artifact depends on; absent ones left out)."""
     from importlib import metadata
 
-    names = ["edgeseg", "torch", "numpy", "onnx", "onnxruntime", "onnxslim", "nncf", "torch-pruning",
-             "tensorrt", "openvino"]
     out = {"python": platform.python_version()}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):

@@ -43,6 +43,17 @@ def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], force
     return result
 
 
+def _resumable(last: Path, train_cfg: dict[str, Any]) -> bool:
+    """An interrupted run resumes only if its model/data/train sections equal the current ones."""
+    if not last.exists():
+        return False
+    from edgeseg.train.checkpoint import read_checkpoint
+
+    stored = read_checkpoint(last)["meta"].get("recipe") or {}
+    return all(json.dumps(stored.get(k), sort_keys=True, default=str) == json.dumps(v, sort_keys=True, default=str)
+               for k, v in train_cfg.items())
+
+
 def _has_test_split(recipe: Recipe) -> bool:
     data = recipe.data
     if data.kind == "synthetic":
@@ -70,7 +81,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
         from edgeseg.evaluate import evaluate
         from edgeseg.train import train
 
-        result = train(recipe, train_dir, resume=(train_dir / "last.pt").exists())
+        result = train(recipe, train_dir, resume=_resumable(train_dir / "last.pt", train_cfg))
         evals = {"val": result["metrics"]}
         if _has_test_split(recipe):
             evals["test"] = evaluate(model_pt, recipe=None, split="test")

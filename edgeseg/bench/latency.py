@@ -82,3 +82,31 @@ def measure_latency(fn: Callable[[], Any], *, sync: Callable[[], None] | None = 
         if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
             break
     return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold)
+
+
+def measure_latency_cuda(fn: Callable[[], Any], *, batch: int = 1, warmup: int = 5, min_runs: int = 20,
+                         min_time_s: float = 2.0, max_runs: int = 100_000, max_time_s: float = 120.0,
+                         noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
+    """Like :func:`measure_latency` for torch on CUDA: each call bracketed by CUDA events.
+
+    Events time the GPU stream itself (no host-side launch jitter); each run synchronises on its end
+    event before the next starts, so runs never overlap.
+    """
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) / 1e3)
+        elapsed = time.perf_counter() - start
+        if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
+            break
+    return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold)

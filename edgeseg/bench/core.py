@@ -1,0 +1,131 @@
+"""Benchmark one (artifact, backend, device, threads, batch) into one result line; no torch import.
+
+Shared by `edgeseg bench` (:func:`edgeseg.bench.benchmark`) and the standalone runner, so a Jetson
+without torch writes exactly the lines a workstation writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.artifacts import edgeseg_version, file_sha256, library_versions
+from edgeseg.bench.latency import measure_latency
+from edgeseg.bench.machine import device_label, machine_info
+from edgeseg.bench.rows import SCHEMA
+
+FORMAT_BY_SUFFIX = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
+                    ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
+RUNTIME_PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
+
+
+@dataclass
+class BenchSettings:
+    """How long to measure: warm-up calls, then at least ``min_runs`` calls AND ``min_time_s`` seconds."""
+
+    warmup: int = 5
+    min_runs: int = 20
+    min_time_s: float = 2.0
+    max_time_s: float = 120.0
+    memory: bool = True
+    memory_runs: int = 3
+
+
+def bench_input_hw(backend: Any) -> tuple[int, int]:
+    """The artifact's fixed input size, else the recipe input size rounded up to the model stride."""
+    fixed = backend.inputs[0].fixed_hw
+    if fixed:
+        return fixed
+    s = backend.meta.stride
+    h, w = backend.meta.input_size
+    return -(-h // s) * s, -(-w // s) * s
+
+
+def artifact_info(path: Path, backend: Any) -> dict[str, Any]:
+    """What was measured: path, sha256, size on disk (external weights included), format, precision."""
+    size = path.stat().st_size
+    external = path.with_name(path.name + ".data")
+    if external.exists():
+        size += external.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        size += path.with_suffix(".bin").stat().st_size
+    return {"path": str(path), "name": path.name, "sha256": file_sha256(path), "size_bytes": size,
+            "format": FORMAT_BY_SUFFIX.get(path.suffix.lower(), path.suffix.lstrip(".")),
+            "precision": backend.precision}
+
+
+def base_row(path: Path, backend_name: str, device: str, threads: int | None, batch: int) -> dict[str, Any]:
+    """Fields every line has, also the lines of configurations that could not run."""
+    machine = machine_info()
+    return {"schema": SCHEMA, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "edgeseg_version": edgeseg_version(),
+            "artifact": {"path": str(path), "name": path.name}, "backend": backend_name, "device": device,
+            "device_label": device_label(device, machine), "threads": threads, "batch": batch,
+            "machine": machine, "versions": library_versions(RUNTIME_PACKAGES), "error": ""}
+
+
+def _fixed_batch(backend: Any) -> int | None:
+    b = backend.inputs[0].shape[0]
+    return b if isinstance(b, int) and b > 0 else None
+
+
+def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threads: int | None, batch: int,
+              settings: BenchSettings, accuracy: dict[str, Any] | None = None,
+              model_figures: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Latency (+ memory in a fresh subprocess) of ``backend`` at ``batch``; ``accuracy`` is attached as is."""
+    row = base_row(path, backend_name, device, threads, batch)
+    meta = backend.meta
+    hw = bench_input_hw(backend)
+    fixed = _fixed_batch(backend)
+    row["artifact"] = artifact_info(path, backend)
+    row["model"] = {"name": meta.model_name, "family": meta.family, "task": meta.task,
+                    "num_classes": meta.num_classes, "in_channels": meta.in_channels, "input_hw": list(hw),
+                    "params": None, "gmacs": None, **(model_figures or {})}
+    row["precision"] = backend.precision
+    row["input_shape"] = [batch, meta.in_channels, *hw]
+    row["provider"] = getattr(backend, "provider", None) or getattr(backend, "name_detail", backend_name)
+    row["threads"] = threads if threads else getattr(backend, "threads", None)
+    if fixed is not None and fixed != batch:
+        row["error"] = f"the artifact has a fixed batch of {fixed}; export with dynamic axes to bench batch {batch}"
+        return row
+    x = np.random.default_rng(0).standard_normal(tuple(row["input_shape"]), dtype=np.float32)
+    kw = dict(batch=batch, warmup=settings.warmup, min_runs=settings.min_runs, min_time_s=settings.min_time_s,
+              max_time_s=settings.max_time_s)
+    if backend_name == "torch" and device.startswith("cuda"):
+        from edgeseg.bench.latency import measure_latency_cuda
+
+        stats = measure_latency_cuda(lambda: backend(x), **kw)
+        row["timer"] = "cuda-events"
+    else:
+        stats = measure_latency(lambda: backend(x), sync=backend.synchronize, **kw)
+        row["timer"] = "perf_counter+sync"
+    row["latency"] = stats.to_dict()
+    row["noisy"] = stats.noisy
+    if settings.memory:
+        from edgeseg.bench.memory import measure_memory
+
+        row["memory"] = measure_memory(path, backend=backend_name, device=device, threads=threads, batch=batch,
+                                       hw=hw, runs=settings.memory_runs)
+    row["accuracy"] = accuracy
+    return row
+
+
+def onnx_params(path: Path) -> int | None:
+    """Weights in an ONNX file's float/int initialisers (None without the onnx package)."""
+    if path.suffix != ".onnx":
+        return None
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    # Quantisation scales/zero points are scalars or per-channel vectors: count tensors of rank >= 2 + biases.
+    total = 0
+    for init in model.graph.initializer:
+        dims = list(init.dims)
+        if len(dims) >= 2 or (len(dims) == 1 and not any(s in init.name for s in ("scale", "zero_point"))):
+            total += int(np.prod(dims))
+    return total

@@ -1,0 +1,116 @@
+"""Peak memory of one artifact's inference, measured in a fresh subprocess.
+
+Each artifact gets its own interpreter so one artifact's allocations (and allocator caches) never
+pollute another's figure. The child reports resident memory after importing its runtime (baseline),
+after loading the artifact, and the process's high-water mark after the timed runs
+(``VmHWM`` on Linux, ``ru_maxrss`` elsewhere), plus the CUDA peak for torch on a GPU.
+
+Run as ``python -m edgeseg.bench.memory ARTIFACT --backend B ...``; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+
+
+def _status_kb(field: str) -> int | None:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB."""
+    kb = _status_kb("VmRSS")
+    if kb is not None:
+        return kb / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of the resident set size in MiB."""
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+
+
+def _probe(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib
+
+    import numpy as np
+
+    from edgeseg import runtime
+
+    backend_name = runtime.backend_for(args.artifact, args.backend)
+    importlib.import_module(runtime.BACKENDS[backend_name][0])  # runtime library counts as baseline
+    baseline = rss_mb()
+    be = runtime.open(args.artifact, backend=args.backend, device=args.device, threads=args.threads or None)
+    loaded = rss_mb()
+    x = np.random.default_rng(0).standard_normal((args.batch, be.meta.in_channels, args.height, args.width),
+                                                 dtype=np.float32)
+    for _ in range(args.runs):
+        be(x)
+    be.synchronize()
+    result = {"rss_baseline_mb": round(baseline, 1), "rss_loaded_mb": round(loaded, 1),
+              "peak_rss_mb": round(peak_rss_mb(), 1), "cuda_peak_mb": None, "runs": args.runs}
+    result["model_load_mb"] = round(loaded - baseline, 1)
+    result["inference_peak_mb"] = round(result["peak_rss_mb"] - baseline, 1)
+    if backend_name == "torch" and args.device.startswith("cuda"):
+        import torch
+
+        result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / MB, 1)
+    return result
+
+
+def measure_memory(artifact: str | Path, *, backend: str | None, device: str, threads: int | None, batch: int,
+                   hw: tuple[int, int], runs: int = 3, timeout_s: float = 600) -> dict[str, Any]:
+    """Run the probe in a fresh interpreter; returns its figures or ``{"error": ...}``."""
+    cmd = [sys.executable, "-m", "edgeseg.bench.memory", str(artifact), "--device", device,
+           "--threads", str(threads or 0), "--batch", str(batch), "--height", str(hw[0]), "--width", str(hw[1]),
+           "--runs", str(runs)]
+    if backend:
+        cmd += ["--backend", backend]
+    env = {**os.environ, "EDGESEG_QUIET": "1"}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"memory probe timed out after {timeout_s:.0f} s"}
+    lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"memory probe failed: {tail}"}
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m edgeseg.bench.memory", description=__doc__)
+    ap.add_argument("artifact")
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--height", type=int, required=True)
+    ap.add_argument("--width", type=int, required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    print(json.dumps(_probe(ap.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()

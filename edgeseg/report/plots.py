@@ -1,0 +1,92 @@
+"""Pareto plot (latency vs mIoU, one panel per device) and size vs mIoU, as PNG files (matplotlib Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.report.table import Entry
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    from edgeseg.artifacts import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _log_x(ax) -> None:
+    """Log x axis with plain-number ticks at 1, 2, 5 x 10^k."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
+    """Latency p50 (log x) vs mIoU per device; the Pareto frontier is drawn as a step line."""
+    plt = _pyplot()
+    devices = list(groups) or ["(no results)"]
+    fig, axes = plt.subplots(1, len(devices), figsize=(6.2 * len(devices), 4.6), squeeze=False)
+    for ax, device in zip(axes[0], devices):
+        pts = [e for e in groups.get(device, []) if e.p50_ms and e.miou is not None]
+        # Latency per call is comparable only at one batch size: plot the smallest one measured.
+        batch = min((e.batch for e in pts), default=1)
+        pts = [e for e in pts if e.batch == batch]
+        for e in pts:
+            marker = "o" if e.precision == "fp32" else ("s" if e.precision == "int8" else "^")
+            ax.scatter(e.p50_ms, e.miou, marker=marker, s=60 if e.pareto else 30,
+                       edgecolors="black" if e.pareto else "none", zorder=3)
+            ax.annotate(f"{e.model} {e.precision}\n{e.backend} t{e.threads}", (e.p50_ms, e.miou),
+                        fontsize=7, xytext=(4, 4), textcoords="offset points")
+        front = sorted((e for e in pts if e.pareto), key=lambda e: e.p50_ms)
+        if len(front) > 1:
+            ax.step([e.p50_ms for e in front], [e.miou for e in front], where="post", color="gray", lw=1,
+                    ls="--", label="Pareto frontier")
+            ax.legend(loc="best", fontsize=8)
+        if pts:
+            _log_x(ax)
+        ax.set_title(f"{device}, batch {batch}", fontsize=9)
+        ax.set_xlabel("latency p50 per call (ms, log scale)")
+        ax.set_ylabel("mIoU (validation split)")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("latency vs accuracy (o fp32, s int8, ^ other; outlined = Pareto-optimal)", fontsize=10)
+    return _save(fig, path)
+
+
+def size_plot(entries: list[Entry], path: Path) -> Path:
+    """File size (log x) vs mIoU, one point per artifact (size does not depend on the device)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    seen = set()
+    for e in entries:
+        key = (e.row["artifact"].get("sha256"), e.artifact)
+        if key in seen or e.size_mb is None or e.miou is None:
+            continue
+        seen.add(key)
+        ax.scatter(e.size_mb, e.miou, zorder=3)
+        ax.annotate(f"{e.model} {e.precision}", (e.size_mb, e.miou), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    if seen:
+        _log_x(ax)
+    ax.set_xlabel("artifact size (MB, log scale)")
+    ax.set_ylabel("mIoU (validation split)")
+    ax.set_title("size vs accuracy", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,114 @@
+"""Markdown, self-contained HTML and CSV renderings of report entries."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from edgeseg.report.table import Entry
+
+COLUMNS = ["model", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
+           "p50 (ms)", "p90 (ms)", "img/s", "peak mem (MB)", "mIoU", "mean Dice", "images",
+           "speed-up vs FP32", "ΔmIoU (pts)", "Pareto"]
+
+
+def _f(v: Any, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def cells(e: Entry) -> list[str]:
+    """The table cells of one entry, in COLUMNS order; noisy latencies get a '~'."""
+    noisy = "~" if e.noisy else ""
+    return [e.model, e.precision, e.backend, _f(e.threads, "d") if e.threads else "default", str(e.batch),
+            _f(e.size_mb, ".2f"), _f(e.params / 1e6 if e.params else None, ".2f"), _f(e.gmacs, ".3g"),
+            noisy + _f(e.p50_ms, ".2f"), noisy + _f(e.p90_ms, ".2f"), _f(e.throughput, ".1f"),
+            _f(e.peak_mb, ".0f"), _f(e.miou, ".4f"), _f(e.dice, ".4f"), _f(e.images, "d"),
+            (_f(e.speedup, ".2f") + "x") if e.speedup is not None else "–",
+            _f(e.miou_delta_points, "+.2f"), "★" if e.pareto else ""]
+
+
+def _machine_line(entries: list[Entry]) -> str:
+    row = entries[0].row
+    m, v = row.get("machine", {}), row.get("versions", {})
+    gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpus", [])) or "no GPU"
+    libs = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "torch", "tensorrt", "openvino") if k in v)
+    return (f"{m.get('cpu', '?')}, {m.get('usable_cores', m.get('cores', '?'))} cores, {gpus}; "
+            f"{m.get('os', '')}; python {v.get('python', m.get('python', '?'))}; {libs}")
+
+
+def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
+             images: dict[str, str]) -> str:
+    """The report as Markdown (plots referenced by relative file name)."""
+    out = [f"# {title}", "", f"Results from {', '.join(f'`{s}`' for s in sources)}. Latency per call; "
+           "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
+           "and batch; ★ marks the Pareto frontier (no other result at the same batch size is both faster and more accurate); "
+           "~ marks a noisy latency (p90 more than 15% above p50, or too few runs). Accuracy is on the whole "
+           "split named per row, with the image count.", ""]
+    for device, entries in groups.items():
+        out += [f"## {device}", "", f"Machine: {_machine_line(entries)}", "",
+                "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        out += ["| " + " | ".join(cells(e)) + " |" for e in entries]
+        splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
+                         for e in entries if e.row.get("accuracy")})
+        if splits:
+            out += ["", "Accuracy data: " + "; ".join(splits)]
+        noisy = [e for e in entries if e.noisy]
+        if noisy:
+            out += ["", "Noisy: " + "; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy)]
+        out.append("")
+    if failed:
+        out += ["## Not measured", ""] + [f"- `{r['artifact']['name']}` on {r.get('backend')} "
+                                          f"(threads {r.get('threads')}, batch {r.get('batch')}): {r['error']}"
+                                          for r in failed] + [""]
+    out += [f"![{alt}]({name})" for alt, name in images.items()] + [""]
+    return "\n".join(out)
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
+              images: dict[str, Path]) -> str:
+    """A self-contained HTML page (plots embedded as data URIs)."""
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+             "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+             "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
+             "td:nth-child(-n+3){text-align:left}tr.pareto{background:#eef8ee}"
+             "img{max-width:100%}</style></head><body>",
+             f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. Speed-up and ΔmIoU against the "
+             "FP32 artifact of the same model, device, threads and batch; ★ Pareto frontier; ~ noisy latency.</p>"]
+    for device, entries in groups.items():
+        parts.append(f"<h2>{esc(device)}</h2><p>Machine: {esc(_machine_line(entries))}</p><table><tr>"
+                     + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr>")
+        for e in entries:
+            parts.append(f"<tr class='{'pareto' if e.pareto else ''}'>"
+                         + "".join(f"<td>{esc(c)}</td>" for c in cells(e)) + "</tr>")
+        parts.append("</table>")
+    if failed:
+        parts.append("<h2>Not measured</h2><ul>" + "".join(
+            f"<li>{esc(r['artifact']['name'])} on {esc(str(r.get('backend')))}: {esc(r['error'])}</li>"
+            for r in failed) + "</ul>")
+    for alt, path in images.items():
+        parts.append(f"<h2>{esc(alt)}</h2><img alt='{esc(alt)}' src='{_png_data_uri(path)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def csv_text(entries: list[Entry]) -> str:
+    """One CSV row per entry with machine-friendly column names."""
+    buf = io.StringIO()
+    fields = ["device", "model", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
+              "gmacs", "p50_ms", "p90_ms", "throughput", "peak_mb", "miou", "dice", "images", "speedup",
+              "miou_delta_points", "baseline", "pareto", "noisy"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for e in entries:
+        writer.writerow({f: getattr(e, f) for f in fields})
+    return buf.getvalue()

@@ -1,0 +1,43 @@
+"""`edgeseg run`: every stage of a tiny recipe, then stage skipping and resume on a second run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeseg.pipeline import run
+from edgeseg.recipe import recipe_from_dict
+from tests.conftest import tiny_recipe_dict
+
+
+def _recipe(**bench):
+    d = tiny_recipe_dict("unet_test", num_classes=3)
+    d["data"]["synthetic"].update(num_train=8, num_val=4, size=32)
+    d["data"]["image_size"] = 32
+    d["train"].update(epochs=2, batch_size=4)
+    d["export"] = {"formats": ["onnx"], "precisions": ["fp32", "int8"], "calibration": {"images": 4}}
+    d["bench"] = {"backends": ["onnxruntime"], "threads": [1], "batch": [1], "warmup": 1, "min_runs": 3,
+                  "min_time_s": 0.0, **bench}
+    d["report"] = {}
+    return recipe_from_dict(d)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_run_all_stages_then_skip_unchanged(tmp_path):
+    first = run(_recipe(), tmp_path)
+    assert [s["status"] for s in first["stages"].values()] == ["done"] * 4, first
+    assert (tmp_path / "1_train" / "model.pt").is_file() and (tmp_path / "1_train" / "eval.json").is_file()
+    export_doc = json.loads((tmp_path / "4_export" / "export.json").read_text())
+    assert {(a["format"], a["precision"]) for a in export_doc["artifacts"]} >= {("onnx", "fp32"), ("onnx", "int8")}
+    rows = [json.loads(line) for line in (tmp_path / "5_bench" / "results.jsonl").read_text().splitlines()]
+    assert rows and all(r["accuracy"]["num_images"] == 4 for r in rows if r.get("accuracy"))
+    report_md = (tmp_path / "6_report" / "report.md").read_text()
+    assert "unet_test" in report_md and (tmp_path / "6_report" / "pareto.png").is_file()
+
+    second = run(_recipe(), tmp_path)
+    assert [s["status"] for s in second["stages"].values()] == ["skipped"] * 4, second
+
+    third = run(_recipe(min_runs=4), tmp_path)
+    status = {k: v["status"] for k, v in third["stages"].items()}
+    assert status == {"train": "skipped", "export": "skipped", "bench": "done", "report": "done"}
