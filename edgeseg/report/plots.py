@@ -81,7 +81,7 @@ def size_plot(entries: list[Entry], path: Path) -> Path:
             continue
         seen.add(key)
         ax.scatter(e.size_mb, e.miou, zorder=3)
-        ax.annotate(f"{e.model} {e.precision}", (e.size_mb, e.miou), fontsize=7, xytext=(4, 4),
+        ax.annotate(e.artifact, (e.size_mb, e.miou), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
     if seen:
         _log_x(ax)

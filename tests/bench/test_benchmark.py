@@ -1,0 +1,63 @@
+"""`benchmark`: a tiny model on torch and onnxruntime, every field present and sane."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeseg.artifacts import file_sha256
+from edgeseg.bench import SCHEMA, benchmark, load_rows
+from edgeseg.recipe import BenchCfg
+
+QUICK = BenchCfg(warmup=1, min_runs=3, min_time_s=0.0)
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_artifacts, tmp_path_factory):
+    pt, onnx_path = tiny_artifacts
+    out = tmp_path_factory.mktemp("rows") / "results.jsonl"
+    written = benchmark([pt, onnx_path], out=out, threads=[1], batch=[1, 2], cfg=QUICK)
+    return written, out
+
+
+def test_one_row_per_configuration_appended_as_json_lines(rows):
+    written, out = rows
+    assert [(r["artifact"]["name"], r["backend"], r["batch"]) for r in written] == [
+        ("model.pt", "torch", 1), ("model.pt", "torch", 2), ("model.onnx", "onnxruntime", 1),
+        ("model.onnx", "onnxruntime", 2)]
+    assert load_rows([out]) and len(out.read_text().splitlines()) == 4
+    assert all(json.loads(line)["schema"] == SCHEMA for line in out.read_text().splitlines())
+
+
+def test_fields_are_present_and_sane(rows, tiny_artifacts):
+    written, _ = rows
+    for r in written:
+        assert not r["error"], r["error"]
+        lat = r["latency"]
+        assert lat["runs"] >= 3 and 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        assert lat["throughput_ips"] > 0 and isinstance(r["noisy"], bool)
+        mem = r["memory"]
+        assert "error" not in mem, mem
+        assert 0 < mem["rss_baseline_mb"] <= mem["rss_loaded_mb"] <= mem["peak_rss_mb"] < 4096
+        acc = r["accuracy"]
+        assert acc["num_images"] == 6 and acc["split"] == "val" and 0 <= acc["miou"] <= 1
+        assert r["machine"]["cpu"] and r["machine"]["cores"] >= 1 and "numpy" in r["versions"]
+        assert r["threads"] == 1 and r["input_shape"] == [r["batch"], 3, 64, 64]
+        assert r["model"]["name"] == "unet_test" and r["model"]["params"] > 0 and r["model"]["gmacs"] > 0
+        assert r["artifact"]["sha256"] == file_sha256(r["artifact"]["path"]) and r["artifact"]["size_bytes"] > 0
+        assert r["precision"] == "fp32"
+
+
+def test_same_weights_same_accuracy_across_backends(rows):
+    written, _ = rows
+    mious = {r["backend"]: r["accuracy"]["miou"] for r in written}
+    assert mious["torch"] == pytest.approx(mious["onnxruntime"], abs=0.01)
+
+
+def test_unrunnable_pair_is_an_error_row(tiny_artifacts, tmp_path):
+    _, onnx_path = tiny_artifacts
+    written = benchmark([onnx_path], out=tmp_path / "r.jsonl", backends=["tensorrt"], threads=[1], batch=[1],
+                        cfg=QUICK, accuracy=False)
+    assert len(written) == 1 and written[0]["error"] and written[0]["backend"] == "tensorrt"
+    assert load_rows([tmp_path / "r.jsonl"])[0]["error"]

@@ -1,0 +1,38 @@
+"""Latency statistics and the noisy flag."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edgeseg.bench.latency import NOISE_THRESHOLD, measure_latency, stats_from_times
+
+
+def test_tight_timings_are_not_noisy():
+    s = stats_from_times([0.010, 0.0101, 0.0099, 0.0100, 0.0102, 0.0100], batch=2)
+    assert not s.noisy and s.p50_ms == pytest.approx(10.0, rel=0.02)
+    assert s.throughput_ips == pytest.approx(2 / 0.01, rel=0.02)
+
+
+def test_wide_spread_is_flagged_with_a_reason():
+    times = [0.010] * 8 + [0.020] * 4
+    s = stats_from_times(times)
+    assert s.spread > NOISE_THRESHOLD and s.noisy and "p90" in s.noise_reason
+
+
+def test_too_few_runs_are_flagged():
+    s = stats_from_times([0.01, 0.01, 0.01])
+    assert s.noisy and "only 3 runs" in s.noise_reason
+
+
+def test_min_runs_and_min_time_both_hold():
+    calls = []
+    s = measure_latency(lambda: calls.append(time.sleep(0.002)), warmup=2, min_runs=5, min_time_s=0.05)
+    assert s.runs >= 5 and s.runs * 2 >= 20  # 0.05 s of 2 ms calls
+    assert len(calls) == s.runs + 2
+
+
+def test_empty_timings_raise():
+    with pytest.raises(ValueError):
+        stats_from_times([])
