@@ -102,8 +102,11 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
             res = export(model_pt, export_dir, formats=recipe.export.formats, precisions=recipe.export.precisions,
                          cfg=recipe.export)
             shipped = [a for a in res["artifacts"] if a.get("shipped", True)]
+            # Bench every runnable file, the INT8 the auto policy rejected too: the report then shows
+            # what INT8 would have cost on this machine instead of silently leaving it out.
+            runnable = [a["path"] for a in res["artifacts"] if Path(a["path"]).is_file()]
             return {"_summary": f"{len(shipped)} artifacts shipped of {len(res['artifacts'])}",
-                    "artifacts": [a["path"] for a in shipped]}
+                    "artifacts": runnable, "shipped": [a["path"] for a in shipped]}
 
         res = _stage("export", export_dir, _fingerprint(recipe.export.model_dump(mode="json"), [model_pt]),
                      [export_dir / "export.json"], force, do_export, log)

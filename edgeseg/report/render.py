@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeseg.report.table import Entry
 
-COLUMNS = ["model", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
+COLUMNS = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
            "p50 (ms)", "p90 (ms)", "img/s", "peak mem (MB)", "mIoU", "mean Dice", "images",
            "speed-up vs FP32", "ΔmIoU (pts)", "Pareto"]
 
@@ -23,7 +23,7 @@ def _f(v: Any, fmt: str) -> str:
 def cells(e: Entry) -> list[str]:
     """The table cells of one entry, in COLUMNS order; noisy latencies get a '~'."""
     noisy = "~" if e.noisy else ""
-    return [e.model, e.precision, e.backend, _f(e.threads, "d") if e.threads else "default", str(e.batch),
+    return [e.model, e.artifact, e.precision, e.backend, _f(e.threads, "d") if e.threads else "default", str(e.batch),
             _f(e.size_mb, ".2f"), _f(e.params / 1e6 if e.params else None, ".2f"), _f(e.gmacs, ".3g"),
             noisy + _f(e.p50_ms, ".2f"), noisy + _f(e.p90_ms, ".2f"), _f(e.throughput, ".1f"),
             _f(e.peak_mb, ".0f"), _f(e.miou, ".4f"), _f(e.dice, ".4f"), _f(e.images, "d"),
@@ -80,7 +80,7 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
              "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
              "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
-             "td:nth-child(-n+3){text-align:left}tr.pareto{background:#eef8ee}"
+             "td:nth-child(-n+4){text-align:left}tr.pareto{background:#eef8ee}"
              "img{max-width:100%}</style></head><body>",
              f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. Speed-up and ΔmIoU against the "
              "FP32 artifact of the same model, device, threads and batch; ★ Pareto frontier; ~ noisy latency.</p>"]

@@ -12,7 +12,7 @@ from tests.conftest import make_checkpoint
 QUICK_LATENCY = {"warmup": 1, "min_runs": 3, "min_time_s": 0.0, "max_time_s": 5.0}
 
 
-def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 30, **kwargs: object) -> Path:
+def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 150, **kwargs: object) -> Path:
     """A ``make_checkpoint`` checkpoint briefly fitted to its synthetic training split.
 
     Random-init logits are near ties everywhere; a few optimiser steps give separated logits, so INT8
@@ -29,7 +29,7 @@ def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 30, **k
     images = torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
     masks = torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))]).long()
     net = ckpt.model.train()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     torch.manual_seed(0)
     for _ in range(steps):
         idx = torch.randint(0, len(images), (4,))
