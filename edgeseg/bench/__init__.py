@@ -15,6 +15,14 @@ from edgeseg.bench.rows import SCHEMA, ResultsError, append_rows, load_rows
 __all__ = ["SCHEMA", "BenchSettings", "ResultsError", "benchmark", "load_rows"]
 
 
+def runs_on(path: Path, backend: str) -> bool:
+    """Whether ``backend`` loads files like ``path`` (checkpoints: torch; .onnx/.ort: onnxruntime; ...)."""
+    from edgeseg import runtime
+
+    name = runtime.ALIASES.get(backend, backend)
+    return runtime.DEFAULT_BACKEND.get(path.suffix.lower()) == name or name not in runtime.BACKENDS
+
+
 def _settings(cfg: Any) -> BenchSettings:
     if cfg is None:
         return BenchSettings()
@@ -47,7 +55,9 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         artifacts: model.pt / .onnx / .ort / .engine / .xml files.
         out: JSON-lines file the rows are appended to (atomically).
         backends: runtime names (torch, onnxruntime, tensorrt, openvino, torch-cuda); default: each
-            artifact's own by suffix. A pair that cannot run becomes a row with ``error`` set.
+            artifact's own by suffix. Each artifact runs on the listed backends that load its kind of
+            file (others are skipped with a printed note); a backend that fails to load or run it
+            becomes a row with ``error`` set, which the report lists as not measured.
         device: ``cpu`` or ``cuda``.
         threads: intra-op thread counts to pin (default: ``cfg.threads``, else the runtime default).
         batch: batch sizes (default ``[1]``).
@@ -67,7 +77,13 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
     batch = batch or (list(cfg.batch) if cfg is not None else [1])
     rows: list[dict[str, Any]] = []
     profile_cache: dict = {}
-    plan = [(Path(a), b) for a in artifacts for b in (backends or [None])]
+    plan = []
+    for a in map(Path, artifacts):
+        for b in backends or [None]:
+            if b is not None and not runs_on(a, b):
+                print(f"bench: {a.name} is not a {b} artifact; skipped on {b}")
+                continue
+            plan.append((a, b))
     with make_progress() as progress:
         bar = progress.add_task("bench", total=len(plan) * len(threads) * len(batch), rate="", info="")
         for path, wanted in plan:

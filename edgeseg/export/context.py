@@ -79,9 +79,12 @@ class ExportContext:
 
     @property
     def input_hw(self) -> tuple[int, int]:
-        """Recipe input size rounded up to the model stride (what static exports and latency use)."""
+        """Export recipe's input size (``--set data.image_size=...`` applies) rounded up to the stride.
+
+        Static exports get this size and the INT8 decision is timed at it.
+        """
         s = self.meta.stride
-        h, w = self.meta.input_size
+        h, w = self.recipe.data.size_hw
         return -(-h // s) * s, -(-w // s) * s
 
     def val_dataset(self) -> Any:

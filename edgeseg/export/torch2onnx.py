@@ -33,7 +33,7 @@ def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic:
                    output_names: list[str]) -> Any:
     dynamic_shapes = ({0: "batch", 2: "height", 3: "width"},) if dynamic else None
     # The exporter logs its opset up/down-conversion and prints progress; the result is checked instead.
-    loggers = [logging.getLogger(n) for n in ("onnxscript", "torch.onnx", "torch.export")]
+    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
     levels = [lg.level for lg in loggers]
     try:
         for lg in loggers:

@@ -55,9 +55,13 @@ def test_same_weights_same_accuracy_across_backends(rows):
     assert mious["torch"] == pytest.approx(mious["onnxruntime"], abs=0.01)
 
 
-def test_unrunnable_pair_is_an_error_row(tiny_artifacts, tmp_path):
-    _, onnx_path = tiny_artifacts
-    written = benchmark([onnx_path], out=tmp_path / "r.jsonl", backends=["tensorrt"], threads=[1], batch=[1],
+def test_incompatible_pairs_are_skipped_and_failures_are_error_rows(tiny_artifacts, tmp_path, capsys):
+    pt, onnx_path = tiny_artifacts
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    written = benchmark([pt, broken], out=tmp_path / "r.jsonl", backends=["onnxruntime"], threads=[1], batch=[1],
                         cfg=QUICK, accuracy=False)
-    assert len(written) == 1 and written[0]["error"] and written[0]["backend"] == "tensorrt"
+    assert "model.pt is not a onnxruntime artifact; skipped" in capsys.readouterr().out
+    assert len(written) == 1 and written[0]["artifact"]["name"] == "broken.onnx"
+    assert "onnxruntime cannot load it" in written[0]["error"]
     assert load_rows([tmp_path / "r.jsonl"])[0]["error"]

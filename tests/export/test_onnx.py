@@ -137,3 +137,17 @@ def test_clear_errors(tmp_path):
         export(ckpt, tmp_path / "out", formats=["coreml"])
     with pytest.raises(ExportError, match="unknown precision 'int4'"):
         export(ckpt, tmp_path / "out", precisions=["int4"])
+
+
+def test_predict_needs_only_the_int8_file(exported, tmp_path):
+    from PIL import Image
+
+    from edgeseg.predict import predict
+
+    _, out, _ = exported
+    img = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(img)
+    written = predict(out / "model.int8.onnx", [img], tmp_path / "preds")
+    mask = np.asarray(Image.open(written[0]["mask"]))
+    assert mask.shape == (40, 56) and mask.max() < 4
+    assert Image.open(written[0]["overlay"]).size == (56, 40)
