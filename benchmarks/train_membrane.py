@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 from datetime import date
 from pathlib import Path
 
 from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+from edgeseg.bench.machine import cpu_model
 from edgeseg.recipe import load_recipe
 from edgeseg.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def write_overlay_figure(model_pt: Path, recipe, path: Path) -> Path:

@@ -25,7 +25,8 @@ def pad_to_stride(image: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int
     return image, (h, w)
 
 
-def _resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a C x H x W float array to ``hw`` (channel by channel, float32)."""
     from PIL import Image
 
     return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
@@ -47,7 +48,7 @@ def predict_labels(backend: Backend, image: np.ndarray, stride: int) -> np.ndarr
     fixed = backend.inputs[0].fixed_hw
     h, w = image.shape[1:]
     if fixed is not None and fixed != (h, w):
-        logits = backend(_resize_chw(image, fixed)[None])[0]
+        logits = backend(resize_chw(image, fixed)[None])[0]
         return _resize_labels(logits[0].argmax(0), (h, w))
     padded, _ = pad_to_stride(image, stride)
     logits = backend(padded[None])[0]

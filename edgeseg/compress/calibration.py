@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.evaluate import resize_chw
+
 CALIBRATION_SPLIT = "train"
 
 
@@ -29,21 +31,13 @@ class CalibrationInfo:
         return {**asdict(self), "size": list(self.size)}
 
 
-def _resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize((hw[1], hw[0]),
-                                                                                        Image.BILINEAR))
-                     for c in image]).astype(np.float32)
-
-
 def crop_or_resize(image: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A random ``hw`` crop of a C x H x W image; a side smaller than ``hw`` is first resized up to fit."""
     _, h, w = image.shape
     th, tw = hw
     if h < th or w < tw:
         scale = max(th / h, tw / w)
-        image = _resize_chw(image, (max(th, round(h * scale)), max(tw, round(w * scale))))
+        image = resize_chw(image, (max(th, round(h * scale)), max(tw, round(w * scale))))
         _, h, w = image.shape
     top = int(rng.integers(0, h - th + 1))
     left = int(rng.integers(0, w - tw + 1))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from edgeseg.artifacts import ModelMeta
+from edgeseg.evaluate import resize_chw
 from edgeseg.export.formats import ArtifactRecord
 from edgeseg.recipe import ExportCfg, Recipe
 
@@ -21,14 +22,6 @@ FP32_MIN_AGREEMENT = 0.999  # argmax agreement
 
 def _to_numpy(x: Any) -> np.ndarray:
     return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize((hw[1], hw[0]),
-                                                                                        Image.BILINEAR))
-                     for c in image]).astype(np.float32)
 
 
 @dataclass
@@ -108,7 +101,7 @@ class ExportContext:
                 if self.cfg.dynamic:
                     image, _ = pad_to_stride(image, self.meta.stride)
                 else:
-                    image = _resize_chw(image, self.input_hw)
+                    image = resize_chw(image, self.input_hw)
                 inputs.append(image[None])
             if not inputs:
                 from edgeseg.export.formats import ExportError
