@@ -135,12 +135,17 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
           device: str = "cpu", threads: Optional[str] = typer.Option(None, help="comma list, e.g. 1,2"),
           batch: Optional[str] = typer.Option(None, help="comma list, e.g. 1,4"),
           data: Optional[Path] = typer.Option(None, help="recipe for the accuracy data"),
-          no_accuracy: bool = typer.Option(False, "--no-accuracy", help="latency and memory only")) -> None:
+          no_accuracy: bool = typer.Option(False, "--no-accuracy", help="latency and memory only"),
+          fp16: bool = typer.Option(False, "--fp16", help="torch on CUDA: fp16 autocast"),
+          channels_last: bool = typer.Option(False, "--channels-last", help="torch: channels_last memory format"),
+          compile: bool = typer.Option(False, "--compile", help="torch: torch.compile the model")) -> None:
     """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
     from edgeseg.bench import benchmark
 
+    torch_options = {k: True for k, on in (("fp16", fp16), ("channels_last", channels_last), ("compile", compile))
+                     if on}
     rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device, threads=_csv(threads, int),
-                     batch=_csv(batch, int), data=data, accuracy=not no_accuracy)
+                     batch=_csv(batch, int), data=data, accuracy=not no_accuracy, torch_options=torch_options)
     out_console.print(f"{len(rows)} result lines appended to {out}")
 
 

@@ -48,7 +48,7 @@ def _model_figures(meta: Any, hw: tuple[int, int], cache: dict) -> dict[str, Any
 def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[str] | None = None,
               device: str = "cpu", threads: list[int] | None = None, batch: list[int] | None = None,
               cfg: Any = None, data: str | Path | None = None, accuracy: bool = True,
-              split: str = "val") -> list[dict[str, Any]]:
+              split: str = "val", torch_options: dict[str, bool] | None = None) -> list[dict[str, Any]]:
     """Measure every (artifact, backend, threads, batch) and append one JSON line each to ``out``.
 
     Args:
@@ -65,6 +65,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         data: recipe whose data to evaluate on (default: each artifact's stored recipe).
         accuracy: measure accuracy on the whole ``split`` (once per artifact and backend).
         split: evaluation split (never the calibration/training split).
+        torch_options: for the torch backend: ``fp16`` (autocast on CUDA), ``channels_last``, ``compile``.
 
     Returns:
         The rows written.
@@ -92,8 +93,9 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
             acc: dict[str, Any] | None = None
             acc_done = False
             for t in threads:
+                options = dict(torch_options or {}) if name == "torch" else {}
                 try:
-                    be = runtime.open(path, backend=wanted, device=device, threads=t)
+                    be = runtime.open(path, backend=wanted, device=device, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)
                     for b in batch:
                         row = base_row(path, name, device, t, b)
@@ -110,7 +112,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
                 for b in batch:
                     progress.update(bar, info=f"{path.name} {name} threads={t} batch={b}")
                     row = bench_one(path, be, backend_name=name, device=device, threads=t, batch=b,
-                                    settings=settings, accuracy=acc, model_figures=figures)
+                                    settings=settings, accuracy=acc, model_figures=figures, options=options)
                     rows.append(row)
                     progress.update(bar, advance=1)
                 del be

@@ -74,9 +74,13 @@ def _fixed_batch(backend: Any) -> int | None:
 
 def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threads: int | None, batch: int,
               settings: BenchSettings, accuracy: dict[str, Any] | None = None,
-              model_figures: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Latency (+ memory in a fresh subprocess) of ``backend`` at ``batch``; ``accuracy`` is attached as is."""
+              model_figures: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Latency (+ memory in a fresh subprocess) of ``backend`` at ``batch``; ``accuracy`` is attached as is.
+
+    ``options`` are the backend options ``backend`` was opened with (recorded, and given to the memory probe).
+    """
     row = base_row(path, backend_name, device, threads, batch)
+    row["backend_options"] = dict(options or {})
     meta = backend.meta
     hw = bench_input_hw(backend)
     fixed = _fixed_batch(backend)
@@ -108,7 +112,7 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
         from edgeseg.bench.memory import measure_memory
 
         row["memory"] = measure_memory(path, backend=backend_name, device=device, threads=threads, batch=batch,
-                                       hw=hw, runs=settings.memory_runs)
+                                       hw=hw, runs=settings.memory_runs, options=options)
     row["accuracy"] = accuracy
     return row
 

@@ -61,7 +61,9 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
     backend_name = runtime.backend_for(args.artifact, args.backend)
     importlib.import_module(runtime.BACKENDS[backend_name][0])  # runtime library counts as baseline
     baseline = rss_mb()
-    be = runtime.open(args.artifact, backend=args.backend, device=args.device, threads=args.threads or None)
+    options = {name: True for name in args.option}
+    be = runtime.open(args.artifact, backend=args.backend, device=args.device, threads=args.threads or None,
+                      **options)
     loaded = rss_mb()
     x = np.random.default_rng(0).standard_normal((args.batch, be.meta.in_channels, args.height, args.width),
                                                  dtype=np.float32)
@@ -80,13 +82,17 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_memory(artifact: str | Path, *, backend: str | None, device: str, threads: int | None, batch: int,
-                   hw: tuple[int, int], runs: int = 3, timeout_s: float = 600) -> dict[str, Any]:
+                   hw: tuple[int, int], runs: int = 3, timeout_s: float = 600,
+                   options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the probe in a fresh interpreter; returns its figures or ``{"error": ...}``."""
     cmd = [sys.executable, "-m", "edgeseg.bench.memory", str(artifact), "--device", device,
            "--threads", str(threads or 0), "--batch", str(batch), "--height", str(hw[0]), "--width", str(hw[1]),
            "--runs", str(runs)]
     if backend:
         cmd += ["--backend", backend]
+    for name, on in (options or {}).items():
+        if on:
+            cmd += ["--option", name]
     env = {**os.environ, "EDGESEG_QUIET": "1"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--height", type=int, required=True)
     ap.add_argument("--width", type=int, required=True)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--option", action="append", default=[], help="boolean backend option, e.g. channels_last")
     print(json.dumps(_probe(ap.parse_args(argv))))
 
 

@@ -65,3 +65,12 @@ def test_incompatible_pairs_are_skipped_and_failures_are_error_rows(tiny_artifac
     assert len(written) == 1 and written[0]["artifact"]["name"] == "broken.onnx"
     assert "onnxruntime cannot load it" in written[0]["error"]
     assert load_rows([tmp_path / "r.jsonl"])[0]["error"]
+
+
+def test_torch_options_are_applied_and_recorded(tiny_artifacts, tmp_path):
+    pt, _ = tiny_artifacts
+    settings = BenchCfg(warmup=1, min_runs=3, min_time_s=0.0)
+    (row,) = benchmark([pt], out=tmp_path / "r.jsonl", threads=[1], batch=[1], cfg=settings, accuracy=False,
+                       torch_options={"channels_last": True})
+    assert not row["error"] and row["backend_options"] == {"channels_last": True}
+    assert "error" not in row["memory"] and row["accuracy"] is None
