@@ -138,14 +138,26 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
           no_accuracy: bool = typer.Option(False, "--no-accuracy", help="latency and memory only"),
           fp16: bool = typer.Option(False, "--fp16", help="torch on CUDA: fp16 autocast"),
           channels_last: bool = typer.Option(False, "--channels-last", help="torch: channels_last memory format"),
-          compile: bool = typer.Option(False, "--compile", help="torch: torch.compile the model")) -> None:
+          compile: bool = typer.Option(False, "--compile", help="torch: torch.compile the model"),
+          split: str = typer.Option("val", help="accuracy split (the whole split is used)"),
+          warmup: int = typer.Option(5, min=0, help="untimed calls first"),
+          min_runs: int = typer.Option(20, min=1, help="timed calls, at least"),
+          min_time: float = typer.Option(2.0, min=0.0, help="timed seconds, at least")) -> None:
     """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
     from edgeseg.bench import benchmark
+    from edgeseg.recipe import BenchCfg
 
     torch_options = {k: True for k, on in (("fp16", fp16), ("channels_last", channels_last), ("compile", compile))
                      if on}
+    cfg = BenchCfg(warmup=warmup, min_runs=min_runs, min_time_s=min_time, threads=[], batch=[1])
     rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device, threads=_csv(threads, int),
-                     batch=_csv(batch, int), data=data, accuracy=not no_accuracy, torch_options=torch_options)
+                     batch=_csv(batch, int), cfg=cfg, data=data, accuracy=not no_accuracy, split=split,
+                     torch_options=torch_options)
+    for r in rows:
+        lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
+        figures = (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if r.get('noisy') else ''}"
+                   + (f", mIoU {acc['miou']:.4f} on {acc['num_images']} images" if acc else "")) if lat else r["error"]
+        out_console.print(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: {figures}")
     out_console.print(f"{len(rows)} result lines appended to {out}")
 
 

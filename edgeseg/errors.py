@@ -8,11 +8,12 @@ from edgeseg.runtime.base import BackendError
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from edgeseg.bench.rows import ResultsError
     from edgeseg.data import DataError
     from edgeseg.train.loop import TrainingDiverged
 
     errors: list[type[BaseException]] = [RecipeError, ArtifactError, BackendError, DataError, TrainingDiverged,
-                                         KeyError, FileNotFoundError]
+                                         ResultsError, KeyError, FileNotFoundError]
     try:
         from edgeseg.export import ExportError
 

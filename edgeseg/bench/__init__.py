@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.core import BenchSettings, bench_input_hw, bench_one, base_row
+from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
+from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import SCHEMA, ResultsError, append_rows, load_rows
 
 __all__ = ["SCHEMA", "BenchSettings", "ResultsError", "benchmark", "load_rows"]
@@ -27,22 +28,6 @@ def _settings(cfg: Any) -> BenchSettings:
     if cfg is None:
         return BenchSettings()
     return BenchSettings(warmup=cfg.warmup, min_runs=cfg.min_runs, min_time_s=cfg.min_time_s)
-
-
-def _model_figures(meta: Any, hw: tuple[int, int], cache: dict) -> dict[str, Any]:
-    """Parameters and GMACs of the architecture at the bench input size (from the registry, with torch)."""
-    key = (meta.model_name, meta.num_classes, meta.in_channels, repr(sorted(meta.model_args.items())), hw)
-    if key not in cache:
-        try:
-            from edgeseg.models import create_model
-            from edgeseg.models.profile import count_macs, count_params
-
-            net = create_model(meta.model_name, num_classes=meta.num_classes, in_channels=meta.in_channels,
-                               **meta.model_args)
-            cache[key] = {"params": count_params(net), "gmacs": round(count_macs(net, hw) / 1e9, 4)}
-        except Exception as exc:  # noqa: BLE001  (an unknown/foreign model still gets latency and memory)
-            cache[key] = {"params": None, "gmacs": None, "profile_error": str(exc)[:200]}
-    return cache[key]
 
 
 def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[str] | None = None,
@@ -74,10 +59,11 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
     from edgeseg.progress import make_progress
 
     settings = _settings(cfg)
-    threads = threads or (list(cfg.threads) if cfg is not None else [None])  # type: ignore[list-item]
+    threads = threads or (list(cfg.threads) if cfg is not None and cfg.threads else [usable_cores()])
     batch = batch or (list(cfg.batch) if cfg is not None else [1])
     rows: list[dict[str, Any]] = []
-    profile_cache: dict = {}
+    written = 0
+    profile_cache: dict[tuple[Path, tuple[int, int]], dict[str, Any]] = {}
     plan = []
     for a in map(Path, artifacts):
         for b in backends or [None]:
@@ -90,15 +76,16 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         for path, wanted in plan:
             name = runtime.backend_for(path, wanted) if wanted or path.suffix.lower() in runtime.DEFAULT_BACKEND \
                 else str(wanted)
+            where = "cuda" if wanted == "torch-cuda" else device  # the alias implies the device; rows must say so
             acc: dict[str, Any] | None = None
             acc_done = False
             for t in threads:
                 options = dict(torch_options or {}) if name == "torch" else {}
                 try:
-                    be = runtime.open(path, backend=wanted, device=device, threads=t, **options)
+                    be = runtime.open(path, backend=wanted, device=where, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)
                     for b in batch:
-                        row = base_row(path, name, device, t, b)
+                        row = base_row(path, name, where, t, b)
                         row["error"] = f"{type(exc).__name__}: {exc}"
                         rows.append(row)
                         progress.update(bar, advance=1)
@@ -108,13 +95,24 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
                     from edgeseg.bench.accuracy import recipe_accuracy
 
                     acc, acc_done = recipe_accuracy(be, data, split), True
-                figures = _model_figures(be.meta, bench_input_hw(be), profile_cache)
+                hw = bench_input_hw(be)
+                if (path, hw) not in profile_cache:
+                    profile_cache[(path, hw)] = model_figures(path, be, hw)
                 for b in batch:
                     progress.update(bar, info=f"{path.name} {name} threads={t} batch={b}")
-                    row = bench_one(path, be, backend_name=name, device=device, threads=t, batch=b,
-                                    settings=settings, accuracy=acc, model_figures=figures, options=options)
+                    try:
+                        row = bench_one(path, be, backend_name=name, device=where, threads=t, batch=b,
+                                        settings=settings, accuracy=acc, model_figures=profile_cache[(path, hw)],
+                                        options=options)
+                    except Exception as exc:  # noqa: BLE001  (a run that fails is a row; the others go on)
+                        row = {**base_row(path, name, where, t, b), "error": f"{type(exc).__name__}: {exc}"}
+                        progress.console.print(f"bench: {path.name} on {name} failed: {exc}")
                     rows.append(row)
                     progress.update(bar, advance=1)
                 del be
-    append_rows(out, rows)
+            # Each artifact's lines land as soon as they exist: an interrupted run keeps what it measured.
+            append_rows(out, rows[written:])
+            written = len(rows)
+    if not plan:
+        append_rows(out, [])  # nothing runnable: the (possibly new) file still exists for `report` to explain
     return rows

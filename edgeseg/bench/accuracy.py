@@ -1,23 +1,39 @@
 """Accuracy of a loaded artifact on a whole split, through its own backend.
 
-Two sources of evaluation data: a recipe (any dataset kind; needs torch, used by `edgeseg bench`) and
-a folder ``ROOT/images`` + ``ROOT/masks`` read with numpy only (the standalone runner on a device).
+Three sources of evaluation data: a recipe (any dataset kind; needs torch, used by `edgeseg bench`),
+a folder ``ROOT/images`` + ``ROOT/masks`` read with numpy and PIL, and a ``.npz`` of pixels and masks
+(both for the standalone runner on a device). Each result names its data with a ``dataset``
+fingerprint, so a report compares mIoU only between results measured on the same images.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeseg.evaluate import evaluate_arrays
 
 
-def _result(backend: Any, samples: Any, total: int, ignore_index: int, split: str, data: str) -> dict[str, Any]:
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _pairs_fingerprint(name: str, pairs: list[tuple[Path, Path]], split: str) -> dict[str, str]:
+    # The split's file names: the same folder read by `edgeseg bench` (recipe) and by the runner agrees.
+    return {"name": name, "split": split, "hash": _digest([[p.name for p in pair] for pair in pairs])}
+
+
+def _result(backend: Any, samples: Any, total: int, ignore_index: int, split: str, data: str,
+            dataset: dict[str, str]) -> dict[str, Any]:
     meta = backend.meta
     res = evaluate_arrays(backend, samples, num_classes=meta.num_classes, ignore_index=ignore_index,
                           stride=meta.stride, class_names=meta.classes, total=total,
                           description=f"accuracy {split}")
-    return {**res, "split": split, "data": data}
+    return {**res, "split": split, "data": data, "dataset": dataset}
 
 
 def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str = "val") -> dict[str, Any]:
@@ -30,7 +46,17 @@ def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str =
     rcp = load_recipe(recipe) if recipe else recipe_from_dict(meta.recipe, source="the artifact's stored recipe")
     dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, num_classes=meta.num_classes)
     source = str(recipe) if recipe else f"stored recipe {rcp.name!r} ({rcp.data.kind})"
-    return _result(backend, dataset_samples(dataset), len(dataset), rcp.data.ignore_index, split, source)
+    d = rcp.data
+    if d.kind == "folder" and d.root is not None:
+        from edgeseg.data.folder import list_pairs
+
+        pairs = list_pairs(Path(d.root), split, val_ratio=d.val_ratio, test_ratio=d.test_ratio,
+                           split_seed=d.split_seed)
+        fingerprint = _pairs_fingerprint(Path(d.root).name, pairs, split)
+    else:
+        fingerprint = {"name": f"{d.kind} ({rcp.name})", "split": split,
+                       "hash": _digest([d.kind, d.synthetic.model_dump(mode="json"), d.size_hw, split])}
+    return _result(backend, dataset_samples(dataset), len(dataset), d.ignore_index, split, source, fingerprint)
 
 
 def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_encoding: str = "auto",
@@ -45,4 +71,30 @@ def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_
     decoder = MaskDecoder(mask_encoding, meta.num_classes, ignore, None, list(meta.classes))
     loaded = load_pairs(pairs, decoder, meta.in_channels)
     samples = ((normalize(image, meta.mean, meta.std), mask) for image, mask in loaded)
-    return _result(backend, samples, len(loaded), ignore, split, str(root))
+    return _result(backend, samples, len(loaded), ignore, split, str(root),
+                   _pairs_fingerprint(Path(root).name, pairs, split))
+
+
+def npz_accuracy(backend: Any, path: str | Path) -> dict[str, Any]:
+    """Metrics on a ``.npz`` holding ``images`` (N x H x W [x C] uint8) and ``masks`` (N x H x W ints)."""
+    from edgeseg.data.base import normalize
+
+    path = Path(path)
+    meta = backend.meta
+    with np.load(path) as npz:
+        missing = [k for k in ("images", "masks") if k not in npz.files]
+        if missing:
+            raise ValueError(f"{path}: lacks the array {missing[0]!r}; expected 'images' (N x H x W x C uint8) "
+                             f"and 'masks' (N x H x W class indices), found {npz.files}")
+        images, masks = npz["images"], npz["masks"]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] != meta.in_channels:
+        raise ValueError(f"{path}: 'images' is {images.dtype} {images.shape}; expected uint8 N x H x W x "
+                         f"{meta.in_channels} (the artifact's input channels)")
+    if masks.shape != images.shape[:3]:
+        raise ValueError(f"{path}: 'masks' is {masks.shape}; expected {images.shape[:3]} (one mask per image)")
+    samples = ((normalize(img, meta.mean, meta.std), m.astype(np.int64)) for img, m in zip(images, masks))
+    h = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return _result(backend, samples, len(images), int(meta.ignore_index), "npz", str(path),
+                   {"name": path.stem, "split": "npz", "hash": h})

@@ -6,6 +6,7 @@ without torch writes exactly the lines a workstation writes.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,11 @@ class BenchSettings:
     max_time_s: float = 120.0
     memory: bool = True
     memory_runs: int = 3
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the default thread count to pin and record)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def bench_input_hw(backend: Any) -> tuple[int, int]:
@@ -74,20 +80,23 @@ def _fixed_batch(backend: Any) -> int | None:
 
 def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threads: int | None, batch: int,
               settings: BenchSettings, accuracy: dict[str, Any] | None = None,
-              model_figures: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+              model_figures: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+              hw: tuple[int, int] | None = None) -> dict[str, Any]:
     """Latency (+ memory in a fresh subprocess) of ``backend`` at ``batch``; ``accuracy`` is attached as is.
 
-    ``options`` are the backend options ``backend`` was opened with (recorded, and given to the memory probe).
+    ``options`` are the backend options ``backend`` was opened with (recorded, and given to the memory
+    probe); ``hw`` overrides the input size of a dynamic-size artifact (default :func:`bench_input_hw`).
     """
     row = base_row(path, backend_name, device, threads, batch)
     row["backend_options"] = dict(options or {})
     meta = backend.meta
-    hw = bench_input_hw(backend)
+    hw = hw or bench_input_hw(backend)
     fixed = _fixed_batch(backend)
     row["artifact"] = artifact_info(path, backend)
     row["model"] = {"name": meta.model_name, "family": meta.family, "task": meta.task,
                     "num_classes": meta.num_classes, "in_channels": meta.in_channels, "input_hw": list(hw),
-                    "params": None, "gmacs": None, **(model_figures or {})}
+                    "recipe": (meta.recipe or {}).get("name"), "recipe_hash": meta.recipe_hash,
+                    "model_args": meta.model_args, "params": None, "gmacs": None, **(model_figures or {})}
     row["precision"] = backend.precision
     row["input_shape"] = [batch, meta.in_channels, *hw]
     row["provider"] = getattr(backend, "provider", None) or getattr(backend, "name_detail", backend_name)
@@ -95,7 +104,13 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
     if fixed is not None and fixed != batch:
         row["error"] = f"the artifact has a fixed batch of {fixed}; export with dynamic axes to bench batch {batch}"
         return row
+    fixed_hw = backend.inputs[0].fixed_hw
+    if fixed_hw and tuple(fixed_hw) != tuple(hw):
+        row["error"] = f"the artifact has a fixed input of {fixed_hw[0]}x{fixed_hw[1]}; cannot bench {hw[0]}x{hw[1]}"
+        return row
     x = np.random.default_rng(0).standard_normal(tuple(row["input_shape"]), dtype=np.float32)
+    # Other processes' load is the usual cause of a noisy result on a shared machine: keep it with the row.
+    row["load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     kw = dict(batch=batch, warmup=settings.warmup, min_runs=settings.min_runs, min_time_s=settings.min_time_s,
               max_time_s=settings.max_time_s)
     if backend_name == "torch" and device.startswith("cuda"):
@@ -115,21 +130,3 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
                                        hw=hw, runs=settings.memory_runs, options=options)
     row["accuracy"] = accuracy
     return row
-
-
-def onnx_params(path: Path) -> int | None:
-    """Weights in an ONNX file's float/int initialisers (None without the onnx package)."""
-    if path.suffix != ".onnx":
-        return None
-    try:
-        import onnx
-    except ImportError:
-        return None
-    model = onnx.load(str(path), load_external_data=False)
-    # Quantisation scales/zero points are scalars or per-channel vectors: count tensors of rank >= 2 + biases.
-    total = 0
-    for init in model.graph.initializer:
-        dims = list(init.dims)
-        if len(dims) >= 2 or (len(dims) == 1 and not any(s in init.name for s in ("scale", "zero_point"))):
-            total += int(np.prod(dims))
-    return total

@@ -40,8 +40,9 @@ class LatencyStats:
 
 
 def stats_from_times(times_s: list[float] | np.ndarray, *, batch: int = 1, warmup: int = 0,
-                     noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
-    """Summarise per-call times (seconds); flag the result noisy when the p90/p50 spread is wide."""
+                     noise_threshold: float = NOISE_THRESHOLD, min_runs: int = 0) -> LatencyStats:
+    """Summarise per-call times (seconds); flag the result noisy when the p90/p50 spread is wide, when
+    there are fewer than 5 runs, or fewer than the ``min_runs`` asked for (a time cap stopped it)."""
     t = np.asarray(times_s, dtype=np.float64) * 1e3
     if t.size == 0:
         raise ValueError("no timings to summarise")
@@ -52,6 +53,8 @@ def stats_from_times(times_s: list[float] | np.ndarray, *, batch: int = 1, warmu
         reasons.append(f"p90 is {spread:.0%} above p50 (threshold {noise_threshold:.0%})")
     if t.size < 5:
         reasons.append(f"only {t.size} runs")
+    elif t.size < min_runs:
+        reasons.append(f"the time cap stopped it at {t.size} of {min_runs} runs")
     return LatencyStats(runs=int(t.size), warmup=warmup, batch=batch, p50_ms=float(p50), p90_ms=float(p90),
                         p99_ms=float(p99), mean_ms=float(t.mean()), std_ms=float(t.std()),
                         min_ms=float(t.min()), max_ms=float(t.max()),
@@ -81,7 +84,7 @@ def measure_latency(fn: Callable[[], Any], *, sync: Callable[[], None] | None = 
         elapsed = time.perf_counter() - start
         if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
             break
-    return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold)
+    return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold, min_runs=min_runs)
 
 
 def measure_latency_cuda(fn: Callable[[], Any], *, batch: int = 1, warmup: int = 5, min_runs: int = 20,
@@ -109,4 +112,4 @@ def measure_latency_cuda(fn: Callable[[], Any], *, batch: int = 1, warmup: int =
         elapsed = time.perf_counter() - start
         if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
             break
-    return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold)
+    return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold, min_runs=min_runs)

@@ -51,6 +51,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (MB if sys.platform == "darwin" else 1024)
 
 
+def gpu_process_mb(pid: int) -> float | None:
+    """GPU memory ``nvidia-smi`` attributes to ``pid`` (None without nvidia-smi or when it lists none)."""
+    import shutil
+
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    used = [float(mem) for p, mem in (line.split(",") for line in out.strip().splitlines() if "," in line)
+            if p.strip() == str(pid) and mem.strip().replace(".", "", 1).isdigit()]
+    return sum(used) if used else None
+
+
 def _probe(args: argparse.Namespace) -> dict[str, Any]:
     import importlib
 
@@ -71,13 +88,18 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
         be(x)
     be.synchronize()
     result = {"rss_baseline_mb": round(baseline, 1), "rss_loaded_mb": round(loaded, 1),
-              "peak_rss_mb": round(peak_rss_mb(), 1), "cuda_peak_mb": None, "runs": args.runs}
+              "peak_rss_mb": round(peak_rss_mb(), 1), "cuda_peak_mb": None, "gpu_process_mb": None,
+              "runs": args.runs}
     result["model_load_mb"] = round(loaded - baseline, 1)
     result["inference_peak_mb"] = round(result["peak_rss_mb"] - baseline, 1)
     if backend_name == "torch" and args.device.startswith("cuda"):
         import torch
 
         result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / MB, 1)
+    elif args.device.startswith("cuda"):
+        # ORT/TensorRT allocate outside torch: what the driver holds for this process after the runs
+        # (their arenas keep the peak reserved, so this is close to the peak).
+        result["gpu_process_mb"] = gpu_process_mb(os.getpid())
     return result
 
 

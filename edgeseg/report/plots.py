@@ -49,16 +49,24 @@ def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
         # Latency per call is comparable only at one batch size: plot the smallest one measured.
         batch = min((e.batch for e in pts), default=1)
         pts = [e for e in pts if e.batch == batch]
-        for e in pts:
-            marker = "o" if e.precision == "fp32" else ("s" if e.precision == "int8" else "^")
-            ax.scatter(e.p50_ms, e.miou, marker=marker, s=60 if e.pareto else 30,
-                       edgecolors="black" if e.pareto else "none", zorder=3)
-            ax.annotate(f"{e.model} {e.precision}\n{e.backend} t{e.threads}", (e.p50_ms, e.miou),
-                        fontsize=7, xytext=(4, 4), textcoords="offset points")
-        front = sorted((e for e in pts if e.pareto), key=lambda e: e.p50_ms)
-        if len(front) > 1:
-            ax.step([e.p50_ms for e in front], [e.miou for e in front], where="post", color="gray", lw=1,
-                    ls="--", label="Pareto frontier")
+        datasets = sorted({e.dataset for e in pts})
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, ds in enumerate(datasets):
+            color = colors[i % len(colors)]
+            ds_pts = [e for e in pts if e.dataset == ds]
+            name = ((ds_pts[0].row.get("accuracy") or {}).get("dataset") or {}).get("name") or "accuracy data"
+            for e in ds_pts:
+                marker = "o" if e.precision == "fp32" else ("s" if e.precision == "int8" else "^")
+                ax.scatter(e.p50_ms, e.miou, marker=marker, s=60 if e.pareto else 30, color=color,
+                           edgecolors="black" if e.pareto else "none", zorder=3)
+                ax.annotate(f"{e.model} {e.precision}\n{e.backend} t{e.threads}", (e.p50_ms, e.miou),
+                            fontsize=7, xytext=(4, 4), textcoords="offset points")
+            # mIoU on different images is not comparable: one frontier per accuracy dataset.
+            front = sorted((e for e in ds_pts if e.pareto), key=lambda e: e.p50_ms)
+            if len(front) > 1:
+                ax.step([e.p50_ms for e in front], [e.miou for e in front], where="post", color=color, lw=1,
+                        ls="--", label=f"Pareto frontier ({name})")
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
         if pts:
             _log_x(ax)

@@ -9,26 +9,34 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeseg.report.table import Entry
+from edgeseg.report.table import Entry, side_by_side
 
 COLUMNS = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
            "p50 (ms)", "p90 (ms)", "img/s", "peak mem (MB)", "mIoU", "mean Dice", "images",
            "speed-up vs FP32", "ΔmIoU (pts)", "Pareto"]
 
 
-def _f(v: Any, fmt: str) -> str:
-    return "–" if v is None else format(v, fmt)
+def fmt(v: Any, spec: str) -> str:
+    """`v` formatted with `spec`, or an en dash for a missing value."""
+    return "–" if v is None else format(v, spec)
+
+
+def speedup_text(e: Entry) -> str:
+    """'1.80x', with the baseline's backend named when it is not the row's own."""
+    if e.speedup is None:
+        return "–"
+    return f"{e.speedup:.2f}x" + (f" (vs {e.baseline_backend})" if e.baseline_backend else "")
 
 
 def cells(e: Entry) -> list[str]:
     """The table cells of one entry, in COLUMNS order; noisy latencies get a '~'."""
     noisy = "~" if e.noisy else ""
-    return [e.model, e.artifact, e.precision, e.backend, _f(e.threads, "d") if e.threads else "default", str(e.batch),
-            _f(e.size_mb, ".2f"), _f(e.params / 1e6 if e.params else None, ".2f"), _f(e.gmacs, ".3g"),
-            noisy + _f(e.p50_ms, ".2f"), noisy + _f(e.p90_ms, ".2f"), _f(e.throughput, ".1f"),
-            _f(e.peak_mb, ".0f"), _f(e.miou, ".4f"), _f(e.dice, ".4f"), _f(e.images, "d"),
-            (_f(e.speedup, ".2f") + "x") if e.speedup is not None else "–",
-            _f(e.miou_delta_points, "+.2f"), "★" if e.pareto else ""]
+    return [e.model, e.artifact, e.precision, e.backend, fmt(e.threads, "d") if e.threads else "default", str(e.batch),
+            fmt(e.size_mb, ".2f"), fmt(e.params / 1e6 if e.params else None, ".2f"), fmt(e.gmacs, ".3g"),
+            noisy + fmt(e.p50_ms, ".2f"), noisy + fmt(e.p90_ms, ".2f"), fmt(e.throughput, ".1f"),
+            fmt(e.peak_mb, ".0f"), fmt(e.miou, ".4f"), fmt(e.dice, ".4f"), fmt(e.images, "d"),
+            speedup_text(e),
+            fmt(e.miou_delta_points, "+.2f"), "★" if e.pareto else ""]
 
 
 def _machine_line(entries: list[Entry]) -> str:
@@ -45,7 +53,8 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
     """The report as Markdown (plots referenced by relative file name)."""
     out = [f"# {title}", "", f"Results from {', '.join(f'`{s}`' for s in sources)}. Latency per call; "
            "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
-           "and batch; ★ marks the Pareto frontier (no other result at the same batch size is both faster and more accurate); "
+           "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
+           "images, is both faster and more accurate); "
            "~ marks a noisy latency (p90 more than 15% above p50, or too few runs). Accuracy is on the whole "
            "split named per row, with the image count.", ""]
     for device, entries in groups.items():
@@ -60,6 +69,11 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
         if noisy:
             out += ["", "Noisy: " + "; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy)]
         out.append("")
+    if len(groups) > 1:
+        headers, rows = side_by_side(groups)
+        out += ["## Devices side by side", "", "Best p50 over the thread settings at the smallest batch measured; "
+                "~ noisy.", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     if failed:
         out += ["## Not measured", ""] + [f"- `{r['artifact']['name']}` on {r.get('backend')} "
                                           f"(threads {r.get('threads')}, batch {r.get('batch')}): {r['error']}"
@@ -91,6 +105,12 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
             parts.append(f"<tr class='{'pareto' if e.pareto else ''}'>"
                          + "".join(f"<td>{esc(c)}</td>" for c in cells(e)) + "</tr>")
         parts.append("</table>")
+    if len(groups) > 1:
+        headers, rows = side_by_side(groups)
+        parts.append("<h2>Devices side by side</h2><p>Best p50 over the thread settings at the smallest batch "
+                     "measured; ~ noisy.</p><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>"
+                     + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+                     + "</table>")
     if failed:
         parts.append("<h2>Not measured</h2><ul>" + "".join(
             f"<li>{esc(r['artifact']['name'])} on {esc(str(r.get('backend')))}: {esc(r['error'])}</li>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +34,11 @@ class Entry:
     speedup: float | None = None
     miou_delta_points: float | None = None
     baseline: str = ""
+    baseline_backend: str = ""  # set when the FP32 baseline ran on another backend (none on this one)
     pareto: bool = False
     notes: list[str] = field(default_factory=list)
+    model_key: tuple[str, ...] = ()
+    dataset: str = ""
 
     @property
     def label(self) -> str:
@@ -48,10 +53,28 @@ def _get(d: dict[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+def _model_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """Which trained model a row measured: architecture, recipe and constructor arguments (pruned shapes).
+
+    Two recipes training the same architecture (or a pruned and an unpruned one) are different models:
+    neither is the other's FP32 baseline.
+    """
+    m = row.get("model") or {}
+    args = json.dumps(m.get("model_args") or {}, sort_keys=True, default=str)
+    return (str(m.get("name") or row["artifact"]["name"]), str(m.get("recipe_hash") or m.get("recipe") or ""), args)
+
+
+def _dataset(row: dict[str, Any]) -> str:
+    """The accuracy data's fingerprint ('' without accuracy): mIoU compares only within one dataset."""
+    acc = row.get("accuracy") or {}
+    ds = acc.get("dataset") or {}
+    return str(ds.get("hash") or (f"{acc.get('data')}:{acc.get('split')}" if acc else ""))
+
+
 def to_entry(row: dict[str, Any]) -> Entry:
     """Flatten one result row."""
     size = _get(row, "artifact", "size_bytes")
-    return Entry(
+    return Entry(model_key=_model_key(row), dataset=_dataset(row),
         row=row, device=row.get("device_label") or row.get("device", "?"),
         model=_get(row, "model", "name") or row["artifact"]["name"],
         precision=row.get("precision") or _get(row, "artifact", "precision") or "?", backend=row["backend"],
@@ -65,7 +88,7 @@ def to_entry(row: dict[str, Any]) -> Entry:
 
 def _baseline(e: Entry, entries: list[Entry]) -> Entry | None:
     """FP32 of the same model on the same device, threads and batch: same backend first, else any."""
-    same = [b for b in entries if b.device == e.device and b.model == e.model and b.threads == e.threads
+    same = [b for b in entries if b.device == e.device and b.model_key == e.model_key and b.threads == e.threads
             and b.batch == e.batch and b.precision == "fp32" and b.p50_ms]
     for b in same:
         if b.backend == e.backend:
@@ -74,12 +97,13 @@ def _baseline(e: Entry, entries: list[Entry]) -> Entry | None:
 
 
 def pareto_flags(entries: list[Entry]) -> None:
-    """Mark entries no other entry beats on both latency (lower) and mIoU (higher), per device and batch."""
+    """Mark entries no other entry beats on both latency (lower) and mIoU (higher), per device, batch and
+    accuracy dataset (an mIoU on other images is no rival)."""
     for e in entries:
         if e.p50_ms is None or e.miou is None:
             continue
         rivals = [o for o in entries if o is not e and o.device == e.device and o.batch == e.batch
-                  and o.p50_ms is not None and o.miou is not None]
+                  and o.dataset == e.dataset and o.p50_ms is not None and o.miou is not None]
         e.pareto = not any(o.p50_ms <= e.p50_ms and o.miou >= e.miou and (o.p50_ms < e.p50_ms or o.miou > e.miou)
                            for o in rivals)
 
@@ -93,12 +117,29 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
         if base is not None and e.p50_ms:
             e.speedup = base.p50_ms / e.p50_ms
             e.baseline = base.artifact + ("" if base.backend == e.backend else f" on {base.backend}")
+            e.baseline_backend = "" if base.backend == e.backend else base.backend
             if base.miou is not None and e.miou is not None:
                 e.miou_delta_points = (e.miou - base.miou) * 100
         if e.noisy:
             e.notes.append(str(_get(e.row, "latency", "noise_reason") or "noisy"))
     pareto_flags(entries)
+    _disambiguate(entries)
     return entries, failed
+
+
+def _disambiguate(entries: list[Entry]) -> None:
+    """Name models apart when one architecture name covers several trained models (recipes, pruned args)."""
+    keys: dict[str, set[tuple[str, ...]]] = {}
+    for e in entries:
+        keys.setdefault(e.model, set()).add(e.model_key)
+    for e in entries:
+        if len(keys[e.model]) < 2:
+            continue
+        recipe = _get(e.row, "model", "recipe") or e.model_key[1][:8] or "?"
+        same_recipe = {k for k in keys[e.model] if k[1] == e.model_key[1]}
+        digest = hashlib.sha256(e.model_key[2].encode()).hexdigest()[:6]
+        suffix = f", args {digest}" if len(same_recipe) > 1 else ""
+        e.model = f"{e.model} [{recipe}{suffix}]"
 
 
 def by_device(entries: list[Entry]) -> dict[str, list[Entry]]:
@@ -107,3 +148,30 @@ def by_device(entries: list[Entry]) -> dict[str, list[Entry]]:
     for e in entries:
         groups.setdefault(e.device, []).append(e)
     return {d: sorted(g, key=lambda e: (e.model, e.threads or 0, e.batch, e.p50_ms or 0)) for d, g in groups.items()}
+
+
+def side_by_side(groups: dict[str, list[Entry]]) -> tuple[list[str], list[list[str]]]:
+    """One row per artifact (model, file, precision, backend), one column per device: the best p50 over
+    thread settings at batch 1 (else the smallest batch measured), and the mIoU there."""
+    devices = list(groups)
+    best: dict[tuple[str, str, str, str], dict[str, Entry]] = {}
+    for device, entries in groups.items():
+        timed = [e for e in entries if e.p50_ms]
+        for e in timed:
+            smallest = min(o.batch for o in timed if (o.model, o.artifact, o.backend) == (e.model, e.artifact, e.backend))
+            if e.batch != smallest:
+                continue
+            slot = best.setdefault((e.model, e.artifact, e.precision, e.backend), {})
+            if device not in slot or e.p50_ms < slot[device].p50_ms:  # type: ignore[operator]
+                slot[device] = e
+    headers = ["model", "artifact", "precision", "backend"] + [f"{d}: p50 ms (threads, batch) / mIoU" for d in devices]
+    rows = []
+    for key in sorted(best):
+        cells = list(key)
+        for d in devices:
+            e = best[key].get(d)
+            cells.append("–" if e is None else
+                         f"{'~' if e.noisy else ''}{e.p50_ms:.2f} ({e.threads or 'default'}, {e.batch}) / "
+                         + ("–" if e.miou is None else f"{e.miou:.4f}"))
+        rows.append(cells)
+    return headers, rows

@@ -46,7 +46,24 @@ def test_fields_are_present_and_sane(rows, tiny_artifacts):
         assert r["threads"] == 1 and r["input_shape"] == [r["batch"], 3, 64, 64]
         assert r["model"]["name"] == "unet_test" and r["model"]["params"] > 0 and r["model"]["gmacs"] > 0
         assert r["artifact"]["sha256"] == file_sha256(r["artifact"]["path"]) and r["artifact"]["size_bytes"] > 0
-        assert r["precision"] == "fp32"
+        assert r["precision"] == "fp32" and r["device"] == "cpu" and r["timer"] == "perf_counter+sync"
+        assert r["schema"] == SCHEMA and r["timestamp"] and r["load_avg_1m"] is not None
+        assert r["model"]["recipe"] and r["model"]["recipe_hash"]
+        assert acc["dataset"]["hash"] and acc["dataset"]["split"] == "val"
+
+
+def test_model_figures_come_from_the_artifact_itself(rows, tiny_artifacts):
+    from edgeseg.models.profile import count_params
+    from edgeseg.train.checkpoint import load_checkpoint
+
+    written, _ = rows
+    by = {r["backend"]: r["model"] for r in written}
+    assert by["torch"]["profile_source"] == "checkpoint model"
+    assert by["torch"]["params"] == count_params(load_checkpoint(tiny_artifacts[0]).model)
+    assert by["onnxruntime"]["profile_source"] == "onnx graph"
+    # BatchNorm is folded into the convolutions in ONNX: a few parameters fewer, the same MACs
+    assert 0.9 * by["torch"]["params"] <= by["onnxruntime"]["params"] <= by["torch"]["params"]
+    assert by["onnxruntime"]["gmacs"] == pytest.approx(by["torch"]["gmacs"], rel=0.02)
 
 
 def test_same_weights_same_accuracy_across_backends(rows):
@@ -67,10 +84,28 @@ def test_incompatible_pairs_are_skipped_and_failures_are_error_rows(tiny_artifac
     assert load_rows([tmp_path / "r.jsonl"])[0]["error"]
 
 
+def test_torch_cuda_alias_is_a_cuda_row(tiny_artifacts, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the row of a machine without a GPU")
+    pt, _ = tiny_artifacts
+    (row,) = benchmark([pt], out=tmp_path / "r.jsonl", backends=["torch-cuda"], threads=[1], batch=[1], cfg=QUICK)
+    assert row["device"] == "cuda" and row["backend"] == "torch" and "no CUDA GPU" in row["error"]
+
+
+def test_default_threads_are_pinned_to_the_usable_cores(tiny_artifacts, tmp_path):
+    from edgeseg.bench.core import usable_cores
+
+    _, onnx_path = tiny_artifacts
+    (row,) = benchmark([onnx_path], out=tmp_path / "r.jsonl", batch=[1],
+                       cfg=BenchCfg(warmup=1, min_runs=3, min_time_s=0.0, threads=[]), accuracy=False)
+    assert row["threads"] == usable_cores() >= 1 and not row["error"]
+
+
 def test_torch_options_are_applied_and_recorded(tiny_artifacts, tmp_path):
     pt, _ = tiny_artifacts
-    settings = BenchCfg(warmup=1, min_runs=3, min_time_s=0.0)
-    (row,) = benchmark([pt], out=tmp_path / "r.jsonl", threads=[1], batch=[1], cfg=settings, accuracy=False,
+    (row,) = benchmark([pt], out=tmp_path / "r.jsonl", threads=[1], batch=[1], cfg=QUICK, accuracy=False,
                        torch_options={"channels_last": True})
     assert not row["error"] and row["backend_options"] == {"channels_last": True}
     assert "error" not in row["memory"] and row["accuracy"] is None

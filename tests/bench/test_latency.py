@@ -36,3 +36,15 @@ def test_min_runs_and_min_time_both_hold():
 def test_empty_timings_raise():
     with pytest.raises(ValueError):
         stats_from_times([])
+
+
+def test_a_time_cap_before_min_runs_is_flagged():
+    s = measure_latency(lambda: time.sleep(0.002), warmup=0, min_runs=1000, min_time_s=0.0, max_time_s=0.03)
+    assert 5 <= s.runs < 1000 and s.noisy and f"at {s.runs} of 1000 runs" in s.noise_reason
+
+
+def test_noise_threshold_boundary():
+    base = [0.010] * 10
+    assert not stats_from_times(base[:-1] + [0.0114]).noisy  # p90 stays near p50
+    wide = [0.010] * 7 + [0.0125] * 3  # p50 10 ms, p90 12.5 ms: 25% above
+    assert stats_from_times(wide).noisy and not stats_from_times(wide, noise_threshold=0.3).noisy

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 BLOCKER = '''
@@ -52,9 +53,31 @@ def test_runner_without_torch(tiny_artifacts, tmp_path):
     assert not row["error"] and row["latency"]["p50_ms"] > 0
     assert "error" not in row["memory"] and row["memory"]["peak_rss_mb"] > 0
     assert row["accuracy"]["num_images"] == 1  # 3 images, ratio split 0.2 -> 1 validation image
-    assert row["model"]["params"] > 0
+    assert row["model"]["params"] > 0 and row["model"]["gmacs"] > 0 and row["model"]["profile_source"] == "onnx graph"
+    assert row["accuracy"]["dataset"]["name"] == "ds" and row["threads"] == 1
 
     from edgeseg.report import report
 
     paths = report([out], tmp_path / "rep")
     assert "unet_test" in paths["md"].read_text()
+
+
+def test_npz_accuracy_matches_the_folder_reader(tiny_artifacts, tmp_path):
+    from edgeseg import runtime
+    from edgeseg.bench.accuracy import folder_accuracy, npz_accuracy
+
+    _, onnx_path = tiny_artifacts
+    data = _folder(tmp_path / "ds")
+    names = sorted(p.stem for p in (data / "images").iterdir())
+    images = np.stack([np.asarray(Image.open(data / "images" / f"{n}.png")) for n in names])
+    masks = np.stack([np.asarray(Image.open(data / "masks" / f"{n}.png")) for n in names])
+    np.savez(tmp_path / "val.npz", images=images, masks=masks)
+    be = runtime.open(onnx_path, threads=1)
+    res = npz_accuracy(be, tmp_path / "val.npz")
+    assert res["num_images"] == 3 and res["split"] == "npz" and 0 <= res["miou"] <= 1
+    (data / "splits").mkdir()
+    (data / "splits" / "val.txt").write_text("\n".join(names))
+    assert folder_accuracy(be, data)["miou"] == pytest.approx(res["miou"])
+    np.savez(tmp_path / "bad.npz", images=images)
+    with pytest.raises(ValueError, match="lacks the array 'masks'"):
+        npz_accuracy(be, tmp_path / "bad.npz")
