@@ -7,6 +7,9 @@ from pathlib import Path
 from edgeseg.report.table import Entry
 
 
+LABEL_OFFSETS = [(5, 5), (5, -18), (5, 17), (5, -30)]
+
+
 def _pyplot():
     import matplotlib
 
@@ -54,13 +57,15 @@ def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
         for i, ds in enumerate(datasets):
             color = colors[i % len(colors)]
             ds_pts = [e for e in pts if e.dataset == ds]
-            name = ((ds_pts[0].row.get("accuracy") or {}).get("dataset") or {}).get("name") or "accuracy data"
-            for e in ds_pts:
+            acc = ds_pts[0].row.get("accuracy") or {}
+            name = (acc.get("dataset") or {}).get("name") or acc.get("data") or "accuracy data"
+            for j, e in enumerate(sorted(ds_pts, key=lambda e: e.p50_ms)):
                 marker = "o" if e.precision == "fp32" else ("s" if e.precision == "int8" else "^")
                 ax.scatter(e.p50_ms, e.miou, marker=marker, s=60 if e.pareto else 30, color=color,
                            edgecolors="black" if e.pareto else "none", zorder=3)
+                # Neighbouring points often share a y value (INT8 ~ FP32 accuracy): stagger the labels.
                 ax.annotate(f"{e.model} {e.precision}\n{e.backend} t{e.threads}", (e.p50_ms, e.miou),
-                            fontsize=7, xytext=(4, 4), textcoords="offset points")
+                            fontsize=7, xytext=LABEL_OFFSETS[j % len(LABEL_OFFSETS)], textcoords="offset points")
             # mIoU on different images is not comparable: one frontier per accuracy dataset.
             front = sorted((e for e in ds_pts if e.pareto), key=lambda e: e.p50_ms)
             if len(front) > 1:
@@ -74,7 +79,7 @@ def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
         ax.set_xlabel("latency p50 per call (ms, log scale)")
         ax.set_ylabel("mIoU (validation split)")
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("latency vs accuracy (o fp32, s int8, ^ other; outlined = Pareto-optimal)", fontsize=10)
+    fig.suptitle("latency vs accuracy (o fp32, s int8, ^ other; outlined = Pareto-optimal)", fontsize=10, y=1.04)
     return _save(fig, path)
 
 

@@ -55,7 +55,7 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
            "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
            "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
            "images, is both faster and more accurate); "
-           "~ marks a noisy latency (p90 more than 15% above p50, or too few runs). Accuracy is on the whole "
+           "~ marks a noisy latency (p90 more than 15% above p50, too few runs, or stopped by the time cap; reasons under each table). Accuracy is on the whole "
            "split named per row, with the image count.", ""]
     for device, entries in groups.items():
         out += [f"## {device}", "", f"Machine: {_machine_line(entries)}", "",

@@ -57,11 +57,13 @@ def _model_key(row: dict[str, Any]) -> tuple[str, ...]:
     """Which trained model a row measured: architecture, recipe and constructor arguments (pruned shapes).
 
     Two recipes training the same architecture (or a pruned and an unpruned one) are different models:
-    neither is the other's FP32 baseline.
+    neither is the other's FP32 baseline. Rows written before the recipe was recorded fall back to
+    their accuracy data, which names the stored recipe.
     """
     m = row.get("model") or {}
     args = json.dumps(m.get("model_args") or {}, sort_keys=True, default=str)
-    return (str(m.get("name") or row["artifact"]["name"]), str(m.get("recipe_hash") or m.get("recipe") or ""), args)
+    recipe = m.get("recipe_hash") or m.get("recipe") or _get(row, "accuracy", "data") or ""
+    return (str(m.get("name") or row["artifact"]["name"]), str(recipe), args)
 
 
 def _dataset(row: dict[str, Any]) -> str:
@@ -127,6 +129,11 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
     return entries, failed
 
 
+def _stored_recipe_name(text: str) -> str:
+    """'quickstart' from "stored recipe 'quickstart' (synthetic)" (the accuracy data of older rows)."""
+    return text.split("'")[1] if text.startswith("stored recipe '") and text.count("'") >= 2 else ""
+
+
 def _disambiguate(entries: list[Entry]) -> None:
     """Name models apart when one architecture name covers several trained models (recipes, pruned args)."""
     keys: dict[str, set[tuple[str, ...]]] = {}
@@ -135,7 +142,7 @@ def _disambiguate(entries: list[Entry]) -> None:
     for e in entries:
         if len(keys[e.model]) < 2:
             continue
-        recipe = _get(e.row, "model", "recipe") or e.model_key[1][:8] or "?"
+        recipe = _get(e.row, "model", "recipe") or _stored_recipe_name(e.model_key[1]) or e.model_key[1][:8] or "?"
         same_recipe = {k for k in keys[e.model] if k[1] == e.model_key[1]}
         digest = hashlib.sha256(e.model_key[2].encode()).hexdigest()[:6]
         suffix = f", args {digest}" if len(same_recipe) > 1 else ""

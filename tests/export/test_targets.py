@@ -148,16 +148,19 @@ def test_engines_match_onnxruntime(targets):
         assert rec["shipped"] and rec["match_onnxruntime"]["argmax_agreement"] >= 0.98
 
 
-def test_openvino_ir_or_clear_note(tmp_path):
+def test_openvino_ir_or_clear_error(tmp_path):
+    from edgeseg.export import ExportError
+
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=20)
-    doc = export(ckpt, tmp_path / "out", formats=["openvino"], precisions=["fp32"])
-    rec = _records(doc, "openvino")["fp32"]
     try:
         import openvino  # noqa: F401
     except ImportError:
-        assert not rec["shipped"] and "openvino" in rec["reason"].lower()
+        with pytest.raises(ExportError, match="needs the openvino package"):
+            export(ckpt, tmp_path / "out", formats=["openvino"], precisions=["fp32"])
         return
-    assert rec["shipped"], rec
+    doc = export(ckpt, tmp_path / "out", formats=["openvino"], precisions=["fp32"])
+    rec = _records(doc, "openvino")["fp32"]
+    assert rec["shipped"] and rec["parity"]["argmax_agreement"] >= 0.999, rec
     be = runtime.open(rec["path"])
     assert be.meta.model_name == "unet_test"
     assert be(np.zeros((1, 3, 64, 64), np.float32))[0].shape[1] == be.meta.num_classes
