@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/export_int8.py [--size 256] [--threads 2] [--rounds 3] [--work benchmarks/.runs/int8]
 
-Each model trains on the quickstart shapes (64 px crops; the full models, ~100x the MACs, get 15
-epochs of 256 images: the comparison FP32 vs INT8 on the same weights is what matters), then `edgeseg.export` writes FP32 + INT8 QDQ ONNX with
+Each model trains on the quickstart shapes (64 px crops; the full models, ~100x the MACs, get only 8
+epochs of 256 images on this CPU: the comparison FP32 vs INT8 on the same weights is what matters), then `edgeseg.export` writes FP32 + INT8 QDQ ONNX with
 int8_policy=auto, calibrating on the TRAINING split and deciding at SIZE x SIZE. This script then times
 every FP32/INT8 pair side by side (rounds alternate between all files, median of the per-round p50s)
 at batch 1 and takes each artifact's mIoU on the whole validation split from export.json.
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
     "unet-lite": ["train.epochs=40"],
     "segnet-lite": ["train.epochs=40"],
-    "unet": ["train.epochs=15", "train.batch_size=8", "data.synthetic.num_train=256", "train.lr=0.002"],
-    "segnet": ["train.epochs=15", "train.batch_size=8", "data.synthetic.num_train=256", "train.lr=0.002"],
+    "unet": ["train.epochs=8", "data.synthetic.num_train=256", "train.lr=0.002"],
+    "segnet": ["train.epochs=8", "data.synthetic.num_train=256", "train.lr=0.002"],
 }
 
 
