@@ -33,7 +33,8 @@ def table(results: list[Path], recipe_names: list[str]) -> str:
     for name, path in zip(recipe_names, results):
         entries, failed = build_entries(load_rows([path]))
         for e in entries:
-            lines.append(f"| {name} | {e.model} | {e.artifact} | {e.precision} | {e.backend} | {fmt(e.size_mb, '.2f')} | "
+            lines.append(f"| {name} | {e.model} | {e.artifact} | {e.precision} | {e.backend} | "
+                         f"{fmt(e.size_mb, '.2f')} | "
                          f"{'~' if e.noisy else ''}{fmt(e.p50_ms, '.2f')} | {speedup_text(e)} | {fmt(e.miou, '.4f')} | "
                          f"{fmt(e.dice, '.4f')} | {fmt(e.images, 'd')} |")
         lines += [f"| {name} | not measured | {r['artifact']['name']} | | {r.get('backend')} | | | | | | {r['error']} |"

@@ -157,7 +157,8 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
         figures = (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if r.get('noisy') else ''}"
                    + (f", mIoU {acc['miou']:.4f} on {acc['num_images']} images" if acc else "")) if lat else r["error"]
-        out_console.print(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: {figures}")
+        out_console.print(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: "
+                          f"{figures}")
     out_console.print(f"{len(rows)} result lines appended to {out}")
 
 

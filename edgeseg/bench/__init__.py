@@ -9,19 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeseg.bench.backends import check_backends, open_backend, skip_reason
 from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
 from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import SCHEMA, ResultsError, append_rows, load_rows
 
 __all__ = ["SCHEMA", "BenchSettings", "ResultsError", "benchmark", "load_rows"]
-
-
-def runs_on(path: Path, backend: str) -> bool:
-    """Whether ``backend`` loads files like ``path`` (checkpoints: torch; .onnx/.ort: onnxruntime; ...)."""
-    from edgeseg import runtime
-
-    name = runtime.ALIASES.get(backend, backend)
-    return runtime.DEFAULT_BACKEND.get(path.suffix.lower()) == name or name not in runtime.BACKENDS
 
 
 def _settings(cfg: Any) -> BenchSettings:
@@ -44,7 +37,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
             file (others are skipped with a printed note); a backend that fails to load or run it
             becomes a row with ``error`` set, which the report lists as not measured.
         device: ``cpu`` or ``cuda``.
-        threads: intra-op thread counts to pin (default: ``cfg.threads``, else the runtime default).
+        threads: intra-op thread counts to pin (default: ``cfg.threads``, else the usable cores).
         batch: batch sizes (default ``[1]``).
         cfg: :class:`~edgeseg.recipe.BenchCfg` for warm-up and run counts.
         data: recipe whose data to evaluate on (default: each artifact's stored recipe).
@@ -64,25 +57,29 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
     rows: list[dict[str, Any]] = []
     written = 0
     profile_cache: dict[tuple[Path, tuple[int, int]], dict[str, Any]] = {}
+    check_backends(backends or [])
     plan = []
     for a in map(Path, artifacts):
         for b in backends or [None]:
-            if b is not None and not runs_on(a, b):
-                print(f"bench: {a.name} is not a {b} artifact; skipped on {b}")
+            reason = skip_reason(a, b) if b is not None else None
+            if reason:
+                print(f"bench: {reason}")
                 continue
             plan.append((a, b))
     with make_progress() as progress:
         bar = progress.add_task("bench", total=len(plan) * len(threads) * len(batch), rate="", info="")
         for path, wanted in plan:
-            name = runtime.backend_for(path, wanted) if wanted or path.suffix.lower() in runtime.DEFAULT_BACKEND \
-                else str(wanted)
+            try:
+                name = runtime.backend_for(path, wanted)
+            except runtime.BackendError:
+                name = "unknown"  # an unknown suffix: open_backend below fails and the row says why
             where = "cuda" if wanted == "torch-cuda" else device  # the alias implies the device; rows must say so
             acc: dict[str, Any] | None = None
             acc_done = False
             for t in threads:
                 options = dict(torch_options or {}) if name == "torch" else {}
                 try:
-                    be = runtime.open(path, backend=wanted, device=where, threads=t, **options)
+                    be = open_backend(path, wanted, device=where, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)
                     for b in batch:
                         row = base_row(path, name, where, t, b)
@@ -94,7 +91,12 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
                 if accuracy and not acc_done:
                     from edgeseg.bench.accuracy import recipe_accuracy
 
-                    acc, acc_done = recipe_accuracy(be, data, split), True
+                    acc_done = True
+                    try:
+                        acc = recipe_accuracy(be, data, split)
+                    except Exception as exc:  # noqa: BLE001  (latency and memory are still worth having)
+                        acc = {"error": f"{type(exc).__name__}: {exc}"}
+                        progress.console.print(f"bench: no accuracy for {path.name} on {name}: {exc}")
                 hw = bench_input_hw(be)
                 if (path, hw) not in profile_cache:
                     profile_cache[(path, hw)] = model_figures(path, be, hw)

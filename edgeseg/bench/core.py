@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts import edgeseg_version, file_sha256, library_versions
+from edgeseg.bench.contention import CpuWatch, contention_reason
 from edgeseg.bench.latency import measure_latency
 from edgeseg.bench.machine import device_label, machine_info
 from edgeseg.bench.rows import SCHEMA
 
 FORMAT_BY_SUFFIX = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
                     ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
-RUNTIME_PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
+RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
 
 
 @dataclass
@@ -113,14 +114,21 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
     row["load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     kw = dict(batch=batch, warmup=settings.warmup, min_runs=settings.min_runs, min_time_s=settings.min_time_s,
               max_time_s=settings.max_time_s)
-    if backend_name == "torch" and device.startswith("cuda"):
-        from edgeseg.bench.latency import measure_latency_cuda
+    with CpuWatch() as watch:
+        if backend_name == "torch" and device.startswith("cuda"):
+            from edgeseg.bench.latency import measure_latency_cuda
 
-        stats = measure_latency_cuda(lambda: backend(x), **kw)
-        row["timer"] = "cuda-events"
-    else:
-        stats = measure_latency(lambda: backend(x), sync=backend.synchronize, **kw)
-        row["timer"] = "perf_counter+sync"
+            stats = measure_latency_cuda(lambda: backend(x), **kw)
+            row["timer"] = "cuda-events"
+        else:
+            stats = measure_latency(lambda: backend(x), sync=backend.synchronize, **kw)
+            row["timer"] = "perf_counter+sync"
+    row["other_cpu_cores"] = watch.other_cores
+    contended = contention_reason(watch.other_cores, threads=row["threads"], cores=usable_cores(),
+                                  wall_s=watch.wall_s)
+    if contended:
+        stats.noisy = True
+        stats.noise_reason = "; ".join(r for r in (stats.noise_reason, contended) if r)
     row["latency"] = stats.to_dict()
     row["noisy"] = stats.noisy
     if settings.memory:

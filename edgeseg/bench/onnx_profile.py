@@ -74,7 +74,8 @@ def _runtime_shapes(model: Any, names: list[str]) -> dict[str, tuple[int, ...]]:
     sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-    dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(inp.type, np.float32)
+    dtypes = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+    dtype = dtypes.get(inp.type, np.float32)
     wanted = [o.name for o in sess.get_outputs()]
     values = sess.run(wanted, {inp.name: np.zeros(shape, dtype=dtype)})
     return {n: tuple(v.shape) for n, v in zip(wanted, values)}

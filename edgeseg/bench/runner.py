@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeseg.bench.backends import check_backends, open_backend, skip_reason
 from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
 from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import append_rows
@@ -60,6 +61,7 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = _parser().parse_args(argv)
     if args.data is not None and not args.data.exists():
         raise SystemExit(f"--data {args.data}: not found; expected a folder dataset or a .npz file")
+    check_backends(_csv(args.backend))
     settings = BenchSettings(warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time,
                              memory=not args.no_memory)
     threads = _csv(args.threads, int) or [usable_cores()]
@@ -68,18 +70,29 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for path in args.artifacts:
         start = len(rows)
         for wanted in _csv(args.backend) or [None]:
-            name = runtime.backend_for(path, wanted)
+            reason = skip_reason(path, wanted) if wanted else None
+            if reason:
+                print(f"runner: {reason}", file=sys.stderr)
+                continue
+            try:
+                name = runtime.backend_for(path, wanted)
+            except runtime.BackendError:
+                name = "unknown"  # an unknown suffix: open_backend fails below and the row says why
             acc = None
             for t in threads:
                 try:
-                    be = runtime.open(path, backend=wanted, device=args.device, threads=t)
-                    if args.data is not None and acc is None:
-                        acc = _accuracy(be, args.data, args.split)
+                    be = open_backend(path, wanted, device=args.device, threads=t)
                 except Exception as exc:  # noqa: BLE001  (report and go on with the next configuration)
                     print(f"runner: skipped {path} on {name}: {exc}", file=sys.stderr)
                     rows += [{**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}
                              for b in batches]
                     continue
+                if args.data is not None and acc is None:
+                    try:
+                        acc = _accuracy(be, args.data, args.split)
+                    except Exception as exc:  # noqa: BLE001  (latency and memory are still worth having)
+                        acc = {"error": f"{type(exc).__name__}: {exc}"}
+                        print(f"runner: no accuracy for {path} on {name}: {exc}", file=sys.stderr)
                 hw = bench_input_hw(be)
                 figures = model_figures(path, be, hw, allow_torch=False)
                 for b in batches:

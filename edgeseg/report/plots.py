@@ -87,15 +87,21 @@ def size_plot(entries: list[Entry], path: Path) -> Path:
     """File size (log x) vs mIoU, one point per artifact (size does not depend on the device)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    datasets = sorted({e.dataset for e in entries})
     seen = set()
-    for e in entries:
-        key = (e.row["artifact"].get("sha256"), e.artifact)
+    points = []
+    for e in sorted(entries, key=lambda e: (e.size_mb or 0, e.miou or 0)):
+        key = (e.row["artifact"].get("sha256"), e.artifact, e.dataset)
         if key in seen or e.size_mb is None or e.miou is None:
             continue
         seen.add(key)
-        ax.scatter(e.size_mb, e.miou, zorder=3)
-        ax.annotate(e.artifact, (e.size_mb, e.miou), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
+        points.append(e)
+    for j, e in enumerate(points):
+        color = colors[datasets.index(e.dataset) % len(colors)]  # one colour per accuracy dataset, as in pareto.png
+        ax.scatter(e.size_mb, e.miou, zorder=3, color=color, marker="o" if e.precision == "fp32" else "s")
+        ax.annotate(f"{e.model}\n{e.artifact}", (e.size_mb, e.miou), fontsize=7,
+                    xytext=LABEL_OFFSETS[j % len(LABEL_OFFSETS)], textcoords="offset points")
     if seen:
         _log_x(ax)
     ax.set_xlabel("artifact size (MB, log scale)")

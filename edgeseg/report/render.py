@@ -55,14 +55,19 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
            "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
            "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
            "images, is both faster and more accurate); "
-           "~ marks a noisy latency (p90 more than 15% above p50, too few runs, or stopped by the time cap; reasons under each table). Accuracy is on the whole "
+           "~ marks a noisy latency (p90 more than 15% above p50, too few runs, stopped by the time cap, or "
+           "other processes competing for the cores; reasons under each table). Accuracy is on the whole "
            "split named per row, with the image count.", ""]
     for device, entries in groups.items():
         out += [f"## {device}", "", f"Machine: {_machine_line(entries)}", "",
                 "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         out += ["| " + " | ".join(cells(e)) + " |" for e in entries]
         splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
-                         for e in entries if e.row.get("accuracy")})
+                         for e in entries if (e.row.get("accuracy") or {}).get("split")})
+        no_acc = sorted({f"{e.artifact} on {e.backend} ({e.row['accuracy']['error']})"
+                         for e in entries if (e.row.get("accuracy") or {}).get("error")})
+        if no_acc:
+            out += ["", "Accuracy failed: " + "; ".join(no_acc)]
         if splits:
             out += ["", "Accuracy data: " + "; ".join(splits)]
         noisy = [e for e in entries if e.noisy]
@@ -126,9 +131,10 @@ def csv_text(entries: list[Entry]) -> str:
     buf = io.StringIO()
     fields = ["device", "model", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
               "gmacs", "p50_ms", "p90_ms", "throughput", "peak_mb", "miou", "dice", "images", "speedup",
-              "miou_delta_points", "baseline", "pareto", "noisy"]
+              "miou_delta_points", "baseline", "pareto", "noisy", "noise_reason"]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for e in entries:
-        writer.writerow({f: getattr(e, f) for f in fields})
+        values = {f: getattr(e, f) for f in fields if f != "noise_reason"}
+        writer.writerow({**values, "noise_reason": "; ".join(e.notes)})
     return buf.getvalue()

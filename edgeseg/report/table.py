@@ -165,7 +165,8 @@ def side_by_side(groups: dict[str, list[Entry]]) -> tuple[list[str], list[list[s
     for device, entries in groups.items():
         timed = [e for e in entries if e.p50_ms]
         for e in timed:
-            smallest = min(o.batch for o in timed if (o.model, o.artifact, o.backend) == (e.model, e.artifact, e.backend))
+            same = [o for o in timed if (o.model, o.artifact, o.backend) == (e.model, e.artifact, e.backend)]
+            smallest = min(o.batch for o in same)
             if e.batch != smallest:
                 continue
             slot = best.setdefault((e.model, e.artifact, e.precision, e.backend), {})

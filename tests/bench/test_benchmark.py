@@ -78,7 +78,7 @@ def test_incompatible_pairs_are_skipped_and_failures_are_error_rows(tiny_artifac
     broken.write_bytes(b"not an onnx file")
     written = benchmark([pt, broken], out=tmp_path / "r.jsonl", backends=["onnxruntime"], threads=[1], batch=[1],
                         cfg=QUICK, accuracy=False)
-    assert "model.pt is not a onnxruntime artifact; skipped" in capsys.readouterr().out
+    assert "model.pt is not a onnxruntime artifact (" in capsys.readouterr().out
     assert len(written) == 1 and written[0]["artifact"]["name"] == "broken.onnx"
     assert "onnxruntime cannot load it" in written[0]["error"]
     assert load_rows([tmp_path / "r.jsonl"])[0]["error"]
@@ -109,3 +109,34 @@ def test_torch_options_are_applied_and_recorded(tiny_artifacts, tmp_path):
                        torch_options={"channels_last": True})
     assert not row["error"] and row["backend_options"] == {"channels_last": True}
     assert "error" not in row["memory"] and row["accuracy"] is None
+
+
+def test_onnx_file_on_openvino_reads_its_metadata_from_the_file(tiny_artifacts, tmp_path):
+    pytest.importorskip("openvino")
+    _, onnx_path = tiny_artifacts
+    rows = benchmark([onnx_path], out=tmp_path / "r.jsonl", backends=["onnxruntime", "openvino"], threads=[1],
+                     batch=[1], cfg=QUICK)
+    by = {r["backend"]: r for r in rows}
+    assert set(by) == {"onnxruntime", "openvino"} and not by["openvino"]["error"], by["openvino"]["error"]
+    assert "error" not in by["openvino"]["memory"], by["openvino"]["memory"]
+    assert by["openvino"]["accuracy"]["miou"] == pytest.approx(by["onnxruntime"]["accuracy"]["miou"], abs=0.01)
+
+
+def test_unknown_backend_is_a_clear_error(tiny_artifacts, tmp_path):
+    from edgeseg.runtime import BackendError
+
+    with pytest.raises(BackendError, match="unknown backend 'tensorflow'"):
+        benchmark([tiny_artifacts[1]], out=tmp_path / "r.jsonl", backends=["tensorflow"], cfg=QUICK)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_accuracy_failure_keeps_latency_and_is_reported(tiny_artifacts, tmp_path):
+    from edgeseg.report import report
+
+    _, onnx_path = tiny_artifacts
+    (row,) = benchmark([onnx_path], out=tmp_path / "r.jsonl", threads=[1], batch=[1], cfg=QUICK,
+                       data=tmp_path / "missing.yaml")
+    assert not row["error"] and row["latency"]["p50_ms"] > 0
+    assert "missing.yaml" in row["accuracy"]["error"]
+    md = report([tmp_path / "r.jsonl"], tmp_path / "rep")["md"].read_text()
+    assert "Accuracy failed: model.onnx on onnxruntime" in md
