@@ -3,8 +3,9 @@
 Usage: python benchmarks/export_int8.py [--size 256] [--threads 2] [--rounds 3] [--work benchmarks/.runs/int8]
 
 Each model trains on the quickstart shapes (64 px crops; the full models, ~100x the MACs, get only 8
-epochs of 256 images on this CPU: the comparison FP32 vs INT8 on the same weights is what matters), then `edgeseg.export` writes FP32 + INT8 QDQ ONNX with
-int8_policy=auto, calibrating on the TRAINING split and deciding at SIZE x SIZE. This script then times
+epochs of 256 images on this CPU: the comparison FP32 vs INT8 on the same weights is what matters; a
+finished run in --work is reused, an interrupted one resumes), then `edgeseg.export` writes FP32 + INT8
+QDQ ONNX with int8_policy=auto, calibrating on the TRAINING split and deciding at SIZE x SIZE. This script then times
 every FP32/INT8 pair side by side (rounds alternate between all files, median of the per-round p50s)
 at batch 1 and takes each artifact's mIoU on the whole validation split from export.json.
 Writes benchmarks/results/export_int8.{json,md}.
@@ -39,7 +40,7 @@ def train_and_export(model: str, extra: list[str], work: Path, size: int, thread
     run = work / model
     overrides = [f"model.name={model}", f"train.threads={threads}", *extra]
     recipe = load_recipe(None, overrides)
-    if not (run / "model.pt").exists():
+    if not (run / "train.json").exists():  # train.json marks a finished run; an interrupted one resumes
         train(recipe, run, resume=(run / "last.pt").exists())
     cfg = ExportCfg(precisions=["fp32", "int8"], int8_policy="auto", calibration={"images": 32})
     return export(run / "model.pt", run / "export", cfg=cfg, overrides=[f"data.image_size={size}"])
@@ -94,10 +95,16 @@ def main() -> None:
                      "export_decision": int8["reason"], "export_speedup": int8["speedup"],
                      "quantized_nodes": int8["quantization"]["quantized_nodes"],
                      "noisy": latency[f"{model}/fp32"]["noisy"] or latency[f"{model}/int8"]["noisy"]})
+    targets = {"unet_speedup_ge_1.7": None, "unet_miou_within_0.5_points": None,
+               "no_shipped_int8_slower": all(r["speedup"] >= 1.0 for r in rows if r["shipped"])}
+    for r in rows:
+        if r["model"] == "unet":
+            targets.update({"unet_speedup_ge_1.7": r["speedup"] >= 1.7,
+                            "unet_miou_within_0.5_points": abs(r["miou_drop_points"]) <= 0.5})
     record = {"command": "python benchmarks/export_int8.py " + " ".join(
                   f"--{k} {v}" for k, v in (("size", args.size), ("threads", args.threads), ("rounds", args.rounds))),
               "machine": machine_info(), "versions": library_versions(), "input": [1, 3, args.size, args.size],
-              "rows": rows, "latency": latency}
+              "rows": rows, "targets": targets, "latency": latency}
     atomic_write_json(args.results.with_suffix(".json"), record)
     m = record["machine"]
     md = [f"# FP32 vs INT8 (ONNX Runtime CPU, batch 1, {args.size}x{args.size}, {args.threads} threads)", "",
@@ -110,6 +117,8 @@ def main() -> None:
         md.append(f"| {r['model']} | {r['fp32_ms']:.1f} | {r['int8_ms']:.1f} | {r['speedup']:.2f}x | "
                   f"{r['fp32_miou']:.4f} | {r['int8_miou']:.4f} | {-r['miou_drop_points']:+.2f} | {r['val_images']} | "
                   f"{'yes' if r['shipped'] else 'no: ' + r['export_decision'].split(';')[0]} |")
+    md += ["", "Targets: " + ", ".join(f"{k} {'met' if v else 'NOT met' if v is False else 'not measured'}"
+                                     for k, v in targets.items()) + "."]
     atomic_write_text(args.results.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
 

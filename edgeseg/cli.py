@@ -108,21 +108,15 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
            set: SetOpt = None) -> None:
     """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
     from edgeseg.export import export as export_api
-    from edgeseg.recipe import ExportCfg
 
-    cfg = ExportCfg()
-    if calib_images:
-        cfg.calibration.images = calib_images
-    if calib_method:
-        cfg.calibration.method = calib_method  # type: ignore[assignment]
-    if int8_policy:
-        cfg.int8_policy = int8_policy  # type: ignore[assignment]
-    if opset:
-        cfg.opset = opset
-    cfg.dynamic = not static
+    # The options are overrides of the recipe's export section, so `--data RECIPE` / the checkpoint's
+    # recipe settings (calibration size, policy, ...) apply unless an option says otherwise.
+    options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
+               "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None}
+    overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
-    result = export_api(checkpoint, out, formats=format or ["onnx"], precisions=precisions, cfg=cfg,
-                        recipe=data, overrides=set)
+    result = export_api(checkpoint, out, formats=format or ["onnx"], precisions=precisions, recipe=data,
+                        overrides=overrides)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
         out_console.print(f"{art['format']:>9} {art['precision']:>5}  {art['path']}  [{state}] {art.get('reason', '')}")

@@ -43,7 +43,8 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
             always written since every other format is converted from it.
         precisions: Any of ``fp32``, ``fp16``, ``int8`` (default ``cfg.precisions``); FP32 is always
             exported: it is the parity and accuracy reference.
-        cfg: :class:`~edgeseg.recipe.ExportCfg` (opset, dynamic axes, calibration, int8_policy).
+        cfg: :class:`~edgeseg.recipe.ExportCfg` (opset, dynamic axes, calibration, int8_policy); default
+            the ``export`` section of ``recipe`` (``overrides`` applied), else the defaults.
         recipe: Recipe whose data is used for calibration (train split) and checks (val split);
             default: the recipe stored in the checkpoint.
         overrides: ``--set`` overrides applied to that recipe.
@@ -63,11 +64,16 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
     from edgeseg.recipe import ExportCfg
     from edgeseg.train.checkpoint import load_checkpoint
 
-    cfg = (cfg or ExportCfg()).model_copy(deep=True)
-    fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
-    precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
+    if formats is not None:
+        resolve_formats(formats)  # an unknown name fails before anything is loaded
+    if precisions is not None:
+        resolve_precisions(precisions)
     ckpt = load_checkpoint(checkpoint)
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
+    # No cfg: the recipe's own export section (after --set export.*=...), else the defaults.
+    cfg = (cfg if cfg is not None else rcp.export or ExportCfg()).model_copy(deep=True)
+    fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
+    precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = ExportContext(out=out, model=ckpt.model, meta=ckpt.meta, recipe=rcp, cfg=cfg, precisions=precs,

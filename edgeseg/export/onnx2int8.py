@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
-from edgeseg.export.formats import ArtifactRecord
+from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.metadata import embed_onnx
 from edgeseg.export.torch2onnx import save_onnx
 
@@ -41,7 +41,12 @@ def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_spee
     if speedup > min_speedup:
         return True, f"faster than FP32 on this machine: {figures}"
     return False, (f"not faster than FP32 on this machine: {figures}; kept as model.int8.rejected.onnx "
-                   "(int8_policy=always ships it anyway)")
+                   "(int8_policy=always would ship it)")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") -> tuple[Any, dict[str, Any]]:
@@ -51,13 +56,25 @@ def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") 
         from edgeseg.compress.calibration import calibration_images
 
         cal = ctx.cfg.calibration
-        images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
-                                          count=cal.images,
-                                          size=ctx.input_hw, seed=ctx.recipe.train.seed)
         ctx.say(f"calibrating {model_path.name} on {cal.images} training images ({cal.method})")
-        ranges = calibrate(model_path, images, method=cal.method, total=cal.images)
+        try:
+            images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels,
+                                              num_classes=ctx.meta.num_classes, count=cal.images,
+                                              size=ctx.input_hw, seed=ctx.recipe.train.seed)
+            ranges = calibrate(model_path, images, method=cal.method, total=cal.images)
+        except (ValueError, RuntimeError) as exc:  # empty split, ORT session failure: one line, not a trace
+            raise ExportError(f"{model_path}: INT8 calibration ({cal.method}, {cal.images} training images) "
+                              f"failed: {_first_line(exc)}") from exc
         cache[key] = (ranges, {**info.to_dict(), "method": cal.method, "tensors": len(list(ranges))})
     return cache[key]
+
+
+def quantize_checked(src: Path, dst: Path, ranges: Any, settings: Any, method: str) -> dict[str, Any]:
+    """:func:`~edgeseg.compress.ptq.quantize`, with a failure reported as an ExportError naming the file."""
+    try:
+        return quantize(src, dst, ranges, settings, method=method)
+    except Exception as exc:  # noqa: BLE001  (ORT's quantizer raises bare exceptions of many kinds)
+        raise ExportError(f"{src}: INT8 quantization for {settings.target} failed: {_first_line(exc)}") from exc
 
 
 def measure(ctx: ExportContext, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -93,7 +110,7 @@ def convert_int8(ctx: ExportContext) -> list[ArtifactRecord]:
     rejected = ctx.out / "model.int8.rejected.onnx"
     tmp = ctx.out / f".model.int8.tmp{os.getpid()}.onnx"
     try:
-        qinfo = quantize(fp32, tmp, ranges, settings, method=ctx.cfg.calibration.method)
+        qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method)
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(tmp)), ctx.meta, "int8"), tmp)

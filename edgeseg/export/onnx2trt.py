@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgeseg.compress.ptq import TENSORRT_SETTINGS, quantize, tensor_amax
+from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
 from edgeseg.export import trt_kit
 from edgeseg.export.context import ExportContext, fp32_parity_ok, parity_figures
 from edgeseg.export.formats import ArtifactRecord, ExportError
@@ -65,7 +65,7 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
 
 def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, Path], dict[str, str]]:
     """Write the kit folder; returns its record, its ONNX files by role, and the trtexec shape flags."""
-    from edgeseg.export.onnx2int8 import calibration_ranges
+    from edgeseg.export.onnx2int8 import calibration_ranges, quantize_checked
 
     kit.mkdir(parents=True, exist_ok=True)
     fp32, key, figures = _kit_model(ctx, kit)
@@ -82,7 +82,7 @@ def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, 
     if int8:
         ranges, calib = calibration_ranges(ctx, fp32, key)
         files["int8"] = kit / "model.int8.qdq.onnx"
-        qinfo = quantize(fp32, files["int8"], ranges, TENSORRT_SETTINGS, method=ctx.cfg.calibration.method)
+        qinfo = quantize_checked(fp32, files["int8"], ranges, TENSORRT_SETTINGS, ctx.cfg.calibration.method)
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(files["int8"])), ctx.meta, "int8"), files["int8"])

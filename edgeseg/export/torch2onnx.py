@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from edgeseg.artifacts import ModelMeta, atomic_output_path
-from edgeseg.export.context import ExportContext, fp32_parity_ok
+from edgeseg.export.context import FP32_MAX_REL_ERR, FP32_MIN_AGREEMENT, ExportContext, fp32_parity_ok
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.metadata import embed_onnx
 
@@ -141,8 +141,10 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     if not parity["passed"]:
         record.shipped = False
         record.reason = "FP32 parity check failed"
-        raise ExportError(f"{path}: ONNX output differs from PyTorch (max rel err {parity['max_rel_err']:.2e}, "
-                          f"argmax agreement {parity['argmax_agreement']:.4%}); see export.json")
+        raise ExportError(f"{path}: ONNX output differs from PyTorch on {parity['images']} validation images: "
+                          f"max rel err {parity['max_rel_err']:.2e} (expected <= {FP32_MAX_REL_ERR:.0e}), argmax "
+                          f"agreement {parity['argmax_agreement']:.4%} (expected >= {FP32_MIN_AGREEMENT:.1%}); "
+                          "see export.json")
     ctx.onnx["fp32"] = path
     records = [record]
     if "fp16" in ctx.precisions:

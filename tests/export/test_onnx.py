@@ -105,6 +105,11 @@ def test_int8_policy_decision(fp32_ms, int8_ms, policy, ship):
     assert f"{int8_ms:.2f} ms" in reason and f"{fp32_ms:.2f} ms" in reason
 
 
+def test_int8_policy_rejects_unknown_policies():
+    with pytest.raises(ValueError, match="int8_policy must be 'auto' or 'always', got 'never'"):
+        int8_decision(10.0, 5.0, "never")
+
+
 def test_auto_policy_rejects_a_slower_int8(tmp_path, monkeypatch, quick_latency):
     import edgeseg.export.onnx2int8 as q
 
@@ -115,7 +120,7 @@ def test_auto_policy_rejects_a_slower_int8(tmp_path, monkeypatch, quick_latency)
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=5)
     doc = export(ckpt, tmp_path / "out", precisions=["int8"], cfg=ExportCfg(calibration={"images": 4}))
     int8 = _record(doc, "onnx", "int8")
-    assert not int8["shipped"] and "not faster than FP32" in int8["reason"]
+    assert not int8["shipped"] and "not faster than FP32" in int8["reason"] and "0.50x" in int8["reason"]
     assert not (tmp_path / "out" / "model.int8.onnx").exists()
     assert (tmp_path / "out" / "model.int8.rejected.onnx").is_file()
     assert doc["figures"]["int8_shipped"] is False
@@ -133,6 +138,10 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ArtifactError, match="not an edgeseg checkpoint"):
         export(foreign, tmp_path / "out")
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=1)
+    not_a_checkpoint = tmp_path / "model.onnx"
+    not_a_checkpoint.write_bytes(b"\x08\x07\x12\x07pytorch")  # e.g. an ONNX file passed by mistake
+    with pytest.raises(ArtifactError, match=r"model\.onnx: not a readable PyTorch checkpoint"):
+        export(not_a_checkpoint, tmp_path / "out")
     with pytest.raises(ExportError, match="unknown export format 'coreml'"):
         export(ckpt, tmp_path / "out", formats=["coreml"])
     with pytest.raises(ExportError, match="unknown precision 'int4'"):
@@ -151,3 +160,71 @@ def test_predict_needs_only_the_int8_file(exported, tmp_path):
     mask = np.asarray(Image.open(written[0]["mask"]))
     assert mask.shape == (40, 56) and mask.max() < 4
     assert Image.open(written[0]["overlay"]).size == (56, 40)
+
+
+def test_dynamo_failure_falls_back_and_is_reported(tmp_path, monkeypatch):
+    import edgeseg.export.torch2onnx as t2o
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("dynamo cannot trace this\nsecond line of a long trace")
+
+    monkeypatch.setattr(t2o, "_dynamo_export", broken)
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", model="fcn_test", steps=10)
+    doc = export(ckpt, tmp_path / "out")
+    info = _record(doc, "onnx", "fp32")["export"]
+    assert info["exporter"] == "torchscript"
+    assert info["fallback_reason"] == "RuntimeError: dynamo cannot trace this"
+    assert any("used the TorchScript exporter" in n and "dynamo cannot trace this" in n for n in doc["notes"])
+    assert _record(doc, "onnx", "fp32")["parity"]["passed"]
+
+
+def test_failing_fp32_parity_is_an_error_with_figures(tmp_path, monkeypatch):
+    from edgeseg.export.context import ExportContext
+
+    real = ExportContext.reference_logits
+
+    def shifted(self):  # as if the ONNX graph computed something else than PyTorch
+        return [ref + np.where(np.arange(ref.shape[1]) == 0, 5.0, 0.0)[None, :, None, None].astype(np.float32)
+                for ref in real(self)]
+
+    monkeypatch.setattr(ExportContext, "reference_logits", shifted)
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=10)
+    with pytest.raises(ExportError, match=r"model\.onnx: ONNX output differs from PyTorch"):
+        export(ckpt, tmp_path / "out", precisions=["int8"])
+    doc = json.loads((tmp_path / "out" / "export.json").read_text())
+    fp32 = _record(doc, "onnx", "fp32")
+    assert "differs from PyTorch" in doc["error"] and not fp32["shipped"] and not fp32["parity"]["passed"]
+    assert fp32["parity"]["max_abs_err"] == pytest.approx(5.0, rel=1e-3)
+    assert not any(a["precision"] == "int8" for a in doc["artifacts"])  # nothing built on a failed reference
+
+
+def test_recipe_export_section_and_overrides_apply(tmp_path, quick_latency):
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=10)
+    doc = export(ckpt, tmp_path / "out", precisions=["int8"],
+                 overrides=["export.calibration.method=percentile", "export.calibration.images=3",
+                            "export.int8_policy=always", "export.dynamic=false"])
+    int8 = _record(doc, "onnx", "int8")
+    assert int8["calibration"]["method"] == "percentile" and int8["calibration"]["images"] == 3
+    assert int8["policy"] == "always" and int8["shipped"]
+    assert doc["inputs"]["cfg"]["dynamic"] is False
+    be = runtime.open(tmp_path / "out" / "model.onnx")
+    assert be.inputs[0].shape == (1, 3, 64, 64)  # static export at the recipe's input size
+
+
+def test_calibration_and_quantization_failures_are_one_line_errors(tmp_path, monkeypatch):
+    import edgeseg.export.onnx2int8 as q
+
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=10)
+
+    def ort_failure(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : cannot run the augmented model\n  deep detail")
+
+    monkeypatch.setattr(q, "calibrate", ort_failure)
+    with pytest.raises(ExportError, match=r"model\.onnx: INT8 calibration \(minmax, 4 training images\) failed: "
+                                          r"RuntimeError: \[ONNXRuntimeError\] .* augmented model$"):
+        export(ckpt, tmp_path / "a", precisions=["int8"], cfg=ExportCfg(calibration={"images": 4}))
+    monkeypatch.undo()
+    monkeypatch.setattr(q, "quantize", lambda *a, **k: (_ for _ in ()).throw(KeyError("node_Conv_3")))
+    with pytest.raises(ExportError, match=r"model\.onnx: INT8 quantization for onnxruntime-cpu failed: KeyError"):
+        export(ckpt, tmp_path / "b", precisions=["int8"], cfg=ExportCfg(calibration={"images": 4}))
+    assert "INT8 quantization" in json.loads((tmp_path / "b" / "export.json").read_text())["error"]

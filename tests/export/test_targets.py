@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -21,7 +22,7 @@ TRT_OK, TRT_WHY = tensorrt_status()
 
 @pytest.fixture(scope="module")
 def targets(tmp_path_factory):
-    """unet_test exported to ONNX FP32 + INT8, ORT format and the TensorRT kit in one call."""
+    """segnet_test exported to ONNX FP32 + INT8, ORT format and the TensorRT kit in one call."""
     import edgeseg.export.onnx2int8 as q
 
     root = tmp_path_factory.mktemp("targets")
@@ -71,9 +72,16 @@ def test_tensorrt_absent_says_so_and_writes_the_kit(targets):
 def test_kit_graph_has_no_maxunpool_for_tensorrt(targets):
     import onnx
 
-    out, _ = targets
-    ops = {n.op_type for n in onnx.load(str(out / "tensorrt" / "model.onnx")).graph.node}
+    out, doc = targets
+    shipped = onnx.load(str(out / "model.onnx")).graph.node  # index unpooling: fine for ONNX Runtime
+    assert any(n.op_type in ("MaxUnpool", "ScatterND") for n in shipped)
+    kit = onnx.load(str(out / "tensorrt" / "model.onnx")).graph.node
+    ops = {n.op_type for n in kit}
     assert "MaxUnpool" not in ops and "ScatterND" not in ops, ops
+    assert all(len([o for o in n.output if o]) == 1 for n in kit if n.op_type == "MaxPool")  # no indices output
+    rec = _records(doc, "tensorrt")["kit"]
+    assert "unpool='compare'" in rec["source"] and rec["parity"]["argmax_agreement"] >= 0.999
+    assert any("unpool='compare'" in line for line in (out / "tensorrt" / "README.txt").read_text().splitlines())
 
 
 def test_kit_qdq_model_is_symmetric_int8_and_runs(targets):
@@ -148,21 +156,28 @@ def test_engines_match_onnxruntime(targets):
         assert rec["shipped"] and rec["match_onnxruntime"]["argmax_agreement"] >= 0.98
 
 
-def test_openvino_ir_or_clear_error(tmp_path):
+def test_openvino_missing_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
     from edgeseg.export import ExportError
 
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as on a machine without the extra
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=10)
+    with pytest.raises(ExportError, match="needs the openvino package"):
+        export(ckpt, tmp_path / "out", formats=["openvino"])
+    assert (tmp_path / "out" / "model.onnx").is_file()  # the ONNX export before it stands
+    assert "openvino" in json.loads((tmp_path / "out" / "export.json").read_text())["error"]
+
+
+def test_openvino_ir_runs_with_metadata(tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed here")
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=20)
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        with pytest.raises(ExportError, match="needs the openvino package"):
-            export(ckpt, tmp_path / "out", formats=["openvino"], precisions=["fp32"])
-        return
     doc = export(ckpt, tmp_path / "out", formats=["openvino"], precisions=["fp32"])
     rec = _records(doc, "openvino")["fp32"]
     assert rec["shipped"] and rec["parity"]["argmax_agreement"] >= 0.999, rec
+    assert rec["parity"]["max_rel_err"] < 1e-3
     be = runtime.open(rec["path"])
-    assert be.meta.model_name == "unet_test"
+    assert be.meta.model_name == "unet_test" and be.meta.precision == "fp32"
     assert be(np.zeros((1, 3, 64, 64), np.float32))[0].shape[1] == be.meta.num_classes
 
 
@@ -173,13 +188,19 @@ def test_cli_export_end_to_end(tmp_path, quick_latency):
 
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=20)
     res = CliRunner().invoke(app, ["export", str(ckpt), "--int8", "--int8-policy", "always", "--calib-images", "4",
-                                   "--out", str(tmp_path / "ex")])
+                                   "--calib-method", "entropy", "--static", "--out", str(tmp_path / "ex")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ex" / "model.onnx").is_file() and (tmp_path / "ex" / "model.int8.onnx").is_file()
     assert "export.json" in res.output
+    doc = json.loads((tmp_path / "ex" / "export.json").read_text())
+    int8 = _records(doc, "onnx")["int8"]
+    assert int8["calibration"]["method"] == "entropy" and int8["calibration"]["images"] == 4
+    assert int8["shipped"] and int8["policy"] == "always" and doc["inputs"]["cfg"]["dynamic"] is False
     from tests.test_cli import edgeseg
 
     bad = edgeseg("export", tmp_path / "missing.pt", "--out", tmp_path / "ex2")
     assert bad.returncode == 2 and "checkpoint not found" in bad.stderr and "Traceback" not in bad.stderr
     bad = edgeseg("export", ckpt, "--format", "coreml", "--out", tmp_path / "ex2")
     assert bad.returncode == 2 and "unknown export format 'coreml'" in bad.stderr
+    bad = edgeseg("export", ckpt, "--int8", "--calib-method", "median", "--out", tmp_path / "ex2")
+    assert bad.returncode == 2 and "export.calibration.method" in bad.stderr and "'median'" in bad.stderr
