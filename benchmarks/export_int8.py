@@ -48,19 +48,30 @@ def train_and_export(model: str, extra: list[str], work: Path, size: int, thread
 
 def side_by_side(files: dict[str, Path], size: int, threads: int, rounds: int) -> dict[str, dict]:
     """Per file: median over rounds of the p50 latency (ms); rounds alternate over all files."""
+    import os
+
     from edgeseg import runtime
+    from edgeseg.bench.contention import CpuWatch, contention_reason
     from edgeseg.bench.latency import measure_latency
 
     backends = {k: runtime.open(p, threads=threads) for k, p in files.items()}
     x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     p50s: dict[str, list[float]] = {k: [] for k in files}
     noisy: dict[str, bool] = {k: False for k in files}
+    others: dict[str, list[float]] = {k: [] for k in files}
+    busy: dict[str, str] = {k: "" for k in files}
     for _ in range(rounds):
         for k, be in backends.items():
-            s = measure_latency(lambda be=be: be(x), warmup=3, min_runs=10, min_time_s=1.5, max_time_s=60)
+            with CpuWatch() as watch:
+                s = measure_latency(lambda be=be: be(x), warmup=3, min_runs=10, min_time_s=1.5, max_time_s=60)
             p50s[k].append(s.p50_ms)
-            noisy[k] |= s.noisy
-    return {k: {"p50_ms": statistics.median(v), "round_p50s": v, "noisy": noisy[k]} for k, v in p50s.items()}
+            others[k].append(watch.other_cores or 0.0)
+            why = contention_reason(watch.other_cores, threads=threads, cores=os.cpu_count() or 1,
+                                    wall_s=watch.wall_s)
+            busy[k] = busy[k] or why
+            noisy[k] |= s.noisy or bool(why)
+    return {k: {"p50_ms": statistics.median(v), "round_p50s": v, "noisy": noisy[k],
+                "other_processes_cores": others[k], "contention": busy[k]} for k, v in p50s.items()}
 
 
 def main() -> None:
@@ -117,6 +128,9 @@ def main() -> None:
         md.append(f"| {r['model']} | {r['fp32_ms']:.1f} | {r['int8_ms']:.1f} | {r['speedup']:.2f}x | "
                   f"{r['fp32_miou']:.4f} | {r['int8_miou']:.4f} | {-r['miou_drop_points']:+.2f} | {r['val_images']} | "
                   f"{'yes' if r['shipped'] else 'no: ' + r['export_decision'].split(';')[0]} |")
+    busy = [f"{k}: {v['contention']}" for k, v in latency.items() if v["contention"]]
+    md += ["", "Contention: " + ("; ".join(busy) if busy else "none (no other process used the cores while timing)")
+           + "."]
     md += ["", "Targets: " + ", ".join(f"{k} {'met' if v else 'NOT met' if v is False else 'not measured'}"
                                      for k, v in targets.items()) + "."]
     atomic_write_text(args.results.with_suffix(".md"), "\n".join(md) + "\n")
