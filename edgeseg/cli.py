@@ -177,16 +177,18 @@ def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = 
 
 
 def main() -> None:
-    """Entry point: known user errors print one clear message (exit 2) instead of a traceback."""
-    from edgeseg.errors import USER_ERRORS
+    """Entry point: a deliberate user error prints one line (exit 2); anything else keeps its traceback.
+
+    ``EDGESEG_DEBUG=1`` shows the traceback of user errors too.
+    """
+    from edgeseg.errors import UserError
 
     try:
         app()
-    except USER_ERRORS as exc:
-        if os.environ.get("EDGESEG_DEBUG"):
+    except UserError as exc:
+        if os.environ.get("EDGESEG_DEBUG", "") not in ("", "0"):
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"edgeseg: error: {msg}", file=sys.stderr)
+        print(f"edgeseg: error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,26 +1,33 @@
-"""The user-facing error types the CLI reports as one clear line (no traceback)."""
+"""The error base classes, low in the tree: this module imports nothing, so the CLI starts light.
+
+Every error edgeseg raises on purpose derives from :class:`EdgesegError`. Those caused by the user's
+input (a file, a recipe field, an option, the machine lacking a package) derive from
+:class:`UserError`: the CLI prints their message as one line and exits with code 2. Any other
+exception is a bug and keeps its traceback; ``EDGESEG_DEBUG=1`` shows the traceback for all.
+
+Domain errors live beside the code that raises them and keep a builtin base too, so callers that
+catch ``ValueError``/``RuntimeError``/``KeyError`` still work: ``RecipeError`` (recipe.py),
+``ArtifactError`` (artifacts), ``DataError`` (data/base.py), ``BackendError`` (runtime/base.py),
+``UnknownModelError`` (models/registry.py), ``ExportError`` (export/formats.py), ``ResultsError``
+(bench/rows.py), ``TrainingDiverged`` (train/loop.py).
+"""
 
 from __future__ import annotations
 
-from edgeseg.artifacts import ArtifactError
-from edgeseg.recipe import RecipeError
-from edgeseg.runtime.base import BackendError
+
+class EdgesegError(Exception):
+    """Base of every error edgeseg raises deliberately."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from edgeseg.bench.rows import ResultsError
-    from edgeseg.data import DataError
-    from edgeseg.train.loop import TrainingDiverged
+class UserError(EdgesegError):
+    """Bad input: the message names the file, field or option and what was expected.
 
-    errors: list[type[BaseException]] = [RecipeError, ArtifactError, BackendError, DataError, TrainingDiverged,
-                                         ResultsError, KeyError, FileNotFoundError]
-    try:
-        from edgeseg.export import ExportError
+    The CLI prints it as one line (exit code 2) instead of a traceback.
+    """
 
-        errors.append(ExportError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    def __str__(self) -> str:
+        # KeyError subclasses would otherwise print the repr of their message (quoted).
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
-USER_ERRORS = _user_errors()
+__all__ = ["EdgesegError", "UserError"]

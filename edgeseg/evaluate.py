@@ -12,31 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.data.preprocess import pad_to_stride, resize_chw, resize_labels
 from edgeseg.metrics.semantic import ConfusionMatrix
 from edgeseg.runtime.base import Backend
-
-
-def pad_to_stride(image: np.ndarray, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Zero-pad a C x H x W array (zero = the mean after normalisation) at bottom/right to the stride."""
-    _, h, w = image.shape
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="constant")
-    return image, (h, w)
-
-
-def resize_chw(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a C x H x W float array to ``hw`` (channel by channel, float32)."""
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
-        (hw[1], hw[0]), Image.BILINEAR)) for c in image])
-
-
-def _resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((hw[1], hw[0]), Image.NEAREST))
 
 
 def predict_labels(backend: Backend, image: np.ndarray, stride: int) -> np.ndarray:
@@ -49,7 +27,7 @@ def predict_labels(backend: Backend, image: np.ndarray, stride: int) -> np.ndarr
     h, w = image.shape[1:]
     if fixed is not None and fixed != (h, w):
         logits = backend(resize_chw(image, fixed)[None])[0]
-        return _resize_labels(logits[0].argmax(0), (h, w))
+        return resize_labels(logits[0].argmax(0), (h, w))
     padded, _ = pad_to_stride(image, stride)
     logits = backend(padded[None])[0]
     return logits[0, :, :h, :w].argmax(0)

@@ -47,7 +47,7 @@ def _resumable(last: Path, train_cfg: dict[str, Any]) -> bool:
     """An interrupted run resumes only if its model/data/train sections equal the current ones."""
     if not last.exists():
         return False
-    from edgeseg.train.checkpoint import read_checkpoint
+    from edgeseg.artifacts.checkpoint import read_checkpoint
 
     stored = read_checkpoint(last)["meta"].get("recipe") or {}
     return all(json.dumps(stored.get(k), sort_keys=True, default=str) == json.dumps(v, sort_keys=True, default=str)

@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeseg.artifacts import text_sha256
+from edgeseg.errors import UserError
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe file or override is invalid; the message names the file, field and expectation."""
 
 

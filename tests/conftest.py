@@ -32,7 +32,7 @@ def make_checkpoint(path: Path, model: str = "unet_test", num_classes: int = 4, 
     torch.manual_seed(seed)
     recipe = recipe_from_dict(tiny_recipe_dict(model, num_classes, in_channels))
     net = create_model(model, num_classes=num_classes, in_channels=in_channels)
-    from edgeseg.train.checkpoint import save_checkpoint
+    from edgeseg.artifacts.checkpoint import save_checkpoint
 
     return save_checkpoint(path, net, meta_for(net, recipe), epoch=0, metrics={})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.backends import check_backends, open_backend, skip_reason
+from edgeseg.bench.backends import check_backends, skip_reason
 from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
 from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import SCHEMA, ResultsError, append_rows, load_rows
@@ -72,14 +72,14 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
             try:
                 name = runtime.backend_for(path, wanted)
             except runtime.BackendError:
-                name = "unknown"  # an unknown suffix: open_backend below fails and the row says why
+                name = "unknown"  # an unknown suffix: runtime.open below fails and the row says why
             where = "cuda" if wanted == "torch-cuda" else device  # the alias implies the device; rows must say so
             acc: dict[str, Any] | None = None
             acc_done = False
             for t in threads:
                 options = dict(torch_options or {}) if name == "torch" else {}
                 try:
-                    be = open_backend(path, wanted, device=where, threads=t, **options)
+                    be = runtime.open(path, wanted, device=where, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)
                     for b in batch:
                         row = base_row(path, name, where, t, b)

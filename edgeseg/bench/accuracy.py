@@ -62,8 +62,8 @@ def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str =
 def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_encoding: str = "auto",
                     val_ratio: float = 0.2, split_seed: int = 0) -> dict[str, Any]:
     """Metrics on a folder dataset's split, with numpy and PIL only (no torch)."""
-    from edgeseg.data.base import normalize
     from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs
+    from edgeseg.data.preprocess import normalize
 
     meta = backend.meta
     ignore = int(meta.ignore_index)
@@ -77,7 +77,7 @@ def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_
 
 def npz_accuracy(backend: Any, path: str | Path) -> dict[str, Any]:
     """Metrics on a ``.npz`` holding ``images`` (N x H x W [x C] uint8) and ``masks`` (N x H x W ints)."""
-    from edgeseg.data.base import normalize
+    from edgeseg.data.preprocess import normalize
 
     path = Path(path)
     meta = backend.meta

@@ -75,7 +75,6 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from edgeseg import runtime
-    from edgeseg.bench.backends import open_backend
 
     backend_name = runtime.backend_for(args.artifact, args.backend)
     # The runtime library itself counts as baseline, so "loaded" and "peak" are the artifact's own cost.
@@ -86,10 +85,10 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
         try:
             importlib.import_module(name)
         except ImportError:
-            pass  # open_backend below reports the missing library
+            pass  # runtime.open below reports the missing library
     baseline = rss_mb()
     options = {name: True for name in args.option}
-    be = open_backend(Path(args.artifact), args.backend, device=args.device, threads=args.threads or None,
+    be = runtime.open(Path(args.artifact), args.backend, device=args.device, threads=args.threads or None,
                       **options)
     loaded = rss_mb()
     x = np.random.default_rng(0).standard_normal((args.batch, be.meta.in_channels, args.height, args.width),

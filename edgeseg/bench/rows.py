@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeseg.errors import UserError
+
 SCHEMA = "edgeseg.bench/1"
 REQUIRED = ("schema", "artifact", "model", "backend", "device", "threads", "batch", "latency", "machine")
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results file is missing or has a line that is not an edgeseg result."""
 
 

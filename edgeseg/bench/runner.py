@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.backends import check_backends, open_backend, skip_reason
+from edgeseg.bench.backends import check_backends, skip_reason
 from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
 from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import append_rows
@@ -77,11 +77,11 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
             try:
                 name = runtime.backend_for(path, wanted)
             except runtime.BackendError:
-                name = "unknown"  # an unknown suffix: open_backend fails below and the row says why
+                name = "unknown"  # an unknown suffix: runtime.open fails below and the row says why
             acc = None
             for t in threads:
                 try:
-                    be = open_backend(path, wanted, device=args.device, threads=t)
+                    be = runtime.open(path, wanted, device=args.device, threads=t)
                 except Exception as exc:  # noqa: BLE001  (report and go on with the next configuration)
                     print(f"runner: skipped {path} on {name}: {exc}", file=sys.stderr)
                     rows += [{**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}

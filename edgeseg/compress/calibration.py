@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.evaluate import resize_chw
+from edgeseg.data.base import DataError
+from edgeseg.data.preprocess import resize_chw
 
 CALIBRATION_SPLIT = "train"
 
@@ -57,7 +58,7 @@ def calibration_images(data_cfg: Any, in_channels: int, *, count: int, size: tup
                             num_classes=num_classes)
     n = len(dataset)
     if n == 0:
-        raise ValueError("the training split is empty: INT8 calibration needs training images")
+        raise DataError("the training split is empty: INT8 calibration needs training images")
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(n) for _ in range(-(-count // n))])[:count]
     info = CalibrationInfo(CALIBRATION_SPLIT, count, len(set(order.tolist())), tuple(size), seed)

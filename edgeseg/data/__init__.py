@@ -2,7 +2,7 @@
 
 A dataset item is ``(image, mask)``: a normalised C x H x W float32 tensor and an H x W int64 tensor.
 Training items are augmented fixed-size crops; evaluation items are whole images at native resolution.
-``base`` and ``folder`` import no torch (the standalone bench runner reads folders with them);
+``base``, ``preprocess`` and ``folder`` import no torch (the standalone bench runner reads folders with them);
 ``SegDataset``/``build_dataset`` load torch on first use.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeseg.data.base import DataError, default_mean_std, load_image, normalize, resolve_classes
+from edgeseg.data.base import DataError, default_mean_std, load_image, resolve_classes
+from edgeseg.data.preprocess import normalize, pad_to_stride, resize_chw, resize_labels
 
 __all__ = ["DataError", "SegDataset", "build_dataset", "default_mean_std", "load_image", "normalize",
-           "resolve_classes"]
+           "pad_to_stride", "resize_chw", "resize_labels", "resolve_classes"]
 
 
 def __getattr__(name: str) -> Any:

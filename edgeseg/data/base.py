@@ -1,4 +1,4 @@
-"""What every dataset shares: the error type, image loading, normalisation, class names."""
+"""What every dataset shares: the error type, image loading, default normalisation, class names."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.errors import UserError
+
 DEFAULT_MEAN = 0.5
 DEFAULT_STD = 0.25
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad dataset input; the message names the file (or recipe field) and what was expected."""
 
 
@@ -58,14 +60,6 @@ def _from_array(arr: np.ndarray) -> Any:
     from PIL import Image
 
     return Image.fromarray(arr)
-
-
-def normalize(raw: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """H x W x C uint8 -> C x H x W float32: ``(raw / 255 - mean) / std`` per channel."""
-    x = raw.astype(np.float32).transpose(2, 0, 1) / 255.0
-    m = np.asarray(mean, dtype=np.float32)[:, None, None]
-    s = np.asarray(std, dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((x - m) / s)
 
 
 def default_mean_std(data_cfg: Any, in_channels: int) -> tuple[list[float], list[float]]:

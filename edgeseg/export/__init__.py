@@ -62,7 +62,7 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
     from edgeseg.export.context import ExportContext
     from edgeseg.export.formats import resolve_formats, resolve_precisions
     from edgeseg.recipe import ExportCfg
-    from edgeseg.train.checkpoint import load_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint
 
     if formats is not None:
         resolve_formats(formats)  # an unknown name fails before anything is loaded

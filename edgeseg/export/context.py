@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from edgeseg.artifacts import ModelMeta
-from edgeseg.evaluate import resize_chw
+from edgeseg.data.preprocess import pad_to_stride, resize_chw
 from edgeseg.export.formats import ArtifactRecord
 from edgeseg.recipe import ExportCfg, Recipe
 
@@ -92,8 +92,6 @@ class ExportContext:
     def parity_inputs(self) -> list[np.ndarray]:
         """A few real validation images, 1 x C x H x W, padded to the stride (resized for static exports)."""
         if self._parity_inputs is None:
-            from edgeseg.evaluate import pad_to_stride
-
             dataset = self.val_dataset()
             inputs = []
             for i in range(min(PARITY_IMAGES, len(dataset))):

@@ -7,11 +7,13 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edgeseg.errors import UserError
+
 if TYPE_CHECKING:
     from edgeseg.export.context import ExportContext
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export cannot be done or failed its checks; the message says which and what to do."""
 
 

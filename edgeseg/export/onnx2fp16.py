@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord
-from edgeseg.export.metadata import embed_onnx
 from edgeseg.export.torch2onnx import save_onnx
 
 FP16_MIN_AGREEMENT = 0.99  # FP16 logits round at ~1e-3; near-ties may flip a few pixels

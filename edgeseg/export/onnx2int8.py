@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.metadata import embed_onnx
 from edgeseg.export.torch2onnx import save_onnx
 
 INT8_MIN_AGREEMENT = 0.90  # loose: INT8 is checked for sanity here; its accuracy is measured on val

@@ -10,9 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from edgeseg.artifacts.metadata import embed_openvino
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.metadata import embed_openvino
 
 OV_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99, "int8": 0.90}
 

@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from edgeseg.artifacts.metadata import embed_onnx, write_sidecar
 from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
 from edgeseg.export import trt_kit
 from edgeseg.export.context import ExportContext, fp32_parity_ok, parity_figures
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.metadata import embed_onnx, write_sidecar
 from edgeseg.export.onnx2fp16 import to_fp16
 from edgeseg.export.torch2onnx import INPUT_NAME, export_onnx, save_onnx
 
@@ -46,7 +46,7 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
     if config.get("unpool") != "indices":
         shutil.copyfile(ctx.onnx["fp32"], path)
         return path, "fp32", {"source": "model.onnx"}
-    from edgeseg.train.checkpoint import build_from_config
+    from edgeseg.artifacts.checkpoint import build_from_config
 
     twin = build_from_config({**config, "unpool": "compare"}).eval()
     twin.load_state_dict(ctx.model.state_dict())

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from edgeseg.artifacts import ModelMeta, atomic_output_path
+from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.export.context import FP32_MAX_REL_ERR, FP32_MIN_AGREEMENT, ExportContext, fp32_parity_ok
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.metadata import embed_onnx
 
 PROTOBUF_LIMIT = 2 ** 31 - 1  # above this the weights go to an external-data file
 INPUT_NAME = "input"

@@ -14,7 +14,17 @@ from typing import Any, Literal
 
 from torch import nn
 
+from edgeseg.errors import UserError
+
 Task = Literal["semantic", "instance"]
+
+
+class UnknownModelError(UserError, KeyError):
+    """A model name that is not registered; the message suggests the closest valid name."""
+
+
+class ModelArgsError(UserError, ValueError):
+    """Constructor arguments (``model.args``) the model family does not take."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ def get_model_info(name: str) -> ModelInfo:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} (available: {', '.join(sorted(_REGISTRY))})")
+        raise UnknownModelError(f"unknown model {name!r}{hint} (available: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]
 
 
@@ -79,8 +89,9 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
     args = {**info.defaults, **kwargs}
     try:
         model = info.factory(num_classes=num_classes, in_channels=in_channels, **args)
-    except TypeError as exc:
-        raise TypeError(f"model {name!r}: bad constructor arguments {sorted(kwargs)}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # an unknown keyword or a value the family rejects
+        raise ModelArgsError(f"model {name!r}: bad constructor arguments (model.args / num_classes / in_channels) "
+                             f"{sorted(kwargs)}: {exc}") from exc
     model.config = {"name": name, "num_classes": num_classes, "in_channels": in_channels, **args}
     return model
 

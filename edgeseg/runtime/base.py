@@ -8,9 +8,10 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from edgeseg.artifacts import ModelMeta
+from edgeseg.errors import UserError
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A backend cannot be opened or run (missing dependency, wrong device, bad artifact)."""
 
 

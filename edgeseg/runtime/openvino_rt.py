@@ -1,4 +1,4 @@
-"""OpenVINO backend for IR files (.xml + .bin) written by `edgeseg export --format openvino`."""
+"""OpenVINO backend for IR files (.xml + .bin) written by `edgeseg export --format openvino`, and ONNX files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
+from edgeseg.artifacts.metadata import read_onnx, read_openvino
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 
@@ -30,10 +31,8 @@ class OpenVINOBackend:
         except Exception as exc:  # noqa: BLE001  (OpenVINO raises RuntimeError subclasses of its own)
             raise BackendError(f"{path}: OpenVINO cannot read it: {exc}") from None
         if meta is None:
-            from edgeseg.export.metadata import read_openvino
-
             try:
-                meta = read_openvino(model, str(path))
+                meta = read_onnx(path) if path.suffix.lower() == ".onnx" else read_openvino(model, str(path))
             except ArtifactError as exc:
                 raise BackendError(str(exc)) from None
         self.meta = meta

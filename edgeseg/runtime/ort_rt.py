@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
+from edgeseg.artifacts.metadata import read_ort_session
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -44,9 +45,8 @@ class OrtBackend:
         self.device = device
         self.threads = threads
         self.provider = self.session.get_providers()[0]
-        props = self.session.get_modelmeta().custom_metadata_map
         try:
-            self.meta = meta or ModelMeta.from_onnx_props(props, source=str(path))
+            self.meta = meta or read_ort_session(self.session, source=str(path))
         except ArtifactError as exc:
             raise BackendError(str(exc)) from None
         self.precision = self.meta.precision

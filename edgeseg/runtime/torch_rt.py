@@ -26,7 +26,7 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)
         if model is None:
-            from edgeseg.train.checkpoint import load_checkpoint
+            from edgeseg.artifacts.checkpoint import load_checkpoint
 
             ckpt = load_checkpoint(path, device=device)
             model, meta = ckpt.model, ckpt.meta

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
+from edgeseg.artifacts.metadata import read_sidecar
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 
@@ -129,8 +130,6 @@ class TensorRTBackend:
                                   np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))).name)
                        for n in self.input_names]
         if meta is None:
-            from edgeseg.export.metadata import read_sidecar
-
             try:
                 meta = read_sidecar(path)
             except ArtifactError as exc:

@@ -11,6 +11,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
+from edgeseg.data.base import DataError
+
 
 @dataclass
 class DistContext:
@@ -65,7 +67,7 @@ def loader_factory(dataset: Dataset, batch_size: int, workers: int, seed: int,
                    ctx: DistContext) -> Callable[[int], DataLoader]:
     """A function epoch -> DataLoader whose shuffling depends only on (seed, epoch, rank)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError("the training split is empty")
+        raise DataError("the training split is empty: training needs images (check data.root / data.val_ratio)")
     per_rank = max(1, min(batch_size // ctx.world_size if ctx.world_size > 1 else batch_size,
                           len(dataset) // ctx.world_size))  # type: ignore[arg-type]
 

@@ -22,9 +22,10 @@ import yaml
 from torch import nn
 
 from edgeseg.artifacts import atomic_write_json, atomic_write_text, provenance
-from edgeseg.recipe import Recipe, TrainCfg
+from edgeseg.artifacts.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from edgeseg.errors import UserError
+from edgeseg.recipe import Recipe, RecipeError, TrainCfg
 from edgeseg.train import distributed as dist_utils
-from edgeseg.train.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from edgeseg.train.losses import SegLoss
 from edgeseg.train.meta import meta_for
 
@@ -32,7 +33,7 @@ LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "images_per_s", "epoch_s", "v
               "val_pixel_accuracy"]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -47,7 +48,7 @@ def pick_device(cfg: TrainCfg) -> torch.device:
     """``auto`` takes CUDA when present; with DDP each rank takes its LOCAL_RANK GPU."""
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device: 'cuda' requested but torch sees no CUDA GPU")
+            raise RecipeError("train.device: 'cuda' requested but torch sees no CUDA GPU")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 

@@ -12,7 +12,7 @@ def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> Model
     """Metadata for ``model`` trained by ``recipe`` (classes, normalisation, sizes, recipe + hash)."""
     from edgeseg.data import default_mean_std, resolve_classes
     from edgeseg.models import get_model_info
-    from edgeseg.train.checkpoint import unwrap
+    from edgeseg.artifacts.checkpoint import unwrap
 
     cfg = dict(unwrap(model).config)
     info = get_model_info(cfg["name"])

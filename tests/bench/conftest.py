@@ -13,7 +13,7 @@ from tests.conftest import make_checkpoint
 def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(model.pt, model.onnx) of an untrained unet_test (4 classes, RGB, 64 px synthetic recipe)."""
     from edgeseg.export.torch2onnx import export_onnx
-    from edgeseg.train.checkpoint import load_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint
 
     root = tmp_path_factory.mktemp("bench")
     pt = make_checkpoint(root / "model.pt")

@@ -54,7 +54,7 @@ def test_fields_are_present_and_sane(rows, tiny_artifacts):
 
 def test_model_figures_come_from_the_artifact_itself(rows, tiny_artifacts):
     from edgeseg.models.profile import count_params
-    from edgeseg.train.checkpoint import load_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint
 
     written, _ = rows
     by = {r["backend"]: r["model"] for r in written}

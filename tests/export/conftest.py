@@ -20,7 +20,7 @@ def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 150, **
     """
     from edgeseg.data import build_dataset
     from edgeseg.recipe import recipe_from_dict
-    from edgeseg.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
     make_checkpoint(path, model=model, **kwargs)
     ckpt = load_checkpoint(path)

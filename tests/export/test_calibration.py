@@ -9,7 +9,7 @@ from edgeseg.compress import calibration as calib_mod
 from edgeseg.compress.ptq import CPU_SETTINGS, TENSORRT_SETTINGS, CalibMethod, calibrate, quantize, tensor_amax
 from edgeseg.export.torch2onnx import export_onnx
 from edgeseg.recipe import recipe_from_dict
-from edgeseg.train.checkpoint import load_checkpoint
+from edgeseg.artifacts.checkpoint import load_checkpoint
 from tests.conftest import make_checkpoint, tiny_recipe_dict
 
 

@@ -11,7 +11,7 @@ from edgeseg import runtime
 from edgeseg.export import ExportError, export
 from edgeseg.export.onnx2int8 import int8_decision
 from edgeseg.recipe import ExportCfg
-from edgeseg.train.checkpoint import load_checkpoint
+from edgeseg.artifacts.checkpoint import load_checkpoint
 from tests.export.conftest import fitted_checkpoint
 
 FAMILIES = ["unet_test", "segnet_test", "fcn_test"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from edgeseg.models import create_model, get_model_info, list_models
+from edgeseg.models.registry import ModelArgsError
 from edgeseg.models.base import SegModel
 
 ALL = list_models(task="semantic", include_test=True)
@@ -79,7 +80,7 @@ def test_config_rebuilds_same_model(name: str) -> None:
 
 
 def test_bad_constructor_arguments() -> None:
-    with pytest.raises(TypeError, match="bad constructor arguments"):
+    with pytest.raises(ModelArgsError, match="bad constructor arguments"):
         create_model("unet_test", num_classes=2, no_such_arg=1)
     with pytest.raises(ValueError, match="upsample must be one of"):
         create_model("unet_test", num_classes=2, upsample="cubic")

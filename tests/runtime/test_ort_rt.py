@@ -27,7 +27,7 @@ def _toy_onnx(path, meta: ModelMeta | None = META):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if meta is not None:
-        from edgeseg.export.metadata import embed_onnx
+        from edgeseg.artifacts.metadata import embed_onnx
 
         embed_onnx(model, meta)
     onnx.save(model, str(path))

@@ -8,7 +8,7 @@ import pytest
 
 from edgeseg import runtime
 from edgeseg.artifacts import ArtifactError, ModelMeta
-from edgeseg.export.metadata import read_sidecar, sidecar_path, write_sidecar
+from edgeseg.artifacts.metadata import read_sidecar, sidecar_path, write_sidecar
 from edgeseg.runtime.base import BackendError
 
 META = ModelMeta(model_name="toy", family="toy", task="semantic", num_classes=2, in_channels=3,

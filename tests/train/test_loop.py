@@ -10,7 +10,7 @@ import torch
 
 from edgeseg.recipe import recipe_from_dict
 from edgeseg.train import train
-from edgeseg.train.checkpoint import load_checkpoint, read_checkpoint
+from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint
 from edgeseg.train.loop import TrainingDiverged
 from tests.conftest import tiny_recipe_dict
 

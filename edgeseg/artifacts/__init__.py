@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from edgeseg.errors import UserError
+
 RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_report")
 
 
@@ -30,7 +32,7 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError, ValueError):
     """An artifact on disk is missing, unreadable or of the wrong kind."""
 
 

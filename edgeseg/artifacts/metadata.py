@@ -1,7 +1,10 @@
-"""ModelMeta inside every artifact kind: ONNX ``metadata_props``, OpenVINO ``rt_info``, sidecar JSON for engines.
+"""ModelMeta inside every exported artifact: ONNX ``metadata_props``, OpenVINO ``rt_info``, sidecar JSON.
 
-ONNX and ``.ort`` files carry the metadata themselves (ORT keeps ``metadata_props`` in its format); a
-TensorRT engine has no field for it, so it gets ``<engine>.meta.json`` beside it.
+The one place that reads and writes it (checkpoints: :mod:`edgeseg.artifacts.checkpoint`), in the
+bottom layer so runtimes, export and bench share it. ONNX and ``.ort`` files carry the metadata
+themselves (ORT keeps ``metadata_props`` in its format); a TensorRT engine has no field for it, so it
+gets ``<engine>.meta.json`` beside it. Optional libraries (onnx, openvino) are imported inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -34,10 +37,15 @@ def embed_onnx(model: Any, meta: ModelMeta, precision: str | None = None) -> Any
 
 
 def read_onnx(path: str | Path) -> ModelMeta:
-    """ModelMeta stored in an ONNX file (weights are not loaded)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    """ModelMeta stored in an ONNX file (weights are not loaded); ArtifactError when it cannot be read."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ArtifactError(f"{path}: reading its edgeseg metadata needs the onnx package") from exc
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001  (onnx raises DecodeError and others on a broken file)
+        raise ArtifactError(f"{path}: not a readable ONNX file: {exc}") from None
     return ModelMeta.from_onnx_props({p.key: p.value for p in model.metadata_props}, source=str(path))
 
 
