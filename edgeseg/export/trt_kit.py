@@ -9,6 +9,7 @@ writer and parser here. Format: a header line ``TRT-<version code>-<algorithm>``
 
 from __future__ import annotations
 
+import shlex
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,58 +68,81 @@ def shape_flags(input_name: str, channels: int, hw: tuple[int, int], stride: int
             "maxShapes": fmt(n=input_name, b=max_batch, c=channels, h=side(2 * h), w=side(2 * w))}
 
 
-def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 1024) -> str:
-    """``build_engine.sh``: trtexec lines for FP16 and INT8 on TensorRT 10 (Jetson) and 11."""
-    shape_args = " ".join(f"--{k}={v}" for k, v in shapes.items())
-    int8_fns = """
-int8_qdq() {   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 10 and 11)
-  if [ "$TRT_MAJOR" -ge 11 ]; then
-    run build_int8.log --onnx=model.int8.qdq.onnx --saveEngine=model.int8.engine --stronglyTyped
-  else
-    run build_int8.log --onnx=model.int8.qdq.onnx --saveEngine=model.int8.engine --int8 --fp16
-  fi
-}
+# The kit's files, by role. build_engine.sh names them only through shlex.quote (see build_script).
+KIT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.qdq.onnx",
+             "cache": "calibration.cache"}
 
-int8_calib() { # implicit quantization from our calibration cache (TensorRT 10 only; removed in 11)
+
+def _run_line(log: str, *args: str) -> str:
+    """One ``run LOG ARGS...`` line of build_engine.sh, every word shell-quoted."""
+    return "run " + " ".join(shlex.quote(a) for a in (log, *args))
+
+
+def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 1024) -> str:
+    """``build_engine.sh``: trtexec lines for FP16 and INT8 on TensorRT 10 (Jetson) and 11.
+
+    Every file name and argument is written through :func:`shlex.quote` (shapes as a bash array), so no
+    name can run a command; ``--dry-run`` prints the trtexec commands instead of running anything.
+    """
+    f = KIT_FILES
+    shape_args = " ".join(shlex.quote(f"--{k}={v}") for k, v in shapes.items())
+    cache = shlex.quote(f["cache"])
+    int8_fns = f"""
+int8_qdq() {{   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 10 and 11)
+  if [ "$TRT_MAJOR" -ge 11 ]; then
+    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--stronglyTyped")}
+  else
+    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--int8", "--fp16")}
+  fi
+}}
+
+int8_calib() {{ # implicit quantization from our calibration cache (TensorRT 10 only; removed in 11)
   if [ "$TRT_MAJOR" -ge 11 ]; then echo "TensorRT $TRT_MAJOR has no calibration caches: use int8-qdq" >&2; return 1; fi
-  if [ -n "$TRT_CODE" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${TRT_CODE}-/" calibration.cache; fi
-  run build_int8_calib.log --onnx=model.onnx --saveEngine=model.int8.calib.engine --int8 --fp16 \\
-    --calib=calibration.cache
-}
+  if [ -n "$TRT_CODE" ] && [ -z "$DRY_RUN" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${{TRT_CODE}}-/" {cache}; fi
+  {_run_line("build_int8_calib.log", "--onnx=" + f["fp32"], "--saveEngine=model.int8.calib.engine", "--int8",
+             "--fp16", "--calib=" + f["cache"])}
+}}
 """ if int8 else ""
     modes = "fp16 | int8-qdq | int8-calib | all" if int8 else "fp16 | all"
     all_cmds = "fp16; int8_qdq; int8_calib" if int8 else "fp16"
     return f"""#!/usr/bin/env bash
 # Build TensorRT engines ON THE TARGET (Jetson or any NVIDIA GPU); engines are tied to GPU + TensorRT version.
-# Usage: ./build_engine.sh [{modes}]   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
+# Usage: ./build_engine.sh [--dry-run] [{modes}]   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
+# --dry-run prints the trtexec commands without running anything (TRT_MAJOR=11 shows the TensorRT 11 ones).
 set -euo pipefail
 cd "$(dirname "$0")"
+DRY_RUN=""
+if [ "${{1:-}}" = "--dry-run" ]; then DRY_RUN=1; shift; fi
 TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}"
 WORKSPACE_MIB="${{WORKSPACE_MIB:-{workspace_mib}}}"
-SHAPES="{shape_args}"
-# Version code from trtexec's banner ("TensorRT v100300" = 10.3.0, "v8601" = 8.6.1).
-TRT_CODE="$("$TRTEXEC" --help 2>&1 | grep -o 'TensorRT v[0-9]*' | head -n1 | tr -dc '0-9' || true)"
-if [ "${{#TRT_CODE}}" -ge 6 ]; then TRT_MAJOR="${{TRT_CODE:0:2}}"; else TRT_MAJOR="${{TRT_CODE:0:1}}"; fi
+SHAPES=({shape_args})
+TRT_CODE=""
+if [ -z "$DRY_RUN" ]; then
+  # Version code from trtexec's banner ("TensorRT v100300" = 10.3.0, "v8601" = 8.6.1).
+  TRT_CODE="$("$TRTEXEC" --help 2>&1 | grep -o 'TensorRT v[0-9]*' | head -n1 | tr -dc '0-9' || true)"
+fi
+if [ "${{#TRT_CODE}}" -ge 6 ]; then TRT_MAJOR="${{TRT_CODE:0:2}}"; elif [ -n "$TRT_CODE" ]; then TRT_MAJOR="${{TRT_CODE:0:1}}"; fi
 TRT_MAJOR="${{TRT_MAJOR:-10}}"
 
 run() {{ # run LOG ARGS...: trtexec with the shapes and workspace, log kept beside the engine
   local log="$1"; shift
-  # shellcheck disable=SC2086
-  "$TRTEXEC" "$@" $SHAPES --memPoolSize=workspace:"$WORKSPACE_MIB" 2>&1 | tee "$log"
+  local cmd=("$TRTEXEC" "$@" ${{SHAPES[@]+"${{SHAPES[@]}}"}} "--memPoolSize=workspace:$WORKSPACE_MIB")
+  if [ -n "$DRY_RUN" ]; then printf '%q ' "${{cmd[@]}}"; printf '\n'; return 0; fi
+  "${{cmd[@]}}" 2>&1 | tee "$log"
 }}
 
 fp16() {{
   if [ "$TRT_MAJOR" -ge 11 ]; then  # strongly typed: FP16 comes from the model's own types
-    run build_fp16.log --onnx=model.fp16.onnx --saveEngine=model.fp16.engine --stronglyTyped
+    {_run_line("build_fp16.log", "--onnx=" + f["fp16"], "--saveEngine=model.fp16.engine", "--stronglyTyped")}
   else
-    run build_fp16.log --onnx=model.onnx --saveEngine=model.fp16.engine --fp16
+    {_run_line("build_fp16.log", "--onnx=" + f["fp32"], "--saveEngine=model.fp16.engine", "--fp16")}
   fi
 }}
 {int8_fns}
 case "${{1:-all}}" in
   fp16) fp16 ;;
 {"  int8-qdq) int8_qdq ;;" + chr(10) + "  int8-calib) int8_calib ;;" + chr(10) if int8 else ""}  all) {all_cmds} ;;
-  *) echo "usage: $0 [{modes}]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--dry-run] [{modes}]" >&2; exit 2 ;;
 esac
 """
 
@@ -153,7 +177,8 @@ calibration and the --int8/--fp16 flags: networks are strongly typed, so INT8 co
 Q/DQ model and FP16 from model.fp16.onnx (--stronglyTyped).
 
 Input '{input_name}', N x C x H x W float32, normalised with the mean/std in the ONNX metadata
-(edgeseg.mean / edgeseg.std). Shape profile used by build_engine.sh (edit SHAPES to change it):
+(edgeseg.mean / edgeseg.std). Shape profile used by build_engine.sh (edit SHAPES to change it; `./build_engine.sh --dry-run`
+prints the trtexec commands without running them):
 {shape_text}
 
 Check an engine: trtexec --loadEngine=model.int8.engine --shapes={input_name}:{shapes.get('optShapes', '').split(':')[-1] or '...'}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeseg.report.escape import plot_text
 from edgeseg.report.table import Entry
 
 
@@ -64,18 +65,19 @@ def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
                 ax.scatter(e.p50_ms, e.miou, marker=marker, s=60 if e.pareto else 30, color=color,
                            edgecolors="black" if e.pareto else "none", zorder=3)
                 # Neighbouring points often share a y value (INT8 ~ FP32 accuracy): stagger the labels.
-                ax.annotate(f"{e.model} {e.precision}\n{e.backend} t{e.threads}", (e.p50_ms, e.miou),
+                ax.annotate(plot_text(f"{e.model} {e.precision}") + "\n" + plot_text(f"{e.backend} t{e.threads}"),
+                            (e.p50_ms, e.miou),
                             fontsize=7, xytext=LABEL_OFFSETS[j % len(LABEL_OFFSETS)], textcoords="offset points")
             # mIoU on different images is not comparable: one frontier per accuracy dataset.
             front = sorted((e for e in ds_pts if e.pareto), key=lambda e: e.p50_ms)
             if len(front) > 1:
                 ax.step([e.p50_ms for e in front], [e.miou for e in front], where="post", color=color, lw=1,
-                        ls="--", label=f"Pareto frontier ({name})")
+                        ls="--", label=plot_text(f"Pareto frontier ({name})"))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
         if pts:
             _log_x(ax)
-        ax.set_title(f"{device}, batch {batch}", fontsize=9)
+        ax.set_title(plot_text(f"{device}, batch {batch}"), fontsize=9)
         ax.set_xlabel("latency p50 per call (ms, log scale)")
         ax.set_ylabel("mIoU (validation split)")
         ax.grid(True, which="both", alpha=0.3)
@@ -100,7 +102,7 @@ def size_plot(entries: list[Entry], path: Path) -> Path:
     for j, e in enumerate(points):
         color = colors[datasets.index(e.dataset) % len(colors)]  # one colour per accuracy dataset, as in pareto.png
         ax.scatter(e.size_mb, e.miou, zorder=3, color=color, marker="o" if e.precision == "fp32" else "s")
-        ax.annotate(f"{e.model}\n{e.artifact}", (e.size_mb, e.miou), fontsize=7,
+        ax.annotate(plot_text(e.model) + "\n" + plot_text(e.artifact), (e.size_mb, e.miou), fontsize=7,
                     xytext=LABEL_OFFSETS[j % len(LABEL_OFFSETS)], textcoords="offset points")
     if seen:
         _log_x(ax)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 from pathlib import Path
 from typing import Any
 
+from edgeseg.report.escape import csv_value, html_text, md_text
 from edgeseg.report.table import Entry, side_by_side
 
 COLUMNS = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
@@ -42,16 +42,21 @@ def cells(e: Entry) -> list[str]:
 def _machine_line(entries: list[Entry]) -> str:
     row = entries[0].row
     m, v = row.get("machine", {}), row.get("versions", {})
-    gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpus", [])) or "no GPU"
+    gpus = ", ".join(f"{g.get('name')} (driver {g.get('driver')})" if isinstance(g, dict) else str(g)
+                     for g in m.get("gpus") or []) or "no GPU"
     libs = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "torch", "tensorrt", "openvino") if k in v)
     return (f"{m.get('cpu', '?')}, {m.get('usable_cores', m.get('cores', '?'))} cores, {gpus}; "
             f"{m.get('os', '')}; python {v.get('python', m.get('python', '?'))}; {libs}")
 
 
+def _md_row(values: list[str]) -> str:
+    return "| " + " | ".join(md_text(v) for v in values) + " |"
+
+
 def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
              images: dict[str, str]) -> str:
-    """The report as Markdown (plots referenced by relative file name)."""
-    out = [f"# {title}", "", f"Results from {', '.join(f'`{s}`' for s in sources)}. Latency per call; "
+    """The report as Markdown (plots referenced by relative file name); every value is escaped text."""
+    out = [f"# {md_text(title)}", "", f"Results from {', '.join(md_text(s) for s in sources)}. Latency per call; "
            "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
            "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
            "images, is both faster and more accurate); "
@@ -59,30 +64,30 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
            "other processes competing for the cores; reasons under each table). Accuracy is on the whole "
            "split named per row, with the image count.", ""]
     for device, entries in groups.items():
-        out += [f"## {device}", "", f"Machine: {_machine_line(entries)}", "",
-                "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        out += ["| " + " | ".join(cells(e)) + " |" for e in entries]
+        out += [f"## {md_text(device)}", "", f"Machine: {md_text(_machine_line(entries))}", "",
+                _md_row(COLUMNS), "|" + "---|" * len(COLUMNS)]
+        out += [_md_row(cells(e)) for e in entries]
         splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
                          for e in entries if (e.row.get("accuracy") or {}).get("split")})
         no_acc = sorted({f"{e.artifact} on {e.backend} ({e.row['accuracy']['error']})"
                          for e in entries if (e.row.get("accuracy") or {}).get("error")})
         if no_acc:
-            out += ["", "Accuracy failed: " + "; ".join(no_acc)]
+            out += ["", "Accuracy failed: " + md_text("; ".join(no_acc))]
         if splits:
-            out += ["", "Accuracy data: " + "; ".join(splits)]
+            out += ["", "Accuracy data: " + md_text("; ".join(splits))]
         noisy = [e for e in entries if e.noisy]
         if noisy:
-            out += ["", "Noisy: " + "; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy)]
+            out += ["", "Noisy: " + md_text("; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy))]
         out.append("")
     if len(groups) > 1:
         headers, rows = side_by_side(groups)
         out += ["## Devices side by side", "", "Best p50 over the thread settings at the smallest batch measured; "
-                "~ noisy.", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+                "~ noisy.", "", _md_row(headers), "|" + "---|" * len(headers)]
+        out += [_md_row(r) for r in rows] + [""]
     if failed:
-        out += ["## Not measured", ""] + [f"- `{r['artifact']['name']}` on {r.get('backend')} "
-                                          f"(threads {r.get('threads')}, batch {r.get('batch')}): {r['error']}"
-                                          for r in failed] + [""]
+        out += ["## Not measured", ""] + ["- " + md_text(f"{r['artifact'].get('name')} on {r.get('backend')} "
+                                                       f"(threads {r.get('threads')}, batch {r.get('batch')}): "
+                                                       f"{r['error']}") for r in failed] + [""]
     out += [f"![{alt}]({name})" for alt, name in images.items()] + [""]
     return "\n".join(out)
 
@@ -93,8 +98,8 @@ def _png_data_uri(path: Path) -> str:
 
 def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
               images: dict[str, Path]) -> str:
-    """A self-contained HTML page (plots embedded as data URIs)."""
-    esc = html.escape
+    """A self-contained HTML page (plots embedded as data URIs); every value is escaped text."""
+    esc = html_text
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
              "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
@@ -118,7 +123,7 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
                      + "</table>")
     if failed:
         parts.append("<h2>Not measured</h2><ul>" + "".join(
-            f"<li>{esc(r['artifact']['name'])} on {esc(str(r.get('backend')))}: {esc(r['error'])}</li>"
+            f"<li>{esc(r['artifact'].get('name'))} on {esc(r.get('backend'))}: {esc(r['error'])}</li>"
             for r in failed) + "</ul>")
     for alt, path in images.items():
         parts.append(f"<h2>{esc(alt)}</h2><img alt='{esc(alt)}' src='{_png_data_uri(path)}'>")
@@ -136,5 +141,5 @@ def csv_text(entries: list[Entry]) -> str:
     writer.writeheader()
     for e in entries:
         values = {f: getattr(e, f) for f in fields if f != "noise_reason"}
-        writer.writerow({**values, "noise_reason": "; ".join(e.notes)})
+        writer.writerow({k: csv_value(v) for k, v in {**values, "noise_reason": "; ".join(e.notes)}.items()})
     return buf.getvalue()

@@ -147,6 +147,21 @@ def test_build_script_is_valid_bash_with_trtexec_lines(targets, tmp_path):
     assert "--calib=calibration.cache" in calls[2]
 
 
+def test_exported_kit_in_hostile_folder_dry_run_runs_nothing(targets, tmp_path):
+    out, _ = targets
+    kit = tmp_path / "a b$(touch x)"
+    shutil.copytree(out / "tensorrt", kit)
+    before = sorted(p.name for p in kit.iterdir())
+    proc = subprocess.run([str(kit / "build_engine.sh"), "--dry-run", "all"], cwd=tmp_path, capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(tmp_path / "no-trtexec")})
+    assert proc.returncode == 0, proc.stderr
+    assert [ln.split()[1] for ln in proc.stdout.splitlines()] == [
+        "--onnx=model.onnx", "--onnx=model.int8.qdq.onnx", "--onnx=model.onnx"]
+    assert not (tmp_path / "x").exists() and not (kit / "x").exists()
+    assert sorted(p.name for p in kit.iterdir()) == before  # no log, no engine, cache untouched
+    assert (kit / "calibration.cache").read_bytes() == (out / "tensorrt" / "calibration.cache").read_bytes()
+
+
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not TRT_OK, reason=f"no TensorRT engine build here: {TRT_WHY}")
 def test_engines_match_onnxruntime(targets):
