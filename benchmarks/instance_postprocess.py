@@ -1,0 +1,100 @@
+"""Time of the numpy instance postprocess (edgeseg.tasks.instance_postprocess) for 100 detections.
+
+Usage: flock /tmp/edgeseg-bench.lock python benchmarks/instance_postprocess.py [--size 320] [--classes 80]
+           [--detections 100] [--box-min 8] [--box-max 96]
+
+The raw outputs are those of yolact-lite at SIZE x SIZE (A = 2100 points at 320, 32 prototypes at
+stride 4): logits that give exactly DETECTIONS survivors (well-separated boxes with side BOX_MIN..BOX_MAX
+px, one class each; every other point scores under the threshold), prototypes/coefficients random.
+Times postprocess() end to end (sigmoid, per-class Fast NMS, top-k, mask assembly, bilinear upsampling
+inside each box, threshold) on one thread (numpy's BLAS pinned to 1 thread), median of many runs.
+Writes benchmarks/results/instance_postprocess.{json,md}. Target (issue 9): under 3 ms for 100 detections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_outputs(size: int, classes: int, dets: int, box_min: int, box_max: int,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+    """yolact-lite-shaped outputs with exactly ``dets`` surviving detections."""
+    rng = np.random.default_rng(seed)
+    a = sum((size // s) ** 2 for s in (8, 16, 32))
+    k, hp = 32, size // 4
+    scores = np.full((1, a, classes), -8.0, np.float32)
+    boxes = np.zeros((1, a, 4), np.float32)
+    centres = rng.uniform(0, size, (a, 2)).astype(np.float32)
+    side = rng.uniform(box_min, box_max, (a, 1)).astype(np.float32)
+    boxes[0] = np.concatenate([centres - side / 2, centres + side / 2], 1)
+    # Detections: a grid of non-overlapping cells, one box per cell, so Fast NMS keeps all of them.
+    cells = int(np.ceil(np.sqrt(dets)))
+    cell = size / cells
+    chosen = rng.choice(a, dets, replace=False)
+    for j, p in enumerate(chosen):
+        cy, cx = (j // cells + 0.5) * cell, (j % cells + 0.5) * cell
+        half = min(rng.uniform(box_min, box_max), cell * 0.9) / 2
+        boxes[0, p] = [cx - half, cy - half, cx + half, cy + half]
+        scores[0, p, rng.integers(classes)] = rng.uniform(0.0, 4.0)
+    return {"scores": scores, "boxes": boxes,
+            "coefs": np.tanh(rng.standard_normal((1, a, k))).astype(np.float32),
+            "protos": np.maximum(rng.standard_normal((1, k, hp, hp)), 0).astype(np.float32)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--classes", type=int, default=80)
+    ap.add_argument("--detections", type=int, default=100)
+    ap.add_argument("--box-min", type=int, default=8)
+    ap.add_argument("--box-max", type=int, default=96)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "instance_postprocess")
+    args = ap.parse_args()
+
+    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+    from edgeseg.bench.contention import CpuWatch
+    from edgeseg.bench.latency import measure_latency
+    from edgeseg.bench.machine import machine_info
+    from edgeseg.tasks.instance_postprocess import postprocess
+
+    outs = synthetic_outputs(args.size, args.classes, args.detections, args.box_min, args.box_max)
+    hw = (args.size, args.size)
+    dets = postprocess(outs, input_hw=hw, image_hw=hw)[0]
+    if len(dets) != args.detections:
+        raise SystemExit(f"expected {args.detections} detections, postprocess gave {len(dets)}")
+    with CpuWatch() as watch:
+        st = measure_latency(lambda: postprocess(outs, input_hw=hw, image_hw=hw), warmup=10, min_runs=args.runs,
+                             min_time_s=2.0)
+    command = (f"flock /tmp/edgeseg-bench.lock python benchmarks/instance_postprocess.py --size {args.size} "
+               f"--classes {args.classes} --detections {args.detections} --box-min {args.box_min} "
+               f"--box-max {args.box_max}")
+    record = {"command": command, "machine": machine_info(), "versions": library_versions(),
+              "detections": len(dets), "mask_pixels": int(dets.masks.sum()), "latency": st.to_dict(),
+              "other_processes_cores": watch.other_cores, "target_under_3ms": st.p50_ms < 3.0}
+    atomic_write_json(args.results.with_suffix(".json"), record)
+    md = ["# numpy instance postprocess, 100 detections", "",
+          f"Command: `{command}` (numpy BLAS on 1 thread). Machine: {record['machine']['cpu']}.", "",
+          f"Input: yolact-lite outputs at {args.size}x{args.size} ({outs['scores'].shape[1]} points, "
+          f"{args.classes} classes, 32 prototypes {args.size // 4}x{args.size // 4}); {len(dets)} detections, "
+          f"boxes {args.box_min}-{args.box_max} px, masks at {args.size}x{args.size}.", "",
+          f"p50 {st.p50_ms:.2f} ms, p90 {st.p90_ms:.2f} ms, min {st.min_ms:.2f} ms over {st.runs} runs; other "
+          f"processes used {watch.other_cores} cores meanwhile. Target < 3 ms: "
+          f"{'met' if record['target_under_3ms'] else 'NOT met'}."]
+    atomic_write_text(args.results.with_suffix(".md"), "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
