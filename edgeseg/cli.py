@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeseg.bench.core import BenchSettings  # the one set of bench defaults (torch-free)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="edgeseg: train, compress, export, benchmark and report segmentation models for the edge.")
 out_console = Console()
@@ -97,7 +99,7 @@ def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
 @app.command()
 def export(checkpoint: Path, out: OutOpt = Path("exports"),
            format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="onnx | ort | tensorrt | "
-                                                                "openvino (repeatable)")] = None,
+                                                                "openvino (repeatable; default: the recipe's export.formats)")] = None,
            int8: bool = typer.Option(False, "--int8", help="also INT8 (QDQ), calibrated on the training split"),
            fp16: bool = typer.Option(False, "--fp16", help="also FP16"),
            calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
@@ -114,8 +116,9 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
     options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
                "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None}
     overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
-    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
-    result = export_api(checkpoint, out, formats=format or ["onnx"], precisions=precisions, recipe=data,
+    # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
+    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None
+    result = export_api(checkpoint, out, formats=format or None, precisions=precisions, recipe=data,
                         overrides=overrides)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
@@ -134,9 +137,9 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
           channels_last: bool = typer.Option(False, "--channels-last", help="torch: channels_last memory format"),
           compile: bool = typer.Option(False, "--compile", help="torch: torch.compile the model"),
           split: str = typer.Option("val", help="accuracy split (the whole split is used)"),
-          warmup: int = typer.Option(5, min=0, help="untimed calls first"),
-          min_runs: int = typer.Option(20, min=1, help="timed calls, at least"),
-          min_time: float = typer.Option(2.0, min=0.0, help="timed seconds, at least")) -> None:
+          warmup: int = typer.Option(BenchSettings.warmup, min=0, help="untimed calls first"),
+          min_runs: int = typer.Option(BenchSettings.min_runs, min=1, help="timed calls, at least"),
+          min_time: float = typer.Option(BenchSettings.min_time_s, min=0.0, help="timed seconds, at least")) -> None:
     """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
     from edgeseg.bench import benchmark
     from edgeseg.recipe import BenchCfg

@@ -73,22 +73,14 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
     """
     from edgeseg import runtime
     from edgeseg.data import build_dataset
-    from edgeseg.recipe import load_recipe, recipe_from_dict
+    from edgeseg.recipe import load_recipe, stored_recipe
 
     rt = runtime.open(artifact, backend=backend, device=device, threads=threads)
     meta = rt.meta
     if recipe is not None:
         rcp = load_recipe(recipe, overrides)
     else:
-        rcp = recipe_from_dict(meta.recipe, source=f"{artifact} (stored recipe)")
-        if overrides:
-            from edgeseg.recipe import _apply_override, parse_override
-
-            tree = rcp.to_dict()
-            for text in overrides:
-                keys, value = parse_override(text)
-                _apply_override(tree, keys, value, text)
-            rcp = recipe_from_dict(tree, source=f"{artifact} (stored recipe)")
+        rcp = stored_recipe(meta.recipe, overrides, source=f"{artifact} (stored recipe)")
     dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False,
                             num_classes=meta.num_classes)  # type: ignore[arg-type]
     result = evaluate_arrays(rt, dataset_samples(dataset), num_classes=meta.num_classes,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeseg.artifacts import atomic_write_json, file_sha256, stage_dir, text_sha256
+from edgeseg.artifacts import artifact_kind, atomic_write_json, file_sha256, stage_dir, text_sha256
 from edgeseg.recipe import Recipe, load_recipe
 
 
@@ -110,7 +110,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
 
         res = _stage("export", export_dir, _fingerprint(recipe.export.model_dump(mode="json"), [model_pt]),
                      [export_dir / "export.json"], force, do_export, log)
-        artifacts += [Path(p) for p in res.get("artifacts", []) if Path(p).suffix in (".onnx", ".ort", ".engine", ".xml")]
+        artifacts += [Path(p) for p in res.get("artifacts", []) if artifact_kind(p) not in (None, "checkpoint")]
 
     results_file: Path | None = None
     if recipe.bench is not None:

@@ -14,11 +14,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeseg.artifacts import text_sha256
+from edgeseg.bench.core import BenchSettings
 from edgeseg.errors import UserError
+from edgeseg.export.formats import FORMATS, PRECISIONS
+from edgeseg.report import FORMATS as REPORT_FORMATS
+from edgeseg.runtime import BACKEND_CHOICES
 
 
 class RecipeError(UserError, ValueError):
     """A recipe file or override is invalid; the message names the file, field and expectation."""
+
+
+# Choice lists come from the dispatch tables, so a new format, precision or backend is added once.
+ExportFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
+Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
+BackendName = Literal[BACKEND_CHOICES]  # type: ignore[valid-type]
+ReportFormat = Literal[tuple(REPORT_FORMATS)]  # type: ignore[valid-type]
+_BENCH = BenchSettings()
 
 
 class _Strict(BaseModel):
@@ -108,8 +120,8 @@ class CalibrationCfg(_Strict):
 class ExportCfg(_Strict):
     """What `export` writes."""
 
-    formats: list[Literal["onnx", "ort", "tensorrt", "openvino"]] = Field(default_factory=lambda: ["onnx"])
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32"])
+    formats: list[ExportFormat] = Field(default_factory=lambda: ["onnx"])
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"])
     opset: int = Field(17, ge=11)
     dynamic: bool = Field(True, description="dynamic batch and spatial axes")
     simplify: bool = True
@@ -121,20 +133,20 @@ class ExportCfg(_Strict):
 class BenchCfg(_Strict):
     """What `bench` measures."""
 
-    backends: list[str] = Field(default_factory=lambda: ["onnxruntime"])
+    backends: list[BackendName] = Field(default_factory=lambda: ["onnxruntime"])
     device: Literal["cpu", "cuda"] = "cpu"
     threads: list[int] = Field(default_factory=lambda: [2])
     batch: list[int] = Field(default_factory=lambda: [1])
-    warmup: int = Field(5, ge=0)
-    min_runs: int = Field(20, ge=1)
-    min_time_s: float = Field(2.0, ge=0)
+    warmup: int = Field(_BENCH.warmup, ge=0)
+    min_runs: int = Field(_BENCH.min_runs, ge=1)
+    min_time_s: float = Field(_BENCH.min_time_s, ge=0)
     accuracy: bool = True
 
 
 class ReportCfg(_Strict):
     """What `report` renders."""
 
-    formats: list[Literal["md", "html", "csv"]] = Field(default_factory=lambda: ["md", "html", "csv"])
+    formats: list[ReportFormat] = Field(default_factory=lambda: list(REPORT_FORMATS))
 
 
 class Recipe(_Strict):
@@ -229,6 +241,15 @@ def recipe_from_dict(tree: dict[str, Any], source: str = "<recipe>", base_dir: P
     except ValidationError as err:
         raise RecipeError(_format_errors(err, source)) from None
     return _resolve_paths(recipe, base_dir or Path.cwd())
+
+
+def stored_recipe(tree: dict[str, Any], overrides: list[str] | None = None, source: str = "<stored recipe>") -> Recipe:
+    """The recipe an artifact stores (a plain dict), with ``--set`` overrides applied."""
+    tree = dict(tree)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _apply_override(tree, keys, value, text)
+    return recipe_from_dict(tree, source=source)
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:

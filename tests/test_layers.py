@@ -107,3 +107,12 @@ print("ok")
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "EDGESEG_QUIET": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_export_converters_import_no_cycle():
+    """Each step has one home: no converter imports one that imports it back (save_onnx, the precision fan-out)."""
+    modules = {_module_name(p): p.read_text() for p in (PACKAGE / "export").glob("*.py") if p.name != "__init__.py"}
+    deps = {m: {n for _, n in imported_modules(src, m) if n in modules and n != m} for m, src in modules.items()}
+    cycles = sorted(f"{a} <-> {b}" for a in deps for b in deps[a] if a < b and a in deps[b])
+    type_only = {"edgeseg.export.context <-> edgeseg.export.formats"}  # ExportContext in a TYPE_CHECKING block
+    assert set(cycles) <= type_only, cycles

@@ -65,3 +65,35 @@ def test_missing_and_non_mapping_files(tmp_path):
 def test_shipped_recipes_validate(path):
     r = load_recipe(path)
     assert r.name
+
+
+def test_choice_lists_come_from_the_dispatch_tables(tmp_path):
+    from edgeseg.export.formats import FORMATS, PRECISIONS
+    from edgeseg.report import FORMATS as REPORT_FORMATS
+    from edgeseg.runtime import BACKEND_CHOICES
+
+    p = write(tmp_path, "name: x\n")
+    tables = {"export.formats": FORMATS, "export.precisions": PRECISIONS, "bench.backends": BACKEND_CHOICES,
+              "report.formats": REPORT_FORMATS}
+    for key, table in tables.items():
+        assert load_recipe(p, [f"{key}=[{', '.join(table)}]"]) is not None  # every table entry is accepted
+        with pytest.raises(RecipeError, match=key.replace(".", r"\.")):
+            load_recipe(p, [f"{key}=[coreml]"])
+
+
+def test_one_set_of_bench_defaults():
+    import inspect
+
+    from edgeseg.bench.core import BenchSettings
+    from edgeseg.bench.runner import _parser
+    from edgeseg.cli import bench
+    from edgeseg.recipe import BenchCfg
+
+    want = BenchSettings()
+    cfg = BenchCfg()
+    assert (cfg.warmup, cfg.min_runs, cfg.min_time_s) == (want.warmup, want.min_runs, want.min_time_s)
+    args = _parser().parse_args(["m.onnx"])
+    assert (args.warmup, args.min_runs, args.min_time) == (want.warmup, want.min_runs, want.min_time_s)
+    cli = {n: p.default.default for n, p in inspect.signature(bench).parameters.items()
+           if n in ("warmup", "min_runs", "min_time")}
+    assert (cli["warmup"], cli["min_runs"], cli["min_time"]) == (want.warmup, want.min_runs, want.min_time_s)

@@ -22,6 +22,22 @@ from edgeseg.errors import UserError
 
 RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_report")
 
+# The one table of artifact file suffixes: suffix -> kind (``checkpoint`` or an export format's name).
+# The runtime's default backend per file, bench's format column and the pipeline's list of runnable
+# exports are all read from it.
+ARTIFACT_KINDS: dict[str, str] = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
+                                  ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
+
+
+def artifact_kind(path: str | Path) -> str | None:
+    """The kind of artifact ``path`` is by its suffix (None for an unknown suffix)."""
+    return ARTIFACT_KINDS.get(Path(path).suffix.lower())
+
+
+def kind_suffixes(kind: str) -> tuple[str, ...]:
+    """The suffixes of ``kind``, main one first (``tensorrt`` -> ``(".engine", ".plan")``)."""
+    return tuple(s for s, k in ARTIFACT_KINDS.items() if k == kind)
+
 
 def _current_umask() -> int:
     mask = os.umask(0)

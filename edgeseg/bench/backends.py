@@ -10,13 +10,6 @@ from pathlib import Path
 
 from edgeseg import runtime
 
-# backend -> suffixes of the files it loads
-LOADS: dict[str, tuple[str, ...]] = {
-    "torch": (".pt", ".pth"),
-    "onnxruntime": (".onnx", ".ort"),
-    "tensorrt": (".engine", ".plan"),
-    "openvino": (".xml", ".onnx"),
-}
 _HINTS = {
     "tensorrt": "build an engine on this machine with `edgeseg export --format tensorrt` and bench the .engine",
     "openvino": "export with `edgeseg export --format openvino`, or bench the .onnx file",
@@ -33,8 +26,8 @@ def check_backends(names: list[str]) -> None:
 
 def skip_reason(path: Path, backend: str) -> str | None:
     """Why ``backend`` cannot load ``path`` (None when it can)."""
-    name = runtime.ALIASES.get(backend, backend)
-    if path.suffix.lower() in LOADS.get(name, ()):
+    if runtime.loads(backend, path):
         return None
+    name = runtime.ALIASES.get(backend, backend)
     return f"{path.name} is not a {backend} artifact ({_HINTS.get(name, 'wrong file kind')}); skipped on {backend}"
 

@@ -1,4 +1,4 @@
-"""How much CPU other processes took while a benchmark ran (Linux ``/proc/stat``; stdlib only).
+"""How much CPU other processes took while a benchmark ran (system and process CPU times from psutil).
 
 A latency measured while other processes compete for the cores can be several times the quiet figure
 and still look tight (p90 close to p50): the competition is steady, not spiky. So the harness watches
@@ -8,31 +8,25 @@ result noisy when the cores were oversubscribed.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from types import TracebackType
 
-MIN_WALL_S = 0.5  # /proc/stat counts in 10 ms ticks: shorter windows cannot tell
+import psutil
+
+MIN_WALL_S = 0.5  # the kernel counts CPU time in 10 ms ticks: shorter windows cannot tell
 MIN_OTHER_CORES = 0.25  # less than this is background noise (a shell, a logger)
 
 
 def _busy_s() -> float | None:
-    """Seconds of CPU time all processes have used since boot (all CPUs), None off Linux."""
-    stat = Path("/proc/stat")
-    if not stat.exists():
-        return None
-    fields = stat.read_text().split("\n", 1)[0].split()
-    if fields[0] != "cpu":
-        return None
-    ticks = [int(v) for v in fields[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    guest = sum(ticks[8:10]) if len(ticks) > 9 else 0  # already counted in user/nice
-    return (sum(ticks) - idle - guest) / os.sysconf("SC_CLK_TCK")
+    """Seconds of CPU time all processes have used since boot (all CPUs together)."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    guest = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)  # Linux: already counted in user/nice
+    return sum(t) - idle - guest
 
 
 def _self_s() -> float:
-    t = os.times()
+    t = psutil.Process().cpu_times()
     return t.user + t.system
 
 

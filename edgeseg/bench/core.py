@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.artifacts import edgeseg_version, file_sha256, library_versions
+from edgeseg.artifacts import artifact_kind, edgeseg_version, file_sha256, library_versions
 from edgeseg.bench.contention import CpuWatch, contention_reason
 from edgeseg.bench.latency import measure_latency
 from edgeseg.bench.machine import device_label, machine_info
 from edgeseg.bench.rows import SCHEMA
+from edgeseg.data.preprocess import round_up_to_stride
 
-FORMAT_BY_SUFFIX = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
-                    ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
 RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
 
 
@@ -47,9 +46,7 @@ def bench_input_hw(backend: Any) -> tuple[int, int]:
     fixed = backend.inputs[0].fixed_hw
     if fixed:
         return fixed
-    s = backend.meta.stride
-    h, w = backend.meta.input_size
-    return -(-h // s) * s, -(-w // s) * s
+    return round_up_to_stride(tuple(backend.meta.input_size), backend.meta.stride)
 
 
 def artifact_info(path: Path, backend: Any) -> dict[str, Any]:
@@ -61,7 +58,7 @@ def artifact_info(path: Path, backend: Any) -> dict[str, Any]:
     if path.suffix == ".xml" and path.with_suffix(".bin").exists():
         size += path.with_suffix(".bin").stat().st_size
     return {"path": str(path), "name": path.name, "sha256": file_sha256(path), "size_bytes": size,
-            "format": FORMAT_BY_SUFFIX.get(path.suffix.lower(), path.suffix.lstrip(".")),
+            "format": artifact_kind(path) or path.suffix.lstrip("."),
             "precision": backend.precision}
 
 

@@ -62,13 +62,14 @@ def stats_from_times(times_s: list[float] | np.ndarray, *, batch: int = 1, warmu
                         noise_reason="; ".join(reasons))
 
 
-def measure_latency(fn: Callable[[], Any], *, sync: Callable[[], None] | None = None, batch: int = 1,
-                    warmup: int = 5, min_runs: int = 20, min_time_s: float = 2.0, max_runs: int = 100_000,
-                    max_time_s: float = 120.0, noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
+def measure_latency(fn: Callable[[], Any], *, warmup: int, min_runs: int, min_time_s: float, max_time_s: float,
+                    sync: Callable[[], None] | None = None, batch: int = 1, max_runs: int = 100_000,
+                    noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
     """Time ``fn`` (one inference call) after ``warmup`` calls.
 
     Runs until at least ``min_runs`` calls AND ``min_time_s`` seconds, capped by ``max_runs`` and
-    ``max_time_s`` (a slow model still gets ``min_runs`` unless the cap is hit).
+    ``max_time_s`` (a slow model still gets ``min_runs`` unless the cap is hit). The counts have no
+    defaults here: the one set of defaults is :class:`edgeseg.bench.core.BenchSettings`.
     """
     sync = sync or (lambda: None)
     for _ in range(warmup):
@@ -87,9 +88,8 @@ def measure_latency(fn: Callable[[], Any], *, sync: Callable[[], None] | None = 
     return stats_from_times(times, batch=batch, warmup=warmup, noise_threshold=noise_threshold, min_runs=min_runs)
 
 
-def measure_latency_cuda(fn: Callable[[], Any], *, batch: int = 1, warmup: int = 5, min_runs: int = 20,
-                         min_time_s: float = 2.0, max_runs: int = 100_000, max_time_s: float = 120.0,
-                         noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
+def measure_latency_cuda(fn: Callable[[], Any], *, warmup: int, min_runs: int, min_time_s: float, max_time_s: float,
+                         batch: int = 1, max_runs: int = 100_000, noise_threshold: float = NOISE_THRESHOLD) -> LatencyStats:
     """Like :func:`measure_latency` for torch on CUDA: each call bracketed by CUDA events.
 
     Events time the GPU stream itself (no host-side launch jitter); each run synchronises on its end

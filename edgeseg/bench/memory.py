@@ -3,7 +3,7 @@
 Each artifact gets its own interpreter so one artifact's allocations (and allocator caches) never
 pollute another's figure. The child reports resident memory after importing its runtime (baseline),
 after loading the artifact, and the process's high-water mark after the timed runs
-(``VmHWM`` on Linux, ``ru_maxrss`` elsewhere), plus the CUDA peak for torch on a GPU.
+(:func:`peak_rss_mb`), plus the CUDA peak for torch on a GPU.
 
 Run as ``python -m edgeseg.bench.memory ARTIFACT --backend B ...``; prints one JSON object.
 """
@@ -18,38 +18,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 MB = 1024 * 1024
 RUNTIME_LIBRARY = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino"}
 
 
-def _status_kb(field: str) -> int | None:
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
 def rss_mb() -> float:
-    """Current resident set size in MiB."""
-    kb = _status_kb("VmRSS")
-    if kb is not None:
-        return kb / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+    """Current resident set size in MiB (the same meaning on every OS)."""
+    return psutil.Process().memory_info().rss / MB
 
 
 def peak_rss_mb() -> float:
-    """High-water mark of the resident set size in MiB."""
-    kb = _status_kb("VmHWM")
-    if kb is not None:
-        return kb / 1024
-    import resource
+    """High-water mark of the resident set size in MiB.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+    psutil reports the peak only on Windows (``peak_wset``); elsewhere it comes from the kernel's
+    ``getrusage`` (``ru_maxrss``: KiB on Linux, where it equals ``VmHWM``, bytes on macOS).
+    """
+    info = psutil.Process().memory_info()
+    peak = getattr(info, "peak_wset", None)
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return max(peak, info.rss) / MB
 
 
 def gpu_process_mb(pid: int) -> float | None:

@@ -39,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", default="1", help="comma list")
     ap.add_argument("--data", type=Path, default=None, help="folder dataset or .npz for accuracy")
     ap.add_argument("--split", default="val", help="split of a folder dataset")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--min-runs", type=int, default=20)
-    ap.add_argument("--min-time", type=float, default=2.0, help="seconds")
+    ap.add_argument("--warmup", type=int, default=BenchSettings.warmup)
+    ap.add_argument("--min-runs", type=int, default=BenchSettings.min_runs)
+    ap.add_argument("--min-time", type=float, default=BenchSettings.min_time_s, help="seconds")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
     return ap
 

@@ -16,18 +16,14 @@ __all__ = ["FORMATS", "PRECISIONS", "ArtifactRecord", "ExportError", "Format", "
 
 
 def _recipe(ckpt: Any, recipe: str | Path | None, overrides: list[str] | None) -> tuple[Any, str]:
-    from edgeseg.recipe import _apply_override, load_recipe, parse_override, recipe_from_dict
+    from edgeseg.recipe import load_recipe, stored_recipe
 
     if recipe is not None:
         return load_recipe(recipe, overrides), str(recipe)
     if not ckpt.meta.recipe:
         raise ExportError(f"{ckpt.path}: the checkpoint stores no recipe; pass recipe= (--data RECIPE) to say "
                           "where calibration and validation images come from")
-    tree = dict(ckpt.meta.recipe)
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        _apply_override(tree, keys, value, text)
-    return recipe_from_dict(tree, source=f"{ckpt.path} (stored recipe)"), "stored in checkpoint"
+    return stored_recipe(ckpt.meta.recipe, overrides, source=f"{ckpt.path} (stored recipe)"), "stored in checkpoint"
 
 
 def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None = None,
@@ -58,41 +54,82 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
         ExportError: unknown format/precision, or an FP32 artifact failing its parity check
             (export.json is written first, with the figures).
     """
-    from edgeseg.artifacts import atomic_write_json, file_sha256, provenance
-    from edgeseg.export.context import ExportContext
-    from edgeseg.export.formats import resolve_formats, resolve_precisions
-    from edgeseg.recipe import ExportCfg
     from edgeseg.artifacts.checkpoint import load_checkpoint
+    from edgeseg.export.context import ExportContext
 
-    if formats is not None:
-        resolve_formats(formats)  # an unknown name fails before anything is loaded
-    if precisions is not None:
-        resolve_precisions(precisions)
+    _check_names(formats, precisions)  # an unknown name fails before anything is loaded
     ckpt = load_checkpoint(checkpoint)
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
+    cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = ExportContext(out=out, model=ckpt.model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp), recipe=rcp,
+                        cfg=cfg, precisions=precs, checkpoint=Path(checkpoint))
+    error = _convert(ctx, fmts)
+    inputs = {"checkpoint": str(checkpoint), "recipe": recipe_source, "overrides": list(overrides or []),
+              "formats": [f.name for f in fmts], "precisions": precs}
+    doc = _write_export_json(ctx, inputs, error)
+    if error:
+        raise ExportError(error)
+    return doc
+
+
+def _check_names(formats: list[str] | None, precisions: list[str] | None) -> None:
+    from edgeseg.export.formats import resolve_formats, resolve_precisions
+
+    if formats is not None:
+        resolve_formats(formats)
+    if precisions is not None:
+        resolve_precisions(precisions)
+
+
+def _plan(rcp: Any, cfg: Any, formats: list[str] | None, precisions: list[str] | None
+          ) -> tuple[Any, list[Format], list[str]]:
+    """Export settings, formats and precisions: arguments where given, else the recipe's export section."""
+    from edgeseg.export.formats import resolve_formats, resolve_precisions
+    from edgeseg.recipe import ExportCfg
+
     # No cfg: the recipe's own export section (after --set export.*=...), else the defaults.
     cfg = (cfg if cfg is not None else rcp.export or ExportCfg()).model_copy(deep=True)
     fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
     precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ctx = ExportContext(out=out, model=ckpt.model, meta=ckpt.meta, recipe=rcp, cfg=cfg, precisions=precs,
-                        checkpoint=Path(checkpoint))
-    error = ""
+    return cfg, fmts, precs
+
+
+def artifact_meta(model: Any, meta: Any, rcp: Any) -> Any:
+    """The checkpoint's metadata as the exported files record it: the BUILT model's stride, and the
+    export recipe's input size (``--set data.image_size=N`` applies) rounded up to that stride."""
+    import dataclasses
+
+    from edgeseg.data.preprocess import round_up_to_stride
+    from edgeseg.models.base import model_stride
+
+    stride = model_stride(model, meta.stride)
+    return dataclasses.replace(meta, stride=stride, input_size=round_up_to_stride(rcp.data.size_hw, stride))
+
+
+def _convert(ctx: Any, fmts: list[Format]) -> str:
+    """Run each format's converter in dispatch order; returns the error that stopped them ('' if none)."""
     try:
         for fmt in fmts:
             fmt.load()(ctx)
     except ExportError as exc:
-        error = str(exc)
-    inputs = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "recipe": recipe_source,
-              "recipe_hash": rcp.hash(), "overrides": list(overrides or []), "formats": [f.name for f in fmts],
-              "precisions": precs, "cfg": cfg.model_dump(mode="json"), "model": ckpt.meta.model_name,
-              "family": ckpt.meta.family, "input_size": list(ctx.input_hw), "threads": ctx.threads}
+        return str(exc)
+    return ""
+
+
+def _write_export_json(ctx: Any, inputs: dict[str, Any], error: str) -> dict[str, Any]:
+    """export.json: provenance, every artifact record, notes and the error (written even on failure)."""
+    from edgeseg.artifacts import atomic_write_json, file_sha256, provenance
+
+    inputs = {"checkpoint": inputs["checkpoint"], "checkpoint_sha256": file_sha256(ctx.checkpoint),
+              "recipe": inputs["recipe"], "recipe_hash": ctx.recipe.hash(), "overrides": inputs["overrides"],
+              "formats": inputs["formats"], "precisions": inputs["precisions"],
+              "cfg": ctx.cfg.model_dump(mode="json"), "model": ctx.meta.model_name, "family": ctx.meta.family,
+              "input_size": list(ctx.input_hw), "threads": ctx.threads}
     doc = provenance("export", inputs, _summary(ctx))
     doc.update(artifacts=[a.to_dict() for a in ctx.artifacts], notes=ctx.notes, error=error)
-    atomic_write_json(out / "export.json", doc)
-    if error:
-        raise ExportError(error)
+    atomic_write_json(ctx.out / "export.json", doc)
     return doc
 
 

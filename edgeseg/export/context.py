@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from edgeseg.artifacts import ModelMeta
-from edgeseg.data.preprocess import pad_to_stride, resize_chw
+from edgeseg.data.preprocess import pad_to_stride, resize_chw, round_up_to_stride
 from edgeseg.export.formats import ArtifactRecord
 from edgeseg.recipe import ExportCfg, Recipe
 
@@ -76,9 +76,7 @@ class ExportContext:
 
         Static exports get this size and the INT8 decision is timed at it.
         """
-        s = self.meta.stride
-        h, w = self.recipe.data.size_hw
-        return -(-h // s) * s, -(-w // s) * s
+        return round_up_to_stride(self.recipe.data.size_hw, self.meta.stride)
 
     def val_dataset(self) -> Any:
         """The recipe's validation split at native resolution (built once)."""

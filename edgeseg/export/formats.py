@@ -1,4 +1,4 @@
-"""The FORMATS table (the only dispatch of `export`) and the records every converter returns."""
+"""The FORMATS and PRECISIONS tables (the only dispatch of `export`) and the records every converter returns."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edgeseg.artifacts import kind_suffixes
 from edgeseg.errors import UserError
 
 if TYPE_CHECKING:
@@ -17,38 +18,63 @@ class ExportError(UserError, RuntimeError):
     """An export cannot be done or failed its checks; the message says which and what to do."""
 
 
+Converter = Callable[["ExportContext"], "list[ArtifactRecord]"]
+
+
+def load_converter(spec: str) -> Converter:
+    """The function a ``"module:function"`` spec names (imported on first use)."""
+    module, func = spec.split(":")
+    return getattr(import_module(module), func)
+
+
 @dataclass(frozen=True)
 class Format:
-    """One export target: file suffix, whether it needs a GPU to build, whether it has INT8.
+    """One export target: whether it needs a GPU to build, whether it has INT8, its converter.
 
     ``converter`` is ``"module:function"``; the function takes the :class:`ExportContext` and returns
     the :class:`ArtifactRecord` list it produced (shipped or not).
     """
 
     name: str
-    suffix: str
     needs_gpu: bool
     supports_int8: bool
     converter: str
     description: str = ""
 
-    def load(self) -> Callable[[ExportContext], list[ArtifactRecord]]:
-        module, func = self.converter.split(":")
-        return getattr(import_module(module), func)
+    @property
+    def suffix(self) -> str:
+        """Main file suffix of this format (from the one suffix table, ``edgeseg.artifacts.ARTIFACT_KINDS``)."""
+        return kind_suffixes(self.name)[0]
+
+    def load(self) -> Converter:
+        return load_converter(self.converter)
 
 
 # Order matters: every other format is converted from the ONNX files the "onnx" entry writes.
 FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", ".onnx", False, True, "edgeseg.export.torch2onnx:convert",
+    "onnx": Format("onnx", False, True, "edgeseg.export.formats:convert_onnx",
                    "ONNX (FP32 reference, FP16, INT8 QDQ) for ONNX Runtime and any ONNX consumer"),
-    "ort": Format("ort", ".ort", False, True, "edgeseg.export.onnx2ort:convert",
+    "ort": Format("ort", False, True, "edgeseg.export.onnx2ort:convert",
                   "ONNX Runtime mobile format + required_operators.config for minimal builds"),
-    "tensorrt": Format("tensorrt", ".engine", True, True, "edgeseg.export.onnx2trt:convert",
+    "tensorrt": Format("tensorrt", True, True, "edgeseg.export.onnx2trt:convert",
                        "TensorRT engine where TensorRT + GPU exist; always a Jetson build kit"),
-    "openvino": Format("openvino", ".xml", False, True, "edgeseg.export.onnx2openvino:convert",
+    "openvino": Format("openvino", False, True, "edgeseg.export.onnx2openvino:convert",
                        "OpenVINO IR (.xml + .bin) where the openvino package is installed"),
 }
-PRECISIONS = ("fp32", "fp16", "int8")
+# precision -> converter writing its ONNX file. Order matters: FP16 and INT8 are converted from FP32.
+PRECISIONS: dict[str, str] = {
+    "fp32": "edgeseg.export.torch2onnx:convert",
+    "fp16": "edgeseg.export.onnx2fp16:convert",
+    "int8": "edgeseg.export.onnx2int8:convert",
+}
+
+
+def convert_onnx(ctx: ExportContext) -> list[ArtifactRecord]:
+    """The ``onnx`` format: one ONNX file per precision asked for, FP32 first (the precision fan-out)."""
+    records: list[ArtifactRecord] = []
+    for precision in ctx.precisions:  # resolve_precisions keeps the PRECISIONS order
+        records += load_converter(PRECISIONS[precision])(ctx)
+    return records
 
 
 def resolve_formats(formats: list[str] | None) -> list[Format]:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts.metadata import embed_onnx
+from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord
-from edgeseg.export.torch2onnx import save_onnx
 
 FP16_MIN_AGREEMENT = 0.99  # FP16 logits round at ~1e-3; near-ties may flip a few pixels
 
@@ -30,7 +30,7 @@ def to_fp16(src: Path, dst: Path, meta: Any) -> dict[str, Any]:
     return {"converter": "onnxruntime.transformers.float16", "keep_io_types": True, "ops_kept_fp32": blocked}
 
 
-def convert_fp16(ctx: ExportContext) -> ArtifactRecord:
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     """Write ``model.fp16.onnx`` and check it against PyTorch (on CPU: ORT inserts casts where it lacks FP16)."""
     path = ctx.out / "model.fp16.onnx"
     ctx.say("converting to FP16")
@@ -42,6 +42,6 @@ def convert_fp16(ctx: ExportContext) -> ArtifactRecord:
                                           f"{FP16_MIN_AGREEMENT:.0%}: check for FP16 overflow")
     if reason:
         ctx.say(f"FP16: {reason}", note=True)
-    return ctx.add(ArtifactRecord(path, "onnx", "fp16", shipped=parity["passed"], reason=reason,
-                                  figures={"conversion": info, "parity": parity,
-                                           "intended_for": "GPU (CUDA / TensorRT EP); ORT CPU runs it via casts"}))
+    return [ctx.add(ArtifactRecord(path, "onnx", "fp16", shipped=parity["passed"], reason=reason,
+                                   figures={"conversion": info, "parity": parity,
+                                            "intended_for": "GPU (CUDA / TensorRT EP); ORT CPU runs it via casts"}))]

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from edgeseg.artifacts.metadata import embed_onnx
+from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.torch2onnx import save_onnx
 
 INT8_MIN_AGREEMENT = 0.90  # loose: INT8 is checked for sanity here; its accuracy is measured on val
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0}
@@ -108,7 +108,7 @@ def fp32_accuracy(ctx: ExportContext) -> dict[str, Any]:
     return ctx.shared["fp32_accuracy"]
 
 
-def convert_int8(ctx: ExportContext) -> list[ArtifactRecord]:
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     """Write model.int8.onnx (or model.int8.rejected.onnx) with calibration, parity, latency, accuracy."""
     fp32 = ctx.onnx["fp32"]
     ranges, cal_info = calibration_ranges(ctx, fp32)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts.metadata import embed_onnx, write_sidecar
+from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
 from edgeseg.export import trt_kit
 from edgeseg.export.context import ExportContext, fp32_parity_ok, parity_figures
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2fp16 import to_fp16
-from edgeseg.export.torch2onnx import INPUT_NAME, export_onnx, save_onnx
+from edgeseg.export.torch2onnx import INPUT_NAME, export_onnx
 
 WORKSPACE_MIB = 1024
 ENGINE_MIN_AGREEMENT = 0.98

@@ -1,7 +1,7 @@
 """PyTorch -> ONNX: dynamo exporter first, TorchScript exporter as a reported fallback, onnxslim after.
 
-The ``onnx`` format's converter writes the FP32 reference (``model.onnx``) and checks it against
-PyTorch on real validation images, then the FP16 and INT8 variants asked for.
+Writes the FP32 reference (``model.onnx``) and checks it against PyTorch on real validation images;
+the FP16 and INT8 variants are converted from it (:data:`edgeseg.export.formats.PRECISIONS`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from edgeseg.artifacts import ModelMeta, atomic_output_path
+from edgeseg.artifacts import ModelMeta
 from edgeseg.artifacts.metadata import embed_onnx
+from edgeseg.artifacts.onnx_io import PROTOBUF_LIMIT, save_onnx
 from edgeseg.export.context import FP32_MAX_REL_ERR, FP32_MIN_AGREEMENT, ExportContext, fp32_parity_ok
 from edgeseg.export.formats import ArtifactRecord, ExportError
 
-PROTOBUF_LIMIT = 2 ** 31 - 1  # above this the weights go to an external-data file
 INPUT_NAME = "input"
 
 
@@ -112,18 +112,8 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
     return info
 
 
-def save_onnx(proto: Any, path: Path) -> Path:
-    """Atomically save an ONNX model; weights go to ``<name>.data`` only when over the 2 GB protobuf limit."""
-    import onnx
-
-    external = proto.ByteSize() >= PROTOBUF_LIMIT
-    with atomic_output_path(path) as tmp:
-        onnx.save_model(proto, str(tmp), save_as_external_data=external, location=f"{path.name}.data")
-    return path
-
-
 def convert(ctx: ExportContext) -> list[ArtifactRecord]:
-    """The ``onnx`` format: FP32 reference (parity-checked, an error if it fails), then FP16 and INT8."""
+    """``model.onnx``: the FP32 reference every other artifact is built from (parity-checked, an error if it fails)."""
     path = ctx.out / "model.onnx"
     ctx.say(f"exporting {ctx.meta.model_name} to ONNX (opset {ctx.cfg.opset}, dynamic={ctx.cfg.dynamic})")
     info = export_onnx(ctx.model, ctx.meta, path, hw=ctx.input_hw, opset=ctx.cfg.opset, dynamic=ctx.cfg.dynamic,
@@ -146,13 +136,4 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
                           f"agreement {parity['argmax_agreement']:.4%} (expected >= {FP32_MIN_AGREEMENT:.1%}); "
                           "see export.json")
     ctx.onnx["fp32"] = path
-    records = [record]
-    if "fp16" in ctx.precisions:
-        from edgeseg.export.onnx2fp16 import convert_fp16
-
-        records.append(convert_fp16(ctx))
-    if "int8" in ctx.precisions:
-        from edgeseg.export.onnx2int8 import convert_int8
-
-        records.extend(convert_int8(ctx))
-    return records
+    return [record]

@@ -48,3 +48,14 @@ class SegModel(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class-index map ``N x H x W`` (int64)."""
         return self(x).argmax(1)
+
+
+def model_stride(model: nn.Module, default: int = 1) -> int:
+    """Output stride of a BUILT model (its ``stride``, set per instance where the depth is configurable).
+
+    Artifacts record this, not the registry's per-variant default: ``model.args.depth=5`` on a
+    stride-16 variant builds a stride-32 network.
+    """
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return int(getattr(model, "stride", default))

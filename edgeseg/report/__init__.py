@@ -13,7 +13,8 @@ from edgeseg.bench.rows import ResultsError, load_rows
 
 __all__ = ["ResultsError", "report"]
 
-FORMATS = ("md", "html", "csv")
+# report format -> file it writes (the recipe's ``report.formats`` choices come from here)
+FORMATS: dict[str, str] = {"md": "report.md", "html": "report.html", "csv": "results.csv"}
 
 
 def report(inputs: list[str | Path], out: str | Path, *, formats: list[str] | None = None,
@@ -44,11 +45,10 @@ def report(inputs: list[str | Path], out: str | Path, *, formats: list[str] | No
              "size_accuracy": size_plot(entries, out / "size_accuracy.png")}
     sources = [str(p) for p in inputs]
     images = {"latency vs accuracy": paths["pareto"], "size vs accuracy": paths["size_accuracy"]}
-    if "md" in formats:
-        paths["md"] = atomic_write_text(out / "report.md", markdown(
-            title, groups, failed, sources, {k: v.name for k, v in images.items()}))
-    if "html" in formats:
-        paths["html"] = atomic_write_text(out / "report.html", html_page(title, groups, failed, sources, images))
-    if "csv" in formats:
-        paths["csv"] = atomic_write_text(out / "results.csv", csv_text([e for g in groups.values() for e in g]))
+    render = {"md": lambda: markdown(title, groups, failed, sources, {k: v.name for k, v in images.items()}),
+              "html": lambda: html_page(title, groups, failed, sources, images),
+              "csv": lambda: csv_text([e for g in groups.values() for e in g])}
+    for kind in FORMATS:
+        if kind in formats:
+            paths[kind] = atomic_write_text(out / FORMATS[kind], render[kind]())
     return paths

@@ -9,18 +9,31 @@ from __future__ import annotations
 from importlib import import_module
 from pathlib import Path
 
+from edgeseg.artifacts import ARTIFACT_KINDS, artifact_kind
 from edgeseg.runtime.base import Backend, BackendError, TensorSpec
 
-# backend name -> (module, class); first backend listed for a suffix is its default.
+# backend name -> (module, class)
 BACKENDS: dict[str, tuple[str, str]] = {
     "torch": ("edgeseg.runtime.torch_rt", "TorchBackend"),
     "onnxruntime": ("edgeseg.runtime.ort_rt", "OrtBackend"),
     "tensorrt": ("edgeseg.runtime.trt_rt", "TensorRTBackend"),
     "openvino": ("edgeseg.runtime.openvino_rt", "OpenVINOBackend"),
 }
-DEFAULT_BACKEND = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".ort": "onnxruntime",
-                   ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
+# backend -> artifact kinds (see ``edgeseg.artifacts.ARTIFACT_KINDS``) it loads; the first backend
+# listed for a kind is that kind's default.
+LOADS: dict[str, tuple[str, ...]] = {
+    "torch": ("checkpoint",),
+    "onnxruntime": ("onnx", "ort"),
+    "tensorrt": ("tensorrt",),
+    "openvino": ("openvino", "onnx"),
+}
+DEFAULT_BACKEND: dict[str, str] = {}
+for _backend, _kinds in LOADS.items():
+    for _kind in _kinds:
+        DEFAULT_BACKEND.setdefault(_kind, _backend)
 ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "torch-cuda": "torch", "ov": "openvino"}
+BACKEND_CHOICES = (*BACKENDS, *ALIASES)
+"""Every name ``backend=`` accepts (the recipe's ``bench.backends`` choices)."""
 
 
 def backend_for(path: str | Path, backend: str | None = None) -> str:
@@ -31,11 +44,16 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
             raise BackendError(f"unknown backend {backend!r}; expected one of "
                                f"{sorted(BACKENDS) + sorted(ALIASES)}")
         return name
-    suffix = Path(path).suffix.lower()
-    if suffix not in DEFAULT_BACKEND:
-        raise BackendError(f"{path}: cannot tell the backend from the suffix {suffix!r}; expected one of "
-                           f"{sorted(DEFAULT_BACKEND)} or pass backend=")
-    return DEFAULT_BACKEND[suffix]
+    kind = artifact_kind(path)
+    if kind not in DEFAULT_BACKEND:
+        raise BackendError(f"{path}: cannot tell the backend from the suffix {Path(path).suffix.lower()!r}; "
+                           f"expected one of {sorted(ARTIFACT_KINDS)} or pass backend=")
+    return DEFAULT_BACKEND[kind]
+
+
+def loads(backend: str, path: str | Path) -> bool:
+    """Whether ``backend`` (a name or alias) reads the kind of file ``path`` is."""
+    return artifact_kind(path) in LOADS.get(ALIASES.get(backend, backend), ())
 
 
 def open(path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None,
@@ -50,4 +68,5 @@ def open(path: str | Path, backend: str | None = None, device: str = "cpu", thre
     return getattr(import_module(module), cls)(path, device=device, threads=threads, **options)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "TensorSpec", "backend_for", "open"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "LOADS", "Backend", "BackendError", "TensorSpec", "backend_for", "loads",
+           "open"]

@@ -9,10 +9,14 @@ from edgeseg.recipe import Recipe
 
 
 def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> ModelMeta:
-    """Metadata for ``model`` trained by ``recipe`` (classes, normalisation, sizes, recipe + hash)."""
+    """Metadata for ``model`` trained by ``recipe`` (classes, normalisation, sizes, recipe + hash).
+
+    The stride is the built model's (not the registry default); the input size is the recipe's.
+    """
     from edgeseg.data import default_mean_std, resolve_classes
-    from edgeseg.models import get_model_info
     from edgeseg.artifacts.checkpoint import unwrap
+    from edgeseg.models import get_model_info
+    from edgeseg.models.base import model_stride
 
     cfg = dict(unwrap(model).config)
     info = get_model_info(cfg["name"])
@@ -21,6 +25,6 @@ def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> Model
     return ModelMeta(model_name=cfg["name"], family=info.family, task=info.task,
                      num_classes=cfg["num_classes"], in_channels=cfg["in_channels"],
                      classes=resolve_classes(recipe.data, cfg["num_classes"]), mean=mean, std=std,
-                     input_size=recipe.data.size_hw, stride=info.stride, ignore_index=recipe.data.ignore_index,
+                     input_size=recipe.data.size_hw, stride=model_stride(model, info.stride), ignore_index=recipe.data.ignore_index,
                      model_args=args, recipe=recipe.to_dict(), recipe_hash=recipe.hash(), precision=precision,
                      edgeseg_version=edgeseg_version())

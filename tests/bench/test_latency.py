@@ -28,7 +28,7 @@ def test_too_few_runs_are_flagged():
 
 def test_min_runs_and_min_time_both_hold():
     calls = []
-    s = measure_latency(lambda: calls.append(time.sleep(0.002)), warmup=2, min_runs=5, min_time_s=0.05)
+    s = measure_latency(lambda: calls.append(time.sleep(0.002)), warmup=2, min_runs=5, min_time_s=0.05, max_time_s=10)
     assert s.runs >= 5 and s.runs * 2 >= 20  # 0.05 s of 2 ms calls
     assert len(calls) == s.runs + 2
 

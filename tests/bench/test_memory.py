@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from edgeseg.bench.memory import measure_memory, peak_rss_mb, rss_mb
 
 
@@ -31,3 +33,12 @@ def test_probe_failure_is_an_error_not_a_crash(tmp_path):
     broken.write_bytes(b"not onnx")
     mem = measure_memory(broken, backend=None, device="cpu", threads=1, batch=1, hw=(64, 64))
     assert mem["error"].startswith("memory probe failed:") and "onnxruntime cannot load it" in mem["error"]
+
+
+def test_rss_is_the_current_value_and_peak_the_high_water_mark():
+    block = np.ones(96 * 2**20 // 8)  # 96 MiB, touched
+    during, peak_during = rss_mb(), peak_rss_mb()
+    del block
+    after = rss_mb()
+    assert peak_during >= during > after + 48, (during, after)  # freed memory leaves rss, not the peak
+    assert peak_rss_mb() >= peak_during - 1  # the kernel updates its high-water mark lazily
