@@ -38,9 +38,9 @@ def export_ours(name: str, size: int, out: Path, checkpoint: Path | None, num_cl
     from edgeseg.models.profile import count_macs, count_params
 
     if checkpoint is not None:
-        from edgeseg.train.checkpoint import load_model
+        from edgeseg.artifacts.checkpoint import load_checkpoint
 
-        model = load_model(checkpoint)
+        model = load_checkpoint(checkpoint).model
     else:
         torch.manual_seed(0)
         model = create_model(name, num_classes=num_classes)
