@@ -61,8 +61,10 @@ class SyntheticCfg(_Strict):
 class DataCfg(_Strict):
     """Where images and masks come from and how they are augmented."""
 
-    kind: Literal["synthetic", "folder"] = "synthetic"
+    kind: Literal["synthetic", "folder", "coco", "instance_folder", "pennfudan"] = "synthetic"
     root: Path | None = None
+    annotations: Path | dict[str, Path] | None = Field(
+        None, description="COCO json for kind=coco: one file (split by val_ratio) or {train: ..., val: ...}")
     image_size: int | tuple[int, int] = 256
     classes: list[str] = Field(default_factory=list)
     ignore_index: int = 255
@@ -149,6 +151,18 @@ class ReportCfg(_Strict):
     formats: list[ReportFormat] = Field(default_factory=lambda: list(REPORT_FORMATS))
 
 
+class InstanceCfg(_Strict):
+    """Instance models: postprocess thresholds (eval, predict, bench, export) and loss settings."""
+
+    score_thresh: float = Field(0.05, ge=0.0, lt=1.0)
+    iou_thresh: float = Field(0.5, gt=0.0, le=1.0)
+    top_k: int = Field(200, ge=1, description="candidates per class before Fast NMS")
+    max_dets: int = Field(100, ge=1, description="detections per image (also COCO maxDets of the metric)")
+    mask_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    loss: dict[str, Any] = Field(default_factory=dict,
+                                 description="edgeseg.train.losses_instance.YolactLoss keyword arguments")
+
+
 class Recipe(_Strict):
     """One experiment: model, data, training and the later pipeline stages."""
 
@@ -159,6 +173,7 @@ class Recipe(_Strict):
     export: ExportCfg | None = None
     bench: BenchCfg | None = None
     report: ReportCfg | None = None
+    instance: InstanceCfg = Field(default_factory=InstanceCfg)
 
     @field_validator("name")
     @classmethod
@@ -231,6 +246,11 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     root = recipe.data.root
     if root is not None and not root.is_absolute():
         recipe.data.root = (base / root).resolve()
+    ann = recipe.data.annotations
+    if isinstance(ann, dict):
+        recipe.data.annotations = {k: v if v.is_absolute() else (base / v).resolve() for k, v in ann.items()}
+    elif ann is not None and not ann.is_absolute():
+        recipe.data.annotations = (base / ann).resolve()
     return recipe
 
 
