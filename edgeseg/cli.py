@@ -20,6 +20,12 @@ out_console = Console()
 RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (default: the embedded quickstart)")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b=value (repeatable)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+TrustOpt = Annotated[bool, typer.Option("--trust-checkpoint", help="load checkpoints with full unpickling: ONLY for "
+                                        "files you made yourself (e.g. with an earlier edgeseg); a crafted file "
+                                        "runs code this way")]
+CustomOpOpt = Annotated[Optional[Path], typer.Option("--custom-op-library", help="native library for a model's "
+                                                     "custom ONNX operators, loaded into ONNX Runtime: only one "
+                                                     "you trust")]
 
 
 def _csv(text: str | None, cast: type = str) -> list[Any] | None:
@@ -59,11 +65,11 @@ def models(size: int = typer.Option(256, help="input side for the MACs column"),
 
 @app.command()
 def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOpt = None,
-          resume: bool = typer.Option(False, help="continue from OUT/last.pt")) -> None:
+          resume: bool = typer.Option(False, help="continue from OUT/last.pt"), trust_checkpoint: TrustOpt = False) -> None:
     """Train a recipe; writes model.pt, last.pt, train_log.csv and metrics.json into OUT."""
     from edgeseg.train import train as train_api
 
-    result = train_api(recipe, out, overrides=set, resume=resume)
+    result = train_api(recipe, out, overrides=set, resume=resume, trust_checkpoint=trust_checkpoint)
     if result:
         _print_metrics(result["metrics"], f"validation of {out / 'model.pt'}")
 
@@ -74,13 +80,14 @@ def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="rec
           split: str = typer.Option("val", help="train | val | test"), set: SetOpt = None,
           backend: Optional[str] = typer.Option(None, help="runtime backend (default by suffix)"),
           device: str = "cpu", threads: Optional[int] = None,
-          json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here")) -> None:
+          json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
+          trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
     """Evaluate a checkpoint or exported model on a whole split: pixel acc, IoU, mIoU, Dice."""
     from edgeseg.artifacts import atomic_write_json
     from edgeseg.evaluate import evaluate
 
     metrics = evaluate(artifact, recipe=data, split=split, backend=backend, device=device, threads=threads,
-                       overrides=set)
+                       overrides=set, trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library)
     _print_metrics(metrics, f"{artifact} on split '{split}' ({metrics['backend']}, {metrics['precision']})")
     if json_out:
         atomic_write_json(json_out, metrics)
@@ -88,11 +95,13 @@ def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="rec
 
 @app.command()
 def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
-            backend: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None) -> None:
+            backend: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
+            trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
     """Segment images: a class-index PNG and a colour overlay per image."""
     from edgeseg.predict import predict as predict_api
 
-    for row in predict_api(artifact, list(images), out, backend=backend, device=device, threads=threads):
+    for row in predict_api(artifact, list(images), out, backend=backend, device=device, threads=threads,
+                           trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library):
         out_console.print(f"{row['image']} -> {row['mask']}, {row['overlay']}")
 
 
@@ -107,7 +116,7 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
            int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
            opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
            data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
-           set: SetOpt = None) -> None:
+           set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
     from edgeseg.export import export as export_api
 
@@ -119,7 +128,7 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
     # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None
     result = export_api(checkpoint, out, formats=format or None, precisions=precisions, recipe=data,
-                        overrides=overrides)
+                        overrides=overrides, trust_checkpoint=trust_checkpoint)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
         out_console.print(f"{art['format']:>9} {art['precision']:>5}  {art['path']}  [{state}] {art.get('reason', '')}")
@@ -139,7 +148,8 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
           split: str = typer.Option("val", help="accuracy split (the whole split is used)"),
           warmup: int = typer.Option(BenchSettings.warmup, min=0, help="untimed calls first"),
           min_runs: int = typer.Option(BenchSettings.min_runs, min=1, help="timed calls, at least"),
-          min_time: float = typer.Option(BenchSettings.min_time_s, min=0.0, help="timed seconds, at least")) -> None:
+          min_time: float = typer.Option(BenchSettings.min_time_s, min=0.0, help="timed seconds, at least"),
+          trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
     """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
     from edgeseg.bench import benchmark
     from edgeseg.recipe import BenchCfg
@@ -149,7 +159,8 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
     cfg = BenchCfg(warmup=warmup, min_runs=min_runs, min_time_s=min_time, threads=[], batch=[1])
     rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device, threads=_csv(threads, int),
                      batch=_csv(batch, int), cfg=cfg, data=data, accuracy=not no_accuracy, split=split,
-                     torch_options=torch_options)
+                     torch_options=torch_options, trust_checkpoint=trust_checkpoint,
+                     custom_op_library=custom_op_library)
     for r in rows:
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
         figures = (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if r.get('noisy') else ''}"
@@ -170,11 +181,12 @@ def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edges
 
 @app.command()
 def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = None,
-        force: bool = typer.Option(False, help="rerun stages even when their inputs are unchanged")) -> None:
+        force: bool = typer.Option(False, help="rerun stages even when their inputs are unchanged"),
+        trust_checkpoint: TrustOpt = False) -> None:
     """Run the recipe's whole pipeline (train, eval, export, bench, report), skipping unchanged stages."""
     from edgeseg.pipeline import run as run_api
 
-    summary = run_api(recipe, out, overrides=set, force=force)
+    summary = run_api(recipe, out, overrides=set, force=force, trust_checkpoint=trust_checkpoint)
     for stage, info in summary["stages"].items():
         out_console.print(f"{stage:>8}: {info['status']:<8} {info.get('summary', '')}")
 

@@ -56,7 +56,8 @@ def dataset_samples(dataset: Any) -> Iterable[tuple[np.ndarray, np.ndarray]]:
 
 def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: str = "val",
              backend: str | None = None, device: str = "cpu", threads: int | None = None,
-             overrides: list[str] | None = None) -> dict[str, Any]:
+             overrides: list[str] | None = None, trust_checkpoint: bool = False,
+             custom_op_library: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint, ONNX/ORT file or engine on a split of its recipe's data.
 
     Args:
@@ -67,6 +68,8 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
         device: "cpu" or "cuda".
         threads: intra-op threads.
         overrides: ``--set`` overrides applied to the recipe.
+        trust_checkpoint: unpickle a checkpoint fully (only for files the user made himself).
+        custom_op_library: native library for custom ONNX operators the user trusts.
 
     Returns:
         Metrics (miou, mean_dice, pixel_accuracy, per-class iou/dice) plus num_images, split, artifact.
@@ -75,7 +78,8 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
     from edgeseg.data import build_dataset
     from edgeseg.recipe import load_recipe, stored_recipe
 
-    rt = runtime.open(artifact, backend=backend, device=device, threads=threads)
+    rt = runtime.open(artifact, backend=backend, device=device, threads=threads, trust_checkpoint=trust_checkpoint,
+                      custom_op_library=custom_op_library)
     meta = rt.meta
     if recipe is not None:
         rcp = load_recipe(recipe, overrides)

@@ -43,13 +43,13 @@ def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], force
     return result
 
 
-def _resumable(last: Path, train_cfg: dict[str, Any]) -> bool:
+def _resumable(last: Path, train_cfg: dict[str, Any], trust: bool = False) -> bool:
     """An interrupted run resumes only if its model/data/train sections equal the current ones."""
     if not last.exists():
         return False
     from edgeseg.artifacts.checkpoint import read_checkpoint
 
-    stored = read_checkpoint(last)["meta"].get("recipe") or {}
+    stored = read_checkpoint(last, trust=trust)["meta"].get("recipe") or {}
     return all(json.dumps(stored.get(k), sort_keys=True, default=str) == json.dumps(v, sort_keys=True, default=str)
                for k, v in train_cfg.items())
 
@@ -63,8 +63,11 @@ def _has_test_split(recipe: Recipe) -> bool:
 
 
 def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[str] | None = None,
-        force: bool = False) -> dict[str, Any]:
+        force: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Run every stage the recipe enables: train (+ eval), export, bench, report.
+
+    ``trust_checkpoint``: the run folder's checkpoints may be unpickled fully (files an earlier edgeseg
+    wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).
 
     Returns ``{"stages": {name: {status, summary, folder}}, "out": ...}``.
     """
@@ -81,10 +84,11 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
         from edgeseg.evaluate import evaluate
         from edgeseg.train import train
 
-        result = train(recipe, train_dir, resume=_resumable(train_dir / "last.pt", train_cfg))
+        result = train(recipe, train_dir, resume=_resumable(train_dir / "last.pt", train_cfg, trust_checkpoint),
+                       trust_checkpoint=trust_checkpoint)
         evals = {"val": result["metrics"]}
         if _has_test_split(recipe):
-            evals["test"] = evaluate(model_pt, recipe=None, split="test")
+            evals["test"] = evaluate(model_pt, recipe=None, split="test", trust_checkpoint=trust_checkpoint)
         atomic_write_json(train_dir / "eval.json", evals)
         m = result["metrics"]
         return {"_summary": f"val mIoU {m['miou']:.4f}, mean Dice {m['mean_dice']:.4f} "
@@ -100,7 +104,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
             from edgeseg.export import export
 
             res = export(model_pt, export_dir, formats=recipe.export.formats, precisions=recipe.export.precisions,
-                         cfg=recipe.export)
+                         cfg=recipe.export, trust_checkpoint=trust_checkpoint)
             shipped = [a for a in res["artifacts"] if a.get("shipped", True)]
             # Bench every runnable file, the INT8 the auto policy rejected too: the report then shows
             # what INT8 would have cost on this machine instead of silently leaving it out.
@@ -123,7 +127,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
             results_file.unlink(missing_ok=True)  # type: ignore[union-attr]
             rows = benchmark(artifacts, out=results_file, backends=recipe.bench.backends, device=recipe.bench.device,
                              threads=recipe.bench.threads, batch=recipe.bench.batch, cfg=recipe.bench,
-                             accuracy=recipe.bench.accuracy)
+                             accuracy=recipe.bench.accuracy, trust_checkpoint=trust_checkpoint)
             return {"_summary": f"{len(rows)} result lines in {results_file}"}
 
         _stage("bench", bench_dir, _fingerprint(recipe.bench.model_dump(mode="json"), artifacts),

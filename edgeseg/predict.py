@@ -47,18 +47,21 @@ def _png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
 
 
 def predict(artifact: str | Path, images: list[str | Path], out: str | Path, *, backend: str | None = None,
-            device: str = "cpu", threads: int | None = None) -> list[dict[str, str]]:
+            device: str = "cpu", threads: int | None = None, trust_checkpoint: bool = False,
+            custom_op_library: str | Path | None = None) -> list[dict[str, str]]:
     """Segment ``images`` with ``artifact`` (checkpoint, ONNX, ORT, engine) into ``out``.
 
     Writes ``<stem>.mask.png`` (class indices as a paletted PNG: pixel value = class id) and
     ``<stem>.overlay.png`` (colour overlay) per image. Returns the written paths per image.
+    ``trust_checkpoint`` / ``custom_op_library``: see :func:`edgeseg.runtime.trust_options`.
     """
     from edgeseg import runtime
     from edgeseg.data import load_image, normalize
     from edgeseg.evaluate import predict_labels
     from edgeseg.progress import track
 
-    rt = runtime.open(artifact, backend=backend, device=device, threads=threads)
+    rt = runtime.open(artifact, backend=backend, device=device, threads=threads, trust_checkpoint=trust_checkpoint,
+                      custom_op_library=custom_op_library)
     meta = rt.meta
     palette_cfg = (meta.recipe.get("data") or {}).get("palette")
     colours = class_colours(meta.num_classes, palette_cfg, meta.classes)

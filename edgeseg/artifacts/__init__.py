@@ -200,11 +200,18 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        """Build from a stored dict; ArtifactError naming the first missing or wrongly typed field."""
+        if not isinstance(d, dict):
+            raise ArtifactError(f"model metadata is {type(d).__name__}, expected a dict")
         known = {f.name for f in fields(cls)}
         missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(d)
         if missing:
             raise ArtifactError(f"model metadata lacks {sorted(missing)}")
         kw = {k: v for k, v in d.items() if k in known}
+        for name, value in kw.items():
+            problem = _meta_type_problem(name, value)
+            if problem:
+                raise ArtifactError(f"model metadata field '{name}' is {problem}")
         kw["input_size"] = tuple(int(v) for v in kw["input_size"])
         return cls(**kw)
 
@@ -214,7 +221,14 @@ class ModelMeta:
 
     @classmethod
     def from_onnx_props(cls, props: dict[str, str], source: str = "<onnx>") -> ModelMeta:
-        d = {k[len(META_PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(META_PREFIX)}
+        d = {}
+        for key, value in props.items():
+            if key.startswith(META_PREFIX):
+                try:  # JSON only: a metadata value is data, never evaluated
+                    d[key[len(META_PREFIX):]] = json.loads(value)
+                except (json.JSONDecodeError, RecursionError):
+                    raise ArtifactError(f"{source}: metadata entry '{key}' is not valid JSON "
+                                        f"({value[:60]!r}{'...' if len(value) > 60 else ''})") from None
         if not d:
             raise ArtifactError(f"{source}: no edgeseg metadata in the file; export it with `edgeseg export` "
                                 "or pass --data RECIPE to describe its classes and normalisation")
@@ -222,6 +236,37 @@ class ModelMeta:
             return cls.from_dict(d)
         except ArtifactError as exc:
             raise ArtifactError(f"{source}: {exc}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ModelMeta field -> (check, what was expected): stored metadata comes from files others made.
+_META_CHECKS: dict[str, tuple[Any, str]] = {
+    "model_name": (lambda v: isinstance(v, str), "a string"), "family": (lambda v: isinstance(v, str), "a string"),
+    "task": (lambda v: isinstance(v, str), "a string"), "num_classes": (lambda v: _is_int(v) and v > 0, "a positive int"),
+    "in_channels": (lambda v: _is_int(v) and v > 0, "a positive int"),
+    "classes": (lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings"),
+    "mean": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of numbers"),
+    "std": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of numbers"),
+    "input_size": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v),
+                   "[height, width] as positive ints"),
+    "stride": (lambda v: _is_int(v) and v > 0, "a positive int"), "ignore_index": (_is_int, "an int"),
+    "model_args": (lambda v: isinstance(v, dict), "a dict"), "recipe": (lambda v: isinstance(v, dict), "a dict"),
+    "recipe_hash": (lambda v: isinstance(v, str), "a string"), "precision": (lambda v: isinstance(v, str), "a string"),
+    "edgeseg_version": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _meta_type_problem(name: str, value: Any) -> str:
+    """'' when ``value`` fits ModelMeta field ``name``, else 'X, expected Y'."""
+    check, expected = _META_CHECKS.get(name, (lambda v: True, ""))
+    return "" if check(value) else f"{type(value).__name__} {str(value)[:40]!r}, expected {expected}"
 
 
 def edgeseg_version() -> str:

@@ -26,7 +26,8 @@ def _settings(cfg: Any) -> BenchSettings:
 def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[str] | None = None,
               device: str = "cpu", threads: list[int] | None = None, batch: list[int] | None = None,
               cfg: Any = None, data: str | Path | None = None, accuracy: bool = True,
-              split: str = "val", torch_options: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+              split: str = "val", torch_options: dict[str, bool] | None = None, trust_checkpoint: bool = False,
+              custom_op_library: str | Path | None = None) -> list[dict[str, Any]]:
     """Measure every (artifact, backend, threads, batch) and append one JSON line each to ``out``.
 
     Args:
@@ -44,6 +45,8 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         accuracy: measure accuracy on the whole ``split`` (once per artifact and backend).
         split: evaluation split (never the calibration/training split).
         torch_options: for the torch backend: ``fp16`` (autocast on CUDA), ``channels_last``, ``compile``.
+        trust_checkpoint: unpickle checkpoints fully (only for files the user made himself).
+        custom_op_library: native library for custom ONNX operators the user trusts (onnxruntime).
 
     Returns:
         The rows written.
@@ -77,7 +80,9 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
             acc: dict[str, Any] | None = None
             acc_done = False
             for t in threads:
-                options = dict(torch_options or {}) if name == "torch" else {}
+                options = {**(dict(torch_options or {}) if name == "torch" else {}),
+                           **runtime.trust_options(name, trust_checkpoint=trust_checkpoint,
+                                                   custom_op_library=custom_op_library)}
                 try:
                     be = runtime.open(path, wanted, device=where, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)

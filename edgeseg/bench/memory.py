@@ -79,7 +79,8 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
         except ImportError:
             pass  # runtime.open below reports the missing library
     baseline = rss_mb()
-    options = {name: True for name in args.option}
+    options = {k: v for k, _, v in (o.partition("=") for o in args.option if "=" in o)}
+    options.update({name: True for name in args.option if "=" not in name})
     be = runtime.open(Path(args.artifact), args.backend, device=args.device, threads=args.threads or None,
                       **options)
     loaded = rss_mb()
@@ -113,9 +114,11 @@ def measure_memory(artifact: str | Path, *, backend: str | None, device: str, th
            "--runs", str(runs)]
     if backend:
         cmd += ["--backend", backend]
-    for name, on in (options or {}).items():
-        if on:
+    for name, value in (options or {}).items():
+        if value is True:
             cmd += ["--option", name]
+        elif isinstance(value, str):
+            cmd += ["--option", f"{name}={value}"]
     env = {**os.environ, "EDGESEG_QUIET": "1"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--height", type=int, required=True)
     ap.add_argument("--width", type=int, required=True)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--option", action="append", default=[], help="boolean backend option, e.g. channels_last")
+    ap.add_argument("--option", action="append", default=[], help="backend option: NAME (on) or NAME=TEXT, e.g. channels_last")
     print(json.dumps(_probe(ap.parse_args(argv))))
 
 

@@ -28,7 +28,7 @@ def _recipe(ckpt: Any, recipe: str | Path | None, overrides: list[str] | None) -
 
 def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None = None,
            precisions: list[str] | None = None, cfg: Any = None, recipe: str | Path | None = None,
-           overrides: list[str] | None = None) -> dict[str, Any]:
+           overrides: list[str] | None = None, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out`` and return the export.json document.
 
     Args:
@@ -44,6 +44,7 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
         recipe: Recipe whose data is used for calibration (train split) and checks (val split);
             default: the recipe stored in the checkpoint.
         overrides: ``--set`` overrides applied to that recipe.
+        trust_checkpoint: unpickle the checkpoint fully (only for a file the user made himself).
 
     Returns:
         The export.json dict; ``artifacts`` lists every file with format, precision, shipped, reason
@@ -58,7 +59,7 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
     from edgeseg.export.context import ExportContext
 
     _check_names(formats, precisions)  # an unknown name fails before anything is loaded
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
     out = Path(out)

@@ -56,17 +56,39 @@ def loads(backend: str, path: str | Path) -> bool:
     return artifact_kind(path) in LOADS.get(ALIASES.get(backend, backend), ())
 
 
-def open(path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None,
+def trust_options(backend: str, *, trust_checkpoint: bool = False,
+                  custom_op_library: str | Path | None = None) -> dict[str, object]:
+    """The options that widen what ``backend`` may load, for the backend they concern (empty by default).
+
+    ``trust_checkpoint`` (torch) unpickles a checkpoint fully; ``custom_op_library`` (onnxruntime)
+    registers a native library for custom operators. Both only because the user asked.
+    """
+    out: dict[str, object] = {}
+    if backend == "torch" and trust_checkpoint:
+        out["trust_checkpoint"] = True
+    if backend == "onnxruntime" and custom_op_library is not None:
+        out["custom_op_library"] = str(custom_op_library)
+    return out
+
+
+def open(path: str | Path, backend: str | None = None, device: str = "cpu", threads: int | None = None, *,
+         trust_checkpoint: bool = False, custom_op_library: str | Path | None = None,
          **options: object) -> Backend:  # noqa: A001  (the design's one dispatch: runtime.open)
-    """Load ``path`` on ``backend`` (default: by suffix) and return a ready :class:`Backend`."""
+    """Load ``path`` on ``backend`` (default: by suffix) and return a ready :class:`Backend`.
+
+    ``trust_checkpoint`` and ``custom_op_library`` (see :func:`trust_options`) reach only the backend
+    they concern, so callers may pass them for any file.
+    """
     path = Path(path)
     if not path.exists():
         raise BackendError(f"{path}: file not found")
     if backend == "torch-cuda":
         device = "cuda"
-    module, cls = BACKENDS[backend_for(path, backend)]
+    name = backend_for(path, backend)
+    options.update(trust_options(name, trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library))
+    module, cls = BACKENDS[name]
     return getattr(import_module(module), cls)(path, device=device, threads=threads, **options)
 
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "LOADS", "Backend", "BackendError", "TensorSpec", "backend_for", "loads",
-           "open"]
+           "open", "trust_options"]

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
 from edgeseg.artifacts.metadata import read_onnx, read_openvino
+from edgeseg.artifacts.onnx_safety import check_external_data
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 
@@ -25,6 +26,8 @@ class OpenVINOBackend:
             raise BackendError("openvino backend: the openvino package is not installed "
                                "(pip install 'edgeseg[openvino]')") from exc
         path = Path(path)
+        if path.suffix.lower() == ".onnx":  # OpenVINO reads external data too: only from the model's folder
+            check_external_data(path)
         core = ov.Core()
         try:
             model = core.read_model(str(path))

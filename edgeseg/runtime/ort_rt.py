@@ -9,6 +9,7 @@ import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
 from edgeseg.artifacts.metadata import read_ort_session
+from edgeseg.artifacts.onnx_safety import check_onnx
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -22,13 +23,23 @@ class OrtBackend:
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
                  provider: str | None = None, meta: ModelMeta | None = None,
-                 optimization: str = "all") -> None:
+                 optimization: str = "all", custom_op_library: str | Path | None = None) -> None:
+        """Open ``path``; ``custom_op_library`` is a native library the user trusts for custom operators
+        (without it a model with custom-domain operators is refused, see :mod:`edgeseg.artifacts.onnx_safety`)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendError("onnxruntime backend: the onnxruntime package is not installed") from exc
         path = Path(path)
+        if path.suffix.lower() == ".onnx":  # before ORT reads any external data or needs a library
+            check_onnx(path, custom_op_library=custom_op_library)
         opts = ort.SessionOptions()
+        if custom_op_library is not None:
+            try:
+                opts.register_custom_ops_library(str(custom_op_library))
+            except Exception as exc:  # noqa: BLE001  (ORT raises its own exception types)
+                raise BackendError(f"{custom_op_library}: onnxruntime cannot load this custom-op library: "
+                                   f"{str(exc).splitlines()[0]}") from None
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

@@ -20,7 +20,10 @@ class TorchBackend:
 
     def __init__(self, path: str | Path | None = None, *, device: str = "cpu", threads: int | None = None,
                  fp16: bool = False, channels_last: bool = False, compile: bool = False,
-                 model: nn.Module | None = None, meta: ModelMeta | None = None) -> None:
+                 model: nn.Module | None = None, meta: ModelMeta | None = None,
+                 trust_checkpoint: bool = False) -> None:
+        """Open a checkpoint (``trust_checkpoint``: full unpickling, for files the user made himself) or
+        wrap a live ``model``."""
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("torch backend: device 'cuda' requested but torch sees no CUDA GPU")
         if threads:
@@ -28,7 +31,7 @@ class TorchBackend:
         if model is None:
             from edgeseg.artifacts.checkpoint import load_checkpoint
 
-            ckpt = load_checkpoint(path, device=device)
+            ckpt = load_checkpoint(path, device=device, trust=trust_checkpoint)
             model, meta = ckpt.model, ckpt.meta
         assert meta is not None, "a live model needs its ModelMeta"
         self.device = device

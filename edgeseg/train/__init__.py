@@ -9,16 +9,17 @@ from edgeseg.recipe import Recipe, load_recipe
 
 
 def train(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[str] | None = None,
-          resume: bool = False) -> dict[str, Any]:
+          resume: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Train a recipe (object or YAML path; None = the embedded quickstart) into ``out``.
 
     Returns the validation metrics of the best checkpoint (``out/model.pt``) and run figures.
+    ``trust_checkpoint``: ``--resume`` may unpickle ``out/last.pt`` fully (one an earlier edgeseg wrote).
     """
     from edgeseg.train.loop import train as _train
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    return _train(recipe, out, resume=resume)
+    return _train(recipe, out, resume=resume, trust_checkpoint=trust_checkpoint)
 
 
 __all__ = ["train"]

@@ -116,7 +116,7 @@ class _CsvLog:
         atomic_write_text(self.path, buf.getvalue())
 
 
-def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
@@ -151,7 +151,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False) -> dict[str,
 
     start_epoch, best, best_metrics = 0, -1.0, {}
     if resume and (out / "last.pt").exists():
-        state = read_checkpoint(out / "last.pt")
+        state = read_checkpoint(out / "last.pt", trust=trust_checkpoint, resume=True)
         unwrap(model).load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
