@@ -23,13 +23,17 @@ BUILTIN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.train
 CUSTOM_OP_OPTION = "--custom-op-library"
 
 
+class UnreadableOnnx(ArtifactError):
+    """The file does not parse as an ONNX model (so no runtime could load it either)."""
+
+
 def _load_graph(path: Path) -> Any:
     import onnx
 
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001  (onnx raises DecodeError and others on a broken file)
-        raise ArtifactError(f"{path}: not a readable ONNX file: {str(exc).splitlines()[0][:200]}") from None
+        raise UnreadableOnnx(f"{path}: not a readable ONNX file: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _graphs(model: Any) -> Iterator[Any]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
 from edgeseg.artifacts.metadata import read_ort_session
-from edgeseg.artifacts.onnx_safety import check_onnx
+from edgeseg.artifacts.onnx_safety import UnreadableOnnx, check_onnx
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
@@ -32,7 +32,10 @@ class OrtBackend:
             raise BackendError("onnxruntime backend: the onnxruntime package is not installed") from exc
         path = Path(path)
         if path.suffix.lower() == ".onnx":  # before ORT reads any external data or needs a library
-            check_onnx(path, custom_op_library=custom_op_library)
+            try:
+                check_onnx(path, custom_op_library=custom_op_library)
+            except UnreadableOnnx as exc:
+                raise BackendError(f"{path}: onnxruntime cannot load it: {str(exc).split(': ', 1)[1]}") from None
         opts = ort.SessionOptions()
         if custom_op_library is not None:
             try:

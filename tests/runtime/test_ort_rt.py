@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeseg import runtime
-from edgeseg.artifacts import ArtifactError, ModelMeta
+from edgeseg.artifacts import ModelMeta
 from edgeseg.runtime.base import BackendError
 from edgeseg.runtime.ort_rt import OrtBackend
 
@@ -71,8 +71,8 @@ def test_unloadable_file_and_missing_provider_are_clear(tmp_path):
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ArtifactError, match="broken.onnx: not a readable ONNX file"):
-        runtime.open(bad)  # the safety check parses the graph before onnxruntime sees the file
+    with pytest.raises(BackendError, match="broken.onnx: onnxruntime cannot load it"):
+        runtime.open(bad)
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendError, match="CUDAExecutionProvider is not available"):
             runtime.open(_toy_onnx(tmp_path / "toy.onnx"), device="cuda")
