@@ -99,7 +99,11 @@ def _torch_load(path: Path, trust: bool) -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if not trust:  # the restricted unpickler met something other than tensors and plain data
+        with path.open("rb") as fh:
+            head = fh.read(2)
+        # A zip (torch.save) or a pickle (starts with PROTO) the restricted unpickler stopped: refused.
+        # Anything else is just not a checkpoint (an ONNX file passed by mistake, say).
+        if not trust and (head == b"PK" or head[:1] == b"\x80"):
             raise _refusal(path, exc) from None
         raise ArtifactError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]}); "
                             "expected a model.pt written by `edgeseg train`") from None
