@@ -112,7 +112,10 @@ def onnx_figures(path: str | Path, input_shape: tuple[int, ...]) -> dict[str, An
     """
     import onnx
 
+    from edgeseg.artifacts.onnx_safety import check_external_data
+
     model = onnx.load(str(path), load_external_data=False)
+    check_external_data(path, model)  # the shape pass below runs the graph in ONNX Runtime
     params = onnx_params(model)
     _fix_input(model, (1, *input_shape[1:]))
     shapes = _shapes(model)
