@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-runs", type=int, default=BenchSettings.min_runs)
     ap.add_argument("--min-time", type=float, default=BenchSettings.min_time_s, help="seconds")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
+    ap.add_argument("--custom-op-library", type=Path, default=None,
+                    help="native library for a model's custom ONNX operators (onnxruntime): only one you trust")
     return ap
 
 
@@ -79,9 +81,10 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
             except runtime.BackendError:
                 name = "unknown"  # an unknown suffix: runtime.open fails below and the row says why
             acc = None
+            options = runtime.trust_options(name, custom_op_library=args.custom_op_library)
             for t in threads:
                 try:
-                    be = runtime.open(path, wanted, device=args.device, threads=t)
+                    be = runtime.open(path, wanted, device=args.device, threads=t, **options)
                 except Exception as exc:  # noqa: BLE001  (report and go on with the next configuration)
                     print(f"runner: skipped {path} on {name}: {exc}", file=sys.stderr)
                     rows += [{**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}
@@ -98,7 +101,7 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 for b in batches:
                     try:
                         row = bench_one(path, be, backend_name=name, device=args.device, threads=t, batch=b,
-                                        settings=settings, accuracy=acc, model_figures=figures)
+                                        settings=settings, accuracy=acc, model_figures=figures, options=options)
                     except Exception as exc:  # noqa: BLE001
                         row = {**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}
                     rows.append(row)

@@ -91,3 +91,15 @@ def test_metadata_is_json_only(tmp_path):
     with pytest.raises(ArtifactError, match=r"metadata field 'classes' is str .*expected a list of strings"):
         read_onnx(path)
     assert not marker.exists()
+
+
+def test_standalone_runner_passes_the_library_on(tmp_path):
+    from edgeseg.bench.runner import run
+
+    path = tmp_path / "custom.onnx"
+    onnx.save(_model(domain="evil.ops", op="RunAnything"), str(path))
+    fast = ["--no-memory", "--warmup", "0", "--min-runs", "1", "--min-time", "0", "--out", str(tmp_path / "r.jsonl")]
+    assert "refused: uses custom operators" in run([str(path), *fast])[0]["error"]
+    lib = tmp_path / "lib.so"
+    lib.write_bytes(b"\x7fELF not really")
+    assert "cannot load this custom-op library" in run([str(path), *fast, "--custom-op-library", str(lib)])[0]["error"]
