@@ -136,6 +136,38 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
 
 
 @app.command()
+def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
+          ratio: Optional[float] = typer.Option(None, help="fraction of channels to remove (0.5 halves widths)"),
+          target_macs: Optional[float] = typer.Option(None, help="keep at most this fraction of the MACs"),
+          target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms"),
+          importance: str = typer.Option("l2", help="l1 | l2 | bn | taylor"),
+          global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
+          round_to: int = typer.Option(8, help="kept channel counts are multiples of this"),
+          finetune_epochs: int = typer.Option(0, help="fine-tuning epochs after pruning"),
+          finetune_lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: recipe's)"),
+          distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
+          threads: int = typer.Option(2, help="ONNX Runtime threads for latency"),
+          data: Optional[Path] = typer.Option(None, help="recipe for the data (default: the checkpoint's)"),
+          set: SetOpt = None) -> None:
+    """Structured channel pruning (Torch-Pruning) + fine-tuning; writes model.pt and prune.json into OUT."""
+    from edgeseg.compress.prune import PruneConfig, parse_latency
+    from edgeseg.compress.prune import prune as prune_api
+
+    cfg = PruneConfig(ratio=ratio, target_macs=target_macs,
+                      target_latency_ms=parse_latency(target_latency) if target_latency else None,
+                      importance=importance, global_pruning=global_pruning, round_to=round_to,
+                      finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
+    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set)
+    for label in ("before", "after"):
+        row = doc["figures"][label]
+        val = row.get("val") or {}
+        out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs, "
+                          f"{row['latency_ms']:.2f} ms" + (f", mean Dice {val['mean_dice']:.4f} on "
+                                                          f"{val['num_images']} val images" if val else ""))
+    out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup']:.2f}x faster); details: {Path(out) / 'prune.json'}")
+
+
+@app.command()
 def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.jsonl"), "--out", "-o"),
           backend: Optional[str] = typer.Option(None, help="comma list: torch,onnxruntime,tensorrt,torch-cuda,openvino"),
           device: str = "cpu", threads: Optional[str] = typer.Option(None, help="comma list, e.g. 1,2"),

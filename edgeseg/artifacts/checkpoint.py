@@ -15,6 +15,7 @@ from torch import nn
 
 from edgeseg.artifacts import ArtifactError, ModelMeta, atomic_write_bytes
 from edgeseg.errors import UserError
+from edgeseg.models.shapes import ShapeMismatch, check_state_shapes, layer_shapes, reshape_layers
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -50,6 +51,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, **state
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model_config": dict(model.config),
+        # Plain ints (no pickled modules): a channel-pruned model rebuilds from the file alone.
+        "layer_shapes": layer_shapes(model),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta.to_dict(),
         **state,
@@ -174,7 +177,7 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, trust: bool = False) -> Checkpoint:
-    """Rebuild the model of a checkpoint, load its weights and return it in eval mode.
+    """Rebuild the model of a checkpoint (pruned channel counts included), load its weights, eval mode.
 
     ``trust`` as in :func:`read_checkpoint` (off: the file cannot run code).
     """
@@ -185,10 +188,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, tru
     except (TypeError, UserError) as exc:  # an unknown model name or an argument its constructor rejects
         raise ArtifactError(f"{path}: checkpoint field 'model_config' does not build model {config['name']!r}: "
                             f"{exc}") from None
+    name = config.get("name")
     try:
+        if payload.get("layer_shapes"):
+            reshape_layers(model, payload["layer_shapes"])
+        check_state_shapes(model, payload["model_state"])
         model.load_state_dict(payload["model_state"])
-    except RuntimeError as exc:
-        raise ArtifactError(f"{path}: weights do not fit the model {config['name']!r} (field model_state): "
+    except (ShapeMismatch, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: weights do not fit the model {name!r} (field layer_shapes / model_state): "
                             f"{str(exc).splitlines()[0]}") from None
     model.to(device).eval()
     try:

@@ -49,7 +49,10 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
         return path, "fp32", {"source": "model.onnx"}
     from edgeseg.artifacts.checkpoint import build_from_config
 
+    from edgeseg.models.shapes import layer_shapes, reshape_layers
+
     twin = build_from_config({**config, "unpool": "compare"}).eval()
+    reshape_layers(twin, layer_shapes(ctx.model))  # a pruned model's channel counts
     twin.load_state_dict(ctx.model.state_dict())
     twin.config = {**config, "unpool": "compare"}
     meta = ctx.meta.__class__.from_dict({**ctx.meta.to_dict(),

@@ -66,6 +66,8 @@ class SegNet(SegModel):
     """
 
     stride = 32
+    # Set only while Torch-Pruning traces the model (edgeseg.compress.prune): see ``forward``.
+    trace_unpool_coupling: bool = False
 
     def __init__(self, num_classes: int, in_channels: int, *, widths: Sequence[int] = (64, 128, 256, 512, 512),
                  depths: Sequence[int] = (2, 2, 3, 3, 3), width_mult: float = 1.0, separable: bool = False,
@@ -91,7 +93,7 @@ class SegNet(SegModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        saved = []
+        saved, pooled = [], []
         for stage in self.encoder:
             x = stage(x)
             if self.unpool == "indices":
@@ -99,7 +101,13 @@ class SegNet(SegModel):
             else:
                 x, where = max_pool_mask(x)
             saved.append(where)
+            pooled.append(x)
         for i in reversed(range(len(self.decoder))):
+            if self.trace_unpool_coupling:
+                # Unpooling ties decoder channel c to encoder channel c through integer indices, which
+                # carry no autograd edge; this zero-valued add shows the tie to a graph tracer so both
+                # sides are pruned with the same channel indices.
+                x = x + 0 * pooled[i]
             x = F.max_unpool2d(x, saved[i], 2, 2) if self.unpool == "indices" else mask_unpool(x, saved[i])
             x = self.decoder[i](x)
         return self.head(x)

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,21 @@ class _CsvLog:
         atomic_write_text(self.path, buf.getvalue())
 
 
-def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
+def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False,
+          model: nn.Module | None = None,
+          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
     """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
     rank 0 validates and writes every file.
+
+    Args:
+        recipe: Model, data and training settings.
+        out: Run folder.
+        resume: Continue from ``out/last.pt``.
+        model: Fine-tune this model (e.g. a pruned one, keeping its weights) instead of building
+            ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
+        extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).
     """
     from edgeseg.data import build_dataset
     from edgeseg.models import create_model
@@ -138,8 +149,10 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     val_set = build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False,
                             num_classes=recipe.model.num_classes)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
-                         in_channels=recipe.model.in_channels, **recipe.model.args).to(device)
+    if model is None:
+        model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
+                             in_channels=recipe.model.in_channels, **recipe.model.args)
+    model = model.to(device)
     meta = meta_for(model, recipe)
     criterion = SegLoss(cfg.loss, recipe.data.ignore_index, cfg.class_weights).to(device)
     opt = make_optimizer(model, cfg)
@@ -184,6 +197,8 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                     logits = model(images)
                 loss = criterion(logits, masks)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(images, logits)
                 if not ctx.all_finite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at epoch {epoch + 1}; stopped. The last good checkpoint "

@@ -1,0 +1,390 @@
+"""Structured (channel) pruning over Torch-Pruning's dependency graph, then fine-tuning.
+
+Torch-Pruning's ``BasePruner`` removes whole channels and shrinks every coupled layer with them (U-Net
+skip concatenations, FCN score fusions). Two couplings it cannot see are handled here:
+
+* SegNet's unpooling ties decoder channel c to encoder channel c through integer indices (no autograd
+  edge): the model is traced with ``trace_unpool_coupling`` on, which adds a zero-valued elementwise
+  edge between the two, so both sides lose the same channels.
+* Class-score layers (every conv producing ``num_classes`` channels: heads, FCN score/upsampling
+  layers) are ignored, so the output keeps its classes.
+
+Targets: a channel ratio (one step), a MACs fraction (iterative steps, MACs re-counted after each) or
+a latency (iterative steps, each candidate exported to ONNX and timed on ONNX Runtime on this machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeseg.errors import UserError
+from edgeseg.models.profile import count_macs, count_params
+
+IMPORTANCES = ("l1", "l2", "bn", "taylor")
+
+
+class PruneError(UserError, ValueError):
+    """A pruning request that cannot be done; the message names the option and what was expected."""
+
+
+@dataclass
+class PruneConfig:
+    """How to prune: exactly one of ``ratio``, ``target_macs``, ``target_latency_ms``.
+
+    Attributes:
+        ratio: Fraction of channels removed per prunable layer group (0.5 halves the widths).
+        target_macs: Keep at most this fraction of the model's MACs (iterative steps).
+        target_latency_ms: Reach at most this batch-1 latency on ONNX Runtime CPU here (iterative steps).
+        importance: l1 | l2 (group weight magnitude), bn (BatchNorm scale) or taylor (first-order, from
+            gradients of the training loss on ``taylor_batches`` training batches).
+        global_pruning: Rank channels across layers instead of the same ratio in every layer.
+        round_to: Kept channel counts are multiples of this (SIMD-friendly; unaligned counts run slower).
+        max_ratio: Most any layer group may lose (targets only).
+        steps: Iterative steps towards ``max_ratio`` (targets only); finer steps land closer to the target.
+        taylor_batches: Training batches whose gradients feed the Taylor importance.
+        finetune_epochs: Epochs of the normal training loop after pruning (0: none).
+        finetune_lr: Learning rate for fine-tuning (default: the recipe's).
+        distill: Add logit distillation from the unpruned model while fine-tuning.
+        distill_weight: Weight of the distillation term.
+        distill_temperature: Softmax temperature of the distillation term.
+        threads: ONNX Runtime threads for latency measurements.
+    """
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    target_latency_ms: float | None = None
+    importance: str = "l2"
+    global_pruning: bool = False
+    round_to: int = 8
+    max_ratio: float = 0.9
+    steps: int = 18
+    taylor_batches: int = 4
+    finetune_epochs: int = 0
+    finetune_lr: float | None = None
+    distill: bool = False
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("ratio", "target_macs", "target_latency_ms") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise PruneError(f"give exactly one of ratio, target_macs, target_latency_ms (got {given or 'none'})")
+        for name in ("ratio", "target_macs", "max_ratio"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 < v < 1.0:
+                raise PruneError(f"{name}: expected a fraction between 0 and 1, got {v}")
+        if self.target_latency_ms is not None and self.target_latency_ms <= 0:
+            raise PruneError(f"target_latency_ms: expected a positive number of milliseconds, got "
+                             f"{self.target_latency_ms}")
+        if self.importance not in IMPORTANCES:
+            raise PruneError(f"importance: expected one of {', '.join(IMPORTANCES)}, got {self.importance!r}")
+        if self.round_to < 1 or self.steps < 1 or self.finetune_epochs < 0:
+            raise PruneError("round_to and steps must be >= 1, finetune_epochs >= 0")
+
+    @property
+    def mode(self) -> str:
+        return "ratio" if self.ratio is not None else "macs" if self.target_macs is not None else "latency"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_latency(text: str) -> float:
+    """``"40ms"``, ``"40"`` (ms) or ``"0.04s"`` -> milliseconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s)?\s*", text)
+    if not m:
+        raise PruneError(f"--target-latency {text!r}: expected milliseconds like 40ms or seconds like 0.04s")
+    value = float(m.group(1))
+    return value * 1000.0 if m.group(2) == "s" else value
+
+
+def make_importance(name: str) -> Any:
+    """Torch-Pruning importance criterion for ``name`` (see :data:`IMPORTANCES`)."""
+    import torch_pruning as tp
+
+    if name in ("l1", "l2"):
+        return tp.importance.GroupMagnitudeImportance(p=1 if name == "l1" else 2)
+    if name == "bn":
+        return tp.importance.BNScaleImportance()
+    return tp.importance.GroupTaylorImportance()
+
+
+def classifier_layers(model: nn.Module) -> list[nn.Module]:
+    """Every conv producing ``num_classes`` channels (heads, FCN's score and score-upsampling layers)."""
+    k = model.num_classes
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.out_channels == k]
+
+
+@contextlib.contextmanager
+def unpool_coupling(model: nn.Module) -> Iterator[None]:
+    """Make SegNet's index coupling visible while Torch-Pruning traces ``model`` (no-op for others)."""
+    if not hasattr(model, "trace_unpool_coupling"):
+        yield
+        return
+    model.trace_unpool_coupling = True
+    try:
+        yield
+    finally:
+        del model.trace_unpool_coupling  # back to the class default (False)
+
+
+def make_pruner(model: nn.Module, cfg: PruneConfig, example: torch.Tensor) -> Any:
+    """A ``tp.pruner.BasePruner`` for ``cfg`` (one step for a ratio, ``cfg.steps`` steps for a target)."""
+    import torch_pruning as tp
+
+    one_step = cfg.mode == "ratio"
+    with unpool_coupling(model):
+        return tp.pruner.BasePruner(
+            model, example, importance=make_importance(cfg.importance), global_pruning=cfg.global_pruning,
+            pruning_ratio=cfg.ratio if one_step else cfg.max_ratio, iterative_steps=1 if one_step else cfg.steps,
+            max_pruning_ratio=max(cfg.max_ratio, cfg.ratio or 0.0), ignored_layers=classifier_layers(model),
+            round_to=cfg.round_to)
+
+
+def onnx_latency_ms(model: nn.Module, meta: Any, hw: tuple[int, int], threads: int = 2,
+                    **latency_kw: Any) -> float:
+    """Median batch-1 latency of ``model`` exported to ONNX (static shape ``hw``), on ONNX Runtime CPU."""
+    from edgeseg.bench.latency import measure_latency
+    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.runtime.ort_rt import OrtBackend
+
+    kw = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 30.0, **latency_kw}
+    with tempfile.TemporaryDirectory(prefix="edgeseg-prune-") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        export_onnx(model.eval(), meta, path, hw=hw, dynamic=False)
+        backend = OrtBackend(path, device="cpu", threads=threads)
+        x = np.random.default_rng(0).standard_normal((1, meta.in_channels, *hw)).astype(np.float32)
+        return float(measure_latency(lambda: backend(x), sync=backend.synchronize, **kw).p50_ms)
+
+
+@dataclass
+class Probe:
+    """What each pruning step is measured with: input size, metadata, optional latency and accuracy."""
+
+    meta: Any
+    hw: tuple[int, int]
+    latency: Callable[[nn.Module], float] | None = None
+    accuracy: Callable[[nn.Module], dict[str, Any]] | None = None
+
+    def __call__(self, model: nn.Module, step: int, ratio: float, latency: bool = True) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": step, "ratio": round(ratio, 4), "params": count_params(model),
+                               "macs": count_macs(model, self.hw)}
+        if self.latency is not None and latency:
+            row["latency_ms"] = self.latency(model)
+        if self.accuracy is not None:
+            row["val"] = self.accuracy(model)
+        return row
+
+
+def taylor_gradients(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Accumulate training-loss gradients of ``batches`` (what Taylor importance ranks channels by)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    for images, masks in batches:
+        loss_fn(model(images), masks).backward()
+    model.eval()
+
+
+def prune_model(model: nn.Module, cfg: PruneConfig, probe: Probe, *,
+                taylor_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Prune ``model`` in place to ``cfg``'s ratio or target; returns one measured row per step (0 = before).
+
+    Every row has params, MACs and (with a probe that measures it) validation accuracy; latency is
+    measured before, after the last step, and after every step when it is the target.
+    """
+    if cfg.importance == "taylor" and not (taylor_batches and loss_fn):
+        raise PruneError("importance 'taylor' needs training batches and a loss for its gradients")
+    model.eval()
+    example = torch.randn(1, model.in_channels, *probe.hw)
+    rows = [probe(model, 0, 0.0)]
+    pruner = make_pruner(model, cfg, example)
+    base_macs = rows[0]["macs"]
+    total = 1 if cfg.mode == "ratio" else cfg.steps
+    for step in range(1, total + 1):
+        if cfg.importance == "taylor":
+            taylor_gradients(model, taylor_batches or [], loss_fn)  # type: ignore[arg-type]
+        with torch.no_grad() if cfg.importance != "taylor" else contextlib.nullcontext():
+            pruner.step()
+        model.zero_grad(set_to_none=True)
+        ratio = cfg.ratio if cfg.mode == "ratio" else cfg.max_ratio * step / cfg.steps
+        row = probe(model, step, ratio, latency=cfg.mode == "latency")
+        rows.append(row)
+        lat = f", {row['latency_ms']:.2f} ms" if "latency_ms" in row else ""
+        log(f"prune step {step}/{total}: {row['params']} params, {row['macs'] / base_macs:.1%} of the MACs{lat}")
+        if cfg.mode == "macs" and row["macs"] <= cfg.target_macs * base_macs:
+            if probe.latency is not None:
+                row["latency_ms"] = probe.latency(model)
+            break
+        if cfg.mode == "latency" and row["latency_ms"] <= cfg.target_latency_ms:
+            break
+    else:
+        if cfg.mode != "ratio":
+            what = (f"{cfg.target_macs:.0%} of the MACs" if cfg.mode == "macs"
+                    else f"{cfg.target_latency_ms} ms")
+            raise PruneError(f"target {what} not reached at max_ratio {cfg.max_ratio} (last step: "
+                             f"{rows[-1]['macs'] / base_macs:.1%} of the MACs"
+                             + (f", {rows[-1]['latency_ms']:.2f} ms" if "latency_ms" in rows[-1] else "") + ")")
+    return rows
+
+
+def logit_distillation(teacher: nn.Module, *, weight: float = 0.5, temperature: float = 2.0
+                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Per-pixel KL(teacher || student) of temperature-softened logits, times ``weight * T**2`` (Hinton)."""
+    import torch.nn.functional as F
+
+    teacher = teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def loss(images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        teacher.to(images.device)
+        with torch.no_grad():
+            target = F.log_softmax(teacher(images).float() / temperature, dim=1)
+        student = F.log_softmax(logits.float() / temperature, dim=1)
+        kl = F.kl_div(student, target, log_target=True, reduction="none").sum(1).mean()
+        return weight * temperature ** 2 * kl
+
+    return loss
+
+
+def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: str | Path | None = None,
+          overrides: list[str] | None = None, measure_accuracy: bool = True) -> dict[str, Any]:
+    """Prune a checkpoint into ``out`` (model.pt, prune.json), fine-tuning and distilling as ``cfg`` says.
+
+    Args:
+        checkpoint: ``model.pt`` written by `edgeseg train` (or an earlier prune).
+        out: Output folder.
+        cfg: What to prune and how.
+        recipe: Recipe for the data (default: the one stored in the checkpoint).
+        overrides: ``--set`` overrides of that recipe (``train.*`` applies to fine-tuning).
+        measure_accuracy: Evaluate every step on the whole validation split.
+
+    Returns:
+        The prune.json document: config, steps (params, MACs, latency, val accuracy), before/after.
+    """
+    import copy
+
+    from edgeseg.artifacts import atomic_write_json, file_sha256, provenance
+    from edgeseg.export import _recipe
+    from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    t0 = time.perf_counter()
+    ckpt = load_checkpoint(checkpoint)
+    rcp, recipe_source = _recipe(ckpt, recipe, overrides)
+    model, meta = ckpt.model, ckpt.meta
+    s = meta.stride
+    hw = (-(-rcp.data.size_hw[0] // s) * s, -(-rcp.data.size_hw[1] // s) * s)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = copy.deepcopy(model) if cfg.distill else None
+    torch.set_num_threads(max(1, cfg.threads))
+
+    val_set = _dataset(rcp, meta, "val") if measure_accuracy else None
+    latency = (lambda m: onnx_latency_ms(m, meta, hw, cfg.threads))
+    accuracy = (lambda m: _val_accuracy(m, meta, rcp, val_set)) if val_set is not None else None
+    probe = Probe(meta=meta, hw=hw, latency=latency, accuracy=accuracy)
+
+    taylor, loss_fn = None, None
+    if cfg.importance == "taylor":
+        from edgeseg.train.losses import SegLoss
+
+        taylor = _train_batches(rcp, meta, cfg.taylor_batches)
+        loss_fn = SegLoss(rcp.train.loss, rcp.data.ignore_index, rcp.train.class_weights)
+    steps = prune_model(model, cfg, probe, taylor_batches=taylor, loss_fn=loss_fn,
+                        log=lambda m: print(f"prune: {m}", flush=True))
+    before, pruned = steps[0], steps[-1]
+
+    model_pt = out / "model.pt"
+    finetune: dict[str, Any] = {}
+    if cfg.finetune_epochs > 0:
+        from edgeseg.train.loop import train
+
+        ft_recipe = rcp.model_copy(deep=True)
+        ft_recipe.train.epochs = cfg.finetune_epochs
+        ft_recipe.train.eval_every = 1
+        if cfg.finetune_lr is not None:
+            ft_recipe.train.lr = cfg.finetune_lr
+        extra = (logit_distillation(teacher, weight=cfg.distill_weight, temperature=cfg.distill_temperature)
+                 if teacher is not None else None)
+        print(f"prune: fine-tuning {cfg.finetune_epochs} epochs" + (" with logit distillation" if extra else ""),
+              flush=True)
+        result = train(ft_recipe, out / "finetune", model=model, extra_loss=extra)
+        (out / "finetune" / "model.pt").replace(model_pt)
+        finetune = {"epochs": cfg.finetune_epochs, "lr": ft_recipe.train.lr, "distill": cfg.distill,
+                    "train_seconds": result.get("train_seconds"), "log": str(out / "finetune" / "train_log.csv")}
+        model = load_checkpoint(model_pt).model
+        after = probe(model, len(steps), pruned["ratio"])
+        after["stage"] = "fine-tuned"
+    else:
+        state = read_checkpoint(checkpoint)
+        extra_state = {k: v for k, v in state.items() if k in ("epoch",)}
+        save_checkpoint(model_pt, model, meta, **extra_state, metrics=pruned.get("val", {}))
+        after = pruned
+    # Reload from the file alone: the checkpoint must rebuild the pruned shapes.
+    reloaded = load_checkpoint(model_pt).model
+    check = torch.randn(1, meta.in_channels, *hw)
+    with torch.no_grad():
+        if not torch.allclose(reloaded(check), model.eval()(check), atol=1e-5, rtol=1e-4):
+            raise PruneError(f"{model_pt}: the reloaded pruned model differs from the pruned model")
+
+    figures = {"before": before, "pruned": pruned, "after": after,
+               "macs_ratio": after["macs"] / before["macs"], "params_ratio": after["params"] / before["params"],
+               "speedup": before["latency_ms"] / after["latency_ms"], "seconds": round(time.perf_counter() - t0, 1)}
+    if "val" in before and "val" in after:
+        figures["mean_dice_drop_points"] = 100 * (before["val"]["mean_dice"] - after["val"]["mean_dice"])
+        figures["miou_drop_points"] = 100 * (before["val"]["miou"] - after["val"]["miou"])
+    inputs = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "recipe": recipe_source,
+              "overrides": list(overrides or []), "config": cfg.to_dict(), "model": meta.model_name,
+              "input_size": list(hw), "threads": cfg.threads}
+    doc = provenance("prune", inputs, figures)
+    doc.update(steps=steps, finetune=finetune, checkpoint=str(model_pt))
+    atomic_write_json(out / "prune.json", doc)
+    return doc
+
+
+def _dataset(rcp: Any, meta: Any, split: str) -> Any:
+    from edgeseg.data import build_dataset
+
+    return build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False, num_classes=meta.num_classes)
+
+
+def _val_accuracy(model: nn.Module, meta: Any, rcp: Any, val_set: Any) -> dict[str, Any]:
+    from edgeseg.evaluate import dataset_samples, evaluate_arrays
+    from edgeseg.runtime.torch_rt import TorchBackend
+
+    backend = TorchBackend.from_model(model.eval(), meta)
+    m = evaluate_arrays(backend, dataset_samples(val_set), num_classes=meta.num_classes,
+                        ignore_index=rcp.data.ignore_index, stride=meta.stride, class_names=meta.classes,
+                        total=len(val_set), description="validate")
+    return {"split": "val", "num_images": m["num_images"], "miou": m["miou"], "mean_dice": m["mean_dice"],
+            "pixel_accuracy": m["pixel_accuracy"]}
+
+
+def _train_batches(rcp: Any, meta: Any, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` augmented training batches (the recipe's batch size) for Taylor importance."""
+    from edgeseg.data import build_dataset
+
+    data = build_dataset(rcp.data, "train", in_channels=meta.in_channels, train=True, num_classes=meta.num_classes)
+    loader = torch.utils.data.DataLoader(data, batch_size=rcp.train.batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(rcp.train.seed))
+    batches = []
+    for images, masks in loader:
+        batches.append((images, masks.long()))
+        if len(batches) == count:
+            break
+    return batches

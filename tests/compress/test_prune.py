@@ -1,0 +1,189 @@
+"""Structured pruning: every family prunes, keeps its output shape, reloads from its checkpoint and exports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgeseg.compress.prune import PruneConfig, PruneError, Probe, parse_latency, prune, prune_model
+from edgeseg.models import create_model, get_model_info, list_models
+from edgeseg.models.profile import count_macs
+from tests.conftest import make_checkpoint
+
+TEST_MODELS = [n for n in list_models(include_test=True) if n.endswith("_test")]
+
+
+def _randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Distinct BatchNorm statistics per channel, so channel magnitudes differ and kept channels are identifiable."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=g) + 0.5
+            m.bias.data = torch.randn(n, generator=g) * 0.1
+            m.running_mean = torch.randn(n, generator=g) * 0.1
+            m.running_var = torch.rand(n, generator=g) + 0.5
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_every_family_prunes_reloads_and_exports(name: str, tmp_path: Path) -> None:
+    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.runtime.ort_rt import OrtBackend
+    from edgeseg.artifacts.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "model.pt", model=name, num_classes=3))
+    model, meta = ckpt.model, ckpt.meta
+    hw = get_model_info(name).input_size
+    x = torch.randn(2, 3, *hw)
+    rows = prune_model(model, PruneConfig(ratio=0.5, round_to=2), Probe(meta=meta, hw=hw), log=lambda _: None)
+    assert rows[-1]["macs"] < 0.7 * rows[0]["macs"] and rows[-1]["params"] < rows[0]["params"]
+    with torch.no_grad():
+        y = model.eval()(x)
+    assert y.shape == (2, 3, *hw)
+    # Class-score layers keep num_classes outputs; some hidden conv lost channels.
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths[-1] == 3
+
+    path = save_checkpoint(tmp_path / "pruned.pt", model, meta)
+    reloaded = load_checkpoint(path).model
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), y)
+    onnx_path = tmp_path / "pruned.onnx"
+    export_onnx(reloaded, meta, onnx_path, hw=hw)
+    out = OrtBackend(onnx_path, threads=1)(x[:1].numpy())[0]
+    np.testing.assert_allclose(out, y[:1].numpy(), atol=1e-4, rtol=1e-3)
+
+
+def _kept(reference: torch.nn.BatchNorm2d, pruned: torch.nn.BatchNorm2d) -> list[int]:
+    """Original channel index of each channel a pruned BatchNorm kept (matched by its distinct weights)."""
+    ref = reference.weight.detach()
+    return [int(torch.argmin((ref - w).abs())) for w in pruned.weight.detach()]
+
+
+@pytest.mark.parametrize("unpool", ["indices", "compare"])
+@pytest.mark.parametrize("coupled", [True, False])
+def test_pruned_segnet_unpools_like_the_reference_on_kept_channels(unpool: str, coupled: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    reference = create_model("segnet_test", num_classes=2, in_channels=3, unpool=unpool, widths=(16, 16),
+                             depths=(1, 2)).eval()
+    _randomize_norms(reference)
+    pruned = create_model("segnet_test", num_classes=2, in_channels=3, unpool=unpool, widths=(16, 16),
+                          depths=(1, 2)).eval()
+    pruned.load_state_dict(reference.state_dict())
+    if not coupled:  # control: without the coupling edge the test below must fail
+        monkeypatch.setattr("edgeseg.compress.prune.unpool_coupling", lambda m: contextlib.nullcontext())
+    prune_model(pruned, PruneConfig(ratio=0.5, round_to=1), Probe(meta=None, hw=(32, 32)), log=lambda _: None)
+
+    # Stage 0: the encoder's last BN gives the unpool locations, the decoder's last BN (stage 1) the values.
+    enc_kept = _kept(reference.encoder[0][-1][1], pruned.encoder[0][-1][1])
+    dec_kept = _kept(reference.decoder[1][-1][1], pruned.decoder[1][-1][1])
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        feat_ref, feat_p = reference.encoder[0](x), pruned.encoder[0](x)
+        if unpool == "indices":
+            pooled_ref, where_ref = F.max_pool2d(feat_ref, 2, 2, return_indices=True)
+            pooled_p, where_p = F.max_pool2d(feat_p, 2, 2, return_indices=True)
+        else:
+            from edgeseg.models.segnet import max_pool_mask
+
+            pooled_ref, where_ref = max_pool_mask(feat_ref)
+            pooled_p, where_p = max_pool_mask(feat_p)
+    torch.testing.assert_close(feat_p, feat_ref[:, enc_kept])  # the stem saw only output-channel pruning
+    values = torch.randn(1, 16, 16, 16)  # what the decoder hands the unpool, in reference channel order
+    if unpool == "indices":
+        want = F.max_unpool2d(values, where_ref, 2, 2)[:, dec_kept]
+        got = F.max_unpool2d(values[:, dec_kept], where_p, 2, 2)
+    else:
+        from edgeseg.models.segnet import mask_unpool
+
+        want = mask_unpool(values, where_ref)[:, dec_kept]
+        got = mask_unpool(values[:, dec_kept], where_p)
+    if coupled:
+        assert enc_kept == dec_kept
+        torch.testing.assert_close(got, want)
+    else:
+        assert enc_kept != dec_kept and not torch.allclose(got, want)
+
+
+def test_target_macs_steps_until_reached() -> None:
+    model = create_model("unet_test", num_classes=2, in_channels=3)
+    cfg = PruneConfig(target_macs=0.5, round_to=1, steps=10)
+    rows = prune_model(model, cfg, Probe(meta=None, hw=(32, 32)), log=lambda _: None)
+    assert rows[-1]["macs"] <= 0.5 * rows[0]["macs"] < rows[-2]["macs"]
+    assert [r["step"] for r in rows] == list(range(len(rows)))
+
+
+def test_target_latency_uses_the_measured_latency_and_reports_an_unreachable_target() -> None:
+    model = create_model("unet_test", num_classes=2, in_channels=3)
+    measured = []
+
+    def latency(m: torch.nn.Module) -> float:  # stands in for ONNX Runtime timing: proportional to MACs
+        measured.append(count_macs(m, (32, 32)) / 1e5)
+        return measured[-1]
+
+    start = latency(model)
+    rows = prune_model(model, PruneConfig(target_latency_ms=0.6 * start, round_to=1, steps=8),
+                       Probe(meta=None, hw=(32, 32), latency=latency), log=lambda _: None)
+    assert rows[-1]["latency_ms"] <= 0.6 * start < rows[-2]["latency_ms"]
+    with pytest.raises(PruneError, match="not reached"):
+        prune_model(create_model("unet_test", num_classes=2, in_channels=3),
+                    PruneConfig(target_latency_ms=1e-6, round_to=1, steps=2, max_ratio=0.5),
+                    Probe(meta=None, hw=(32, 32), latency=latency), log=lambda _: None)
+
+
+def test_onnx_latency_is_measured(tmp_path: Path) -> None:
+    from edgeseg.compress.prune import onnx_latency_ms
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt"))
+    ms = onnx_latency_ms(ckpt.model, ckpt.meta, (32, 32), threads=1, warmup=1, min_runs=3, min_time_s=0.0)
+    assert 0 < ms < 1000
+
+
+def test_prune_command_finetunes_with_distillation_and_writes_prune_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+
+    src = make_checkpoint(tmp_path / "model.pt", model="unet_test")
+    out = tmp_path / "pruned"
+    res = CliRunner().invoke(app, ["prune", str(src), "--ratio", "0.5", "--round-to", "2", "--importance", "taylor",
+                                   "--finetune-epochs", "1", "--distill", "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "prune.json").read_text())
+    fig = doc["figures"]
+    assert fig["after"]["macs"] < fig["before"]["macs"] and fig["after"]["stage"] == "fine-tuned"
+    for row in (fig["before"], fig["after"]):
+        assert row["latency_ms"] > 0 and row["val"]["num_images"] == 6
+    assert doc["finetune"]["distill"] and doc["inputs"]["config"]["importance"] == "taylor"
+    assert count_macs(load_checkpoint(out / "model.pt").model, (64, 64)) == fig["after"]["macs"]
+
+
+def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
+    from edgeseg.artifacts import ArtifactError
+    from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint
+
+    with pytest.raises(PruneError, match="exactly one"):
+        PruneConfig(ratio=0.5, target_macs=0.3)
+    with pytest.raises(PruneError, match="importance"):
+        PruneConfig(ratio=0.5, importance="random")
+    with pytest.raises(PruneError, match="fraction"):
+        PruneConfig(ratio=1.5)
+    assert parse_latency("40ms") == 40.0 and parse_latency("0.04s") == 40.0 and parse_latency("12.5") == 12.5
+    with pytest.raises(PruneError, match="--target-latency"):
+        parse_latency("fast")
+    # A checkpoint whose stored layer shapes do not fit its weights names the tensor.
+    path = make_checkpoint(tmp_path / "m.pt")
+    payload = read_checkpoint(path)
+    payload["layer_shapes"]["encoder.0.0.0"]["out_channels"] = 3
+    torch.save(payload, path)
+    with pytest.raises(ArtifactError, match="layer_shapes.*encoder.0.0"):
+        load_checkpoint(path)
