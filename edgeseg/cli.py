@@ -114,6 +114,10 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
            calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
            calib_method: Optional[str] = typer.Option(None, help="minmax | entropy | percentile"),
            int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
+           qat: bool = typer.Option(False, "--qat", help="INT8 by quantization-aware training (NNCF), not PTQ"),
+           epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (default 3)"),
+           max_drop: Optional[float] = typer.Option(None, help="mixed precision: most val mIoU points INT8 may "
+                                                               "lose; measured float fallback per layer"),
            opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
            data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
            set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
@@ -123,7 +127,8 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
     # The options are overrides of the recipe's export section, so `--data RECIPE` / the checkpoint's
     # recipe settings (calibration size, policy, ...) apply unless an option says otherwise.
     options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
-               "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None}
+               "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None,
+               "export.qat.epochs": (epochs or 3) if qat else None, "export.max_drop": max_drop}
     overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
     # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None

@@ -119,6 +119,13 @@ class CalibrationCfg(_Strict):
     per_channel: bool = True
 
 
+class QatCfg(_Strict):
+    """Quantization-aware training for INT8 (NNCF fake quantizers, fine-tuned on the training split)."""
+
+    epochs: int = Field(3, ge=1)
+    lr: float | None = Field(None, gt=0, description="fine-tuning rate (default: train.lr / 10)")
+
+
 class ExportCfg(_Strict):
     """What `export` writes."""
 
@@ -130,6 +137,9 @@ class ExportCfg(_Strict):
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
     int8_policy: Literal["auto", "always"] = Field(
         "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
+    qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
+    max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
+                                                           "drops by at most this many points")
 
 
 class BenchCfg(_Strict):

@@ -108,16 +108,88 @@ def fp32_accuracy(ctx: ExportContext) -> dict[str, Any]:
     return ctx.shared["fp32_accuracy"]
 
 
+def qat_int8(ctx: ExportContext, dst: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """INT8 by quantization-aware training (no PTQ): NNCF fake quantizers, fine-tuning, QDQ export to ``dst``."""
+    import copy
+
+    import torch
+
+    from edgeseg.compress.calibration import calibration_images
+    from edgeseg.compress.ptq import quantized_counts
+    from edgeseg.compress.qat import export_qdq_onnx, qat_finetune
+
+    cal, qat = ctx.cfg.calibration, ctx.cfg.qat
+    images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
+                                      count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
+    ctx.say(f"QAT: fake quantizers from {cal.images} training images, then {qat.epochs} epochs of fine-tuning")
+    try:
+        qmodel, figures = qat_finetune(copy.deepcopy(ctx.model), ctx.recipe, ctx.out / "qat", epochs=qat.epochs,
+                                       lr=qat.lr, calibration=[torch.from_numpy(a) for a in images])
+        proto = export_qdq_onnx(qmodel, torch.from_numpy(ctx.parity_inputs()[0]), opset=ctx.cfg.opset,
+                                dynamic=ctx.cfg.dynamic, output_names=tuple(getattr(ctx.model, "output_names",
+                                                                                    ("logits",))))
+    except (RuntimeError, ValueError) as exc:
+        raise ExportError(f"{ctx.checkpoint}: quantization-aware training failed: {_first_line(exc)}") from exc
+    save_onnx(proto, dst)
+    return {"method": "qat", "qat": figures, **quantized_counts(proto)}, {**info.to_dict(), "method": "qat"}
+
+
+def mixed_int8(ctx: ExportContext, fp32: Path, dst: Path, ranges: Any, settings: Any) -> dict[str, Any]:
+    """Mixed precision under ``max_drop``: measured float fallback, then the chosen model written to ``dst``."""
+    from edgeseg.compress.sensitivity import choose_float_layers
+
+    method = ctx.cfg.calibration.method
+
+    def build(path: Path, excluded: list[str]) -> Any:
+        return _quantize_excluding(fp32, path, ranges, settings, method, excluded)
+
+    def miou(path: Path) -> float:
+        if path == fp32:
+            return fp32_accuracy(ctx)["miou"]
+        return ctx.accuracy(ctx.open(path), path.stem)["miou"]
+
+    def latency(paths: dict[str, Path]) -> dict[str, float]:
+        return {k: v["p50_ms"] for k, v in measure(ctx, paths).items()}
+
+    choice = choose_float_layers(fp32, quantize=build, miou=miou, latency=latency, max_drop=ctx.cfg.max_drop,
+                                 log=ctx.say)
+    qinfo = build(dst, choice["float_layers"])
+    reasons = {row["node"]: row["reason"] for row in choice["layers"] if row["precision"] == "fp32"}
+    qinfo["excluded"] = {**qinfo.get("excluded", {}), **reasons}
+    return {**qinfo, "mixed_precision": choice}
+
+
+def _quantize_excluding(fp32: Path, dst: Path, ranges: Any, settings: Any, method: str,
+                        excluded: list[str]) -> dict[str, Any]:
+    try:
+        return quantize(fp32, dst, ranges, settings, method=method, exclude=excluded)
+    except Exception as exc:  # noqa: BLE001  (ORT's quantizer raises bare exceptions of many kinds)
+        raise ExportError(f"{fp32}: INT8 quantization for {settings.target} failed: {_first_line(exc)}") from exc
+
+
 def convert(ctx: ExportContext) -> list[ArtifactRecord]:
-    """Write model.int8.onnx (or model.int8.rejected.onnx) with calibration, parity, latency, accuracy."""
+    """Write model.int8.onnx (or model.int8.rejected.onnx) with calibration, parity, latency, accuracy.
+
+    INT8 comes from post-training quantization, from mixed precision under ``max_drop`` (PTQ with a
+    measured float fallback), or from quantization-aware training (``qat``; no PTQ then).
+    """
+    if ctx.cfg.qat is not None and ctx.cfg.max_drop is not None:
+        raise ExportError("export.qat and export.max_drop (--qat, --max-drop) cannot be combined: QAT trains "
+                          "every layer for INT8; mixed precision picks float layers after PTQ")
     fp32 = ctx.onnx["fp32"]
-    ranges, cal_info = calibration_ranges(ctx, fp32)
     settings = dataclasses.replace(CPU_SETTINGS, per_channel=ctx.cfg.calibration.per_channel)
     path = ctx.out / "model.int8.onnx"
     rejected = ctx.out / "model.int8.rejected.onnx"
     tmp = ctx.out / f".model.int8.tmp{os.getpid()}.onnx"
     try:
-        qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method)
+        if ctx.cfg.qat is not None:
+            qinfo, cal_info = qat_int8(ctx, tmp)
+        else:
+            ranges, cal_info = calibration_ranges(ctx, fp32)
+            if ctx.cfg.max_drop is not None:
+                qinfo = mixed_int8(ctx, fp32, tmp, ranges, settings)
+            else:
+                qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method)
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(tmp)), ctx.meta, "int8"), tmp)

@@ -1,0 +1,135 @@
+"""Quantization-aware training over NNCF, exported as a plain QDQ ONNX model.
+
+Why NNCF and not torchao's PT2E QAT: NNCF's PyTorch path keeps the model an ``nn.Module`` with the same
+``forward``, so edgeseg's own training loop fine-tunes it unchanged (AMP, DDP, validation, logs), and
+its route to ONNX is documented and checked here: ``nncf.strip(..., NATIVE)`` turns its quantizers into
+torch ``FakeQuantize`` modules, which the TorchScript exporter writes as QuantizeLinear/DequantizeLinear
+(standard domain, runs in ONNX Runtime). PT2E QAT works on a captured graph (``torch.export``), which
+needs a second training loop over a ``GraphModule`` and whose quantized-decomposed ops have no equally
+settled ONNX path in torch 2.13 (see docs/compress.md).
+
+The preset follows the target: ``mixed`` (symmetric int8 weights, asymmetric uint8 activations: the
+fast u8*s8 path of ONNX Runtime on AVX2 CPUs) or ``performance`` (symmetric both: TensorRT).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+PRESETS = {"onnxruntime-cpu": "mixed", "tensorrt": "performance"}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """NNCF logs per-step progress and torch warns about the TorchScript exporter; results are checked."""
+    log = logging.getLogger("nncf")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], target: str = "onnxruntime-cpu"
+                           ) -> nn.Module:
+    """``nncf.quantize`` on ``calibration`` inputs: a trainable model with fake quantizers, same ``forward``.
+
+    The model's ``config`` (registry constructor arguments) is carried over so the training loop and
+    checkpoint metadata keep working.
+    """
+    # The C++ extension compiles on first use; a loaded 2-core machine needs more than NNCF's 60 s.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
+    import nncf
+
+    preset = nncf.QuantizationPreset(PRESETS[target])
+    with _quiet():
+        qmodel = nncf.quantize(model.eval(), nncf.Dataset(calibration), preset=preset,
+                               subset_size=len(calibration))
+    for attr in ("config", "num_classes", "in_channels", "stride", "output_names"):
+        if hasattr(model, attr) and not hasattr(qmodel, attr):
+            setattr(qmodel, attr, getattr(model, attr))
+    return qmodel
+
+
+def export_qdq_onnx(qmodel: nn.Module, example: torch.Tensor, *, opset: int = 17, dynamic: bool = True,
+                    output_names: tuple[str, ...] = ("logits",)) -> Any:
+    """Strip NNCF's quantizers to torch FakeQuantize and export with the TorchScript exporter.
+
+    Returns:
+        The ONNX ModelProto (QuantizeLinear/DequantizeLinear only in the standard domain).
+
+    Raises:
+        RuntimeError: the exported graph holds custom-domain nodes (it would not load in ONNX Runtime).
+    """
+    import nncf
+    import onnx
+
+    qmodel.eval()
+    with _quiet():
+        native = nncf.strip(qmodel, strip_format=nncf.StripFormat.NATIVE, example_input=example)
+        _convert_shared_quantizers(native)
+        axes = {0: "batch", 2: "height", 3: "width"}
+        buf = io.BytesIO()
+        # The dynamo exporter of torch 2.13 fails on FakeQuantize modules; TorchScript writes Q/DQ.
+        torch.onnx.export(native, (example,), buf, dynamo=False, opset_version=max(13, opset),
+                          input_names=["input"], output_names=list(output_names),
+                          dynamic_axes={n: axes for n in ["input", *output_names]} if dynamic else None,
+                          do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise RuntimeError(f"QAT export left custom-domain nodes ({', '.join(foreign)}); ONNX Runtime cannot "
+                           "load them")
+    return proto
+
+
+def _convert_shared_quantizers(model: nn.Module) -> None:
+    """Convert quantizers that ``nncf.strip`` left behind: one quantizer shared by two hooks (a tensor read by
+    two ops, e.g. a U-Net skip feeding both the pool and the concatenation) is listed once by its
+    deduplicating walk, so the second reference stays an NNCF quantizer and exports as
+    ``org.openvinotoolkit:FakeQuantize`` (seen with nncf 3.4)."""
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import BaseQuantizer
+    from nncf.torch.quantization.strip import convert_to_torch_fakequantizer
+
+    storage = get_hook_storage(model)
+    for name, module in list(storage.named_modules(remove_duplicate=False)):
+        if isinstance(module, BaseQuantizer):
+            storage.set_submodule(name, convert_to_torch_fakequantizer(module))
+
+
+def qat_finetune(model: nn.Module, recipe: Any, out: Path, *, epochs: int, lr: float | None,
+                 calibration: list[torch.Tensor], target: str = "onnxruntime-cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Insert fake quantizers and fine-tune ``epochs`` on the training split with edgeseg's training loop.
+
+    The loop's run folder is ``out`` (train_log.csv, metrics.json); its .pt files are removed since a
+    fake-quantized state dict is not a model checkpoint edgeseg can rebuild. Returns the last-epoch
+    model and figures.
+    """
+    from edgeseg.train.loop import train
+
+    qmodel = insert_fake_quantizers(model, calibration, target)
+    ft = recipe.model_copy(deep=True)
+    ft.train.epochs = epochs
+    ft.train.warmup_epochs = 0.0
+    ft.train.lr = lr if lr is not None else ft.train.lr * 0.1
+    result = train(ft, out, model=qmodel)
+    for name in ("model.pt", "last.pt"):
+        (out / name).unlink(missing_ok=True)
+    return qmodel.cpu().eval(), {"epochs": epochs, "lr": ft.train.lr, "preset": PRESETS[target],
+                                 "calibration_images": len(calibration), "train_seconds": result.get("train_seconds"),
+                                 "train_val_miou": result.get("metrics", {}).get("miou"),
+                                 "log": str(out / "train_log.csv")}

@@ -1,0 +1,82 @@
+"""QAT export (plain QDQ, no PTQ) and accuracy-aware mixed precision, on tiny fitted models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import edgeseg.compress.sensitivity as sensitivity
+import edgeseg.export.onnx2int8 as onnx2int8
+from tests.export.conftest import QUICK_LATENCY, fitted_checkpoint
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fitted_checkpoint(tmp_path_factory.mktemp("fit") / "model.pt", steps=100)
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx2int8, "LATENCY_KW", QUICK_LATENCY)
+    monkeypatch.setattr(onnx2int8, "LATENCY_ROUNDS", 1)
+
+
+def test_qat_export_is_plain_qdq_that_runs_in_onnxruntime_without_ptq(fitted: Path, tmp_path: Path, quick: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.export import export
+    from edgeseg.runtime.ort_rt import OrtBackend
+
+    def no_ptq(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PTQ ran on the QAT path")
+
+    monkeypatch.setattr(onnx2int8, "quantize", no_ptq)
+    monkeypatch.setattr(onnx2int8, "calibrate", no_ptq)
+    doc = export(fitted, tmp_path, precisions=["int8"],
+                 overrides=["export.qat.epochs=1", "export.calibration.images=4", "export.int8_policy=always"])
+    art = next(a for a in doc["artifacts"] if a["precision"] == "int8")
+    model = onnx.load(art["path"])
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "FakeQuantize" not in ops
+    assert art["quantization"]["method"] == "qat" and art["quantization"]["quantized_nodes"] >= 5
+    assert art["quantization"]["qat"]["epochs"] == 1 and (tmp_path / "qat" / "train_log.csv").is_file()
+    assert not list((tmp_path / "qat").glob("*.pt"))
+    assert art["parity"]["argmax_agreement"] > 0.9 and art["accuracy"]["int8"]["num_images"] == 6
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    assert OrtBackend(art["path"], threads=1)(x)[0].shape == (1, 4, 64, 64)
+
+
+def test_mixed_precision_honours_the_budget_where_full_int8_does_not(fitted: Path, tmp_path: Path, quick: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.export import export
+
+    # No layer kind goes float for speed here, so the budget alone must pull layers back to float.
+    monkeypatch.setattr(sensitivity, "KIND_MARGIN", float("inf"))
+    doc = export(fitted, tmp_path, precisions=["int8"],
+                 overrides=["export.max_drop=0.5", "export.int8_policy=always"])
+    art = next(a for a in doc["artifacts"] if a["precision"] == "int8")
+    mixed = art["quantization"]["mixed_precision"]
+    assert mixed["full_int8_drop_points"] > 0.5, "the fixture must be a model that full INT8 hurts"
+    assert mixed["mixed_drop_points"] <= 0.5
+    assert art["accuracy"]["miou_drop_points"] == pytest.approx(mixed["mixed_drop_points"], abs=1e-6)
+    layers = mixed["layers"]
+    assert {r["precision"] for r in layers} == {"int8", "fp32"} and all(r["reason"] for r in layers)
+    floats = [r for r in layers if r["precision"] == "fp32"]
+    assert all("accuracy" in r["reason"] for r in floats)
+    # The most sensitive layer went float first.
+    top = max((r for r in layers if "sensitivity_points" in r), key=lambda r: r["sensitivity_points"])
+    assert top["precision"] == "fp32"
+    assert art["quantization"]["skipped_nodes"] == len(floats)
+    saved = json.loads((tmp_path / "export.json").read_text())
+    assert saved["artifacts"][1]["quantization"]["mixed_precision"]["layers"] == layers
+
+
+def test_qat_and_max_drop_together_are_refused(fitted: Path, tmp_path: Path) -> None:
+    from edgeseg.export import ExportError, export
+
+    with pytest.raises(ExportError, match="cannot be combined"):
+        export(fitted, tmp_path, precisions=["int8"], overrides=["export.qat.epochs=1", "export.max_drop=1"])
