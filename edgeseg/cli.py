@@ -167,9 +167,9 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
         row = doc["figures"][label]
         val = row.get("val") or {}
         out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs, "
-                          f"{row['latency_ms']:.2f} ms" + (f", mean Dice {val['mean_dice']:.4f} on "
+                          f"{row.get('latency_ms', float('nan')):.2f} ms" + (f", mean Dice {val['mean_dice']:.4f} on "
                                                           f"{val['num_images']} val images" if val else ""))
-    out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup']:.2f}x faster); details: {Path(out) / 'prune.json'}")
+    out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup'] or float('nan'):.2f}x faster); details: {Path(out) / 'prune.json'}")
 
 
 @app.command()

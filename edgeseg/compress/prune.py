@@ -263,7 +263,8 @@ def logit_distillation(teacher: nn.Module, *, weight: float = 0.5, temperature: 
 
 
 def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: str | Path | None = None,
-          overrides: list[str] | None = None, measure_accuracy: bool = True) -> dict[str, Any]:
+          overrides: list[str] | None = None, measure_accuracy: bool = True,
+          measure_latency: bool = True) -> dict[str, Any]:
     """Prune a checkpoint into ``out`` (model.pt, prune.json), fine-tuning and distilling as ``cfg`` says.
 
     Args:
@@ -273,6 +274,8 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
         recipe: Recipe for the data (default: the one stored in the checkpoint).
         overrides: ``--set`` overrides of that recipe (``train.*`` applies to fine-tuning).
         measure_accuracy: Evaluate every step on the whole validation split.
+        measure_latency: Time before/after on ONNX Runtime here (always on for a latency target); off
+            where this machine is not the deployment CPU (e.g. fine-tuning on a GPU box).
 
     Returns:
         The prune.json document: config, steps (params, MACs, latency, val accuracy), before/after.
@@ -295,7 +298,8 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     torch.set_num_threads(max(1, cfg.threads))
 
     val_set = _dataset(rcp, meta, "val") if measure_accuracy else None
-    latency = (lambda m: onnx_latency_ms(m, meta, hw, cfg.threads))
+    timed = measure_latency or cfg.mode == "latency"
+    latency = (lambda m: onnx_latency_ms(m, meta, hw, cfg.threads)) if timed else None
     accuracy = (lambda m: _val_accuracy(m, meta, rcp, val_set)) if val_set is not None else None
     probe = Probe(meta=meta, hw=hw, latency=latency, accuracy=accuracy)
 
@@ -344,7 +348,7 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
 
     figures = {"before": before, "pruned": pruned, "after": after,
                "macs_ratio": after["macs"] / before["macs"], "params_ratio": after["params"] / before["params"],
-               "speedup": before["latency_ms"] / after["latency_ms"], "seconds": round(time.perf_counter() - t0, 1)}
+               "speedup": before["latency_ms"] / after["latency_ms"] if timed else None, "seconds": round(time.perf_counter() - t0, 1)}
     if "val" in before and "val" in after:
         figures["mean_dice_drop_points"] = 100 * (before["val"]["mean_dice"] - after["val"]["mean_dice"])
         figures["miou_drop_points"] = 100 * (before["val"]["miou"] - after["val"]["miou"])
