@@ -121,10 +121,51 @@ def make_importance(name: str) -> Any:
     return tp.importance.GroupTaylorImportance()
 
 
-def classifier_layers(model: nn.Module) -> list[nn.Module]:
-    """Every conv producing ``num_classes`` channels (heads, FCN's score and score-upsampling layers)."""
+def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """Convs whose outputs reach a model output without passing another conv (found on the autograd graph).
+
+    These produce channels with a fixed meaning (class scores, box sides, mask coefficients and
+    prototypes), whatever the family.
+    """
+    by_weight = {id(m.weight): m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            outputs = model(example.requires_grad_(True))
+    finally:
+        model.train(was_training)
+    tensors = [outputs] if isinstance(outputs, torch.Tensor) else [t for t in outputs if isinstance(t, torch.Tensor)]
+    found: dict[int, nn.Module] = {}
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if "Convolution" in type(fn).__name__:
+            for nxt, _ in fn.next_functions:
+                var = getattr(nxt, "variable", None)
+                if var is not None and id(var) in by_weight:
+                    found[id(var)] = by_weight[id(var)]
+            continue  # stop at the first conv on this path
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return list(found.values())
+
+
+def classifier_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[nn.Module]:
+    """Layers whose output channels are never pruned.
+
+    Every conv producing ``num_classes`` channels (heads, FCN's score layers and their upsampling, which
+    are summed before the last layer) plus, given an ``example`` input, every conv feeding a model output
+    directly (:func:`output_layers`: box, coefficient and prototype convs of instance models).
+    """
     k = model.num_classes
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.out_channels == k]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.out_channels == k]
+    if example is not None:
+        layers += [m for m in output_layers(model, example) if all(m is not x for x in layers)]
+    return layers
 
 
 @contextlib.contextmanager
@@ -149,7 +190,8 @@ def make_pruner(model: nn.Module, cfg: PruneConfig, example: torch.Tensor) -> An
         return tp.pruner.BasePruner(
             model, example, importance=make_importance(cfg.importance), global_pruning=cfg.global_pruning,
             pruning_ratio=cfg.ratio if one_step else cfg.max_ratio, iterative_steps=1 if one_step else cfg.steps,
-            max_pruning_ratio=max(cfg.max_ratio, cfg.ratio or 0.0), ignored_layers=classifier_layers(model),
+            max_pruning_ratio=max(cfg.max_ratio, cfg.ratio or 0.0),
+            ignored_layers=classifier_layers(model, example),
             round_to=cfg.round_to)
 
 
