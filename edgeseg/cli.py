@@ -153,7 +153,7 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
           distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
           threads: int = typer.Option(2, help="ONNX Runtime threads for latency"),
           data: Optional[Path] = typer.Option(None, help="recipe for the data (default: the checkpoint's)"),
-          set: SetOpt = None) -> None:
+          set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Structured channel pruning (Torch-Pruning) + fine-tuning; writes model.pt and prune.json into OUT."""
     from edgeseg.compress.prune import PruneConfig, parse_latency
     from edgeseg.compress.prune import prune as prune_api
@@ -162,7 +162,7 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
                       target_latency_ms=parse_latency(target_latency) if target_latency else None,
                       importance=importance, global_pruning=global_pruning, round_to=round_to,
                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
-    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set)
+    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
     for label in ("before", "after"):
         row = doc["figures"][label]
         val = row.get("val") or {}

@@ -306,7 +306,7 @@ def logit_distillation(teacher: nn.Module, *, weight: float = 0.5, temperature: 
 
 def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: str | Path | None = None,
           overrides: list[str] | None = None, measure_accuracy: bool = True,
-          measure_latency: bool = True) -> dict[str, Any]:
+          measure_latency: bool = True, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Prune a checkpoint into ``out`` (model.pt, prune.json), fine-tuning and distilling as ``cfg`` says.
 
     Args:
@@ -318,6 +318,7 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
         measure_accuracy: Evaluate every step on the whole validation split.
         measure_latency: Time before/after on ONNX Runtime here (always on for a latency target); off
             where this machine is not the deployment CPU (e.g. fine-tuning on a GPU box).
+        trust_checkpoint: Unpickle ``checkpoint`` fully (only for a file the user made himself).
 
     Returns:
         The prune.json document: config, steps (params, MACs, latency, val accuracy), before/after.
@@ -329,7 +330,7 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
     model, meta = ckpt.model, ckpt.meta
     s = meta.stride
@@ -377,7 +378,7 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
         after = probe(model, len(steps), pruned["ratio"])
         after["stage"] = "fine-tuned"
     else:
-        state = read_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint, trust=trust_checkpoint)
         extra_state = {k: v for k, v in state.items() if k in ("epoch",)}
         save_checkpoint(model_pt, model, meta, **extra_state, metrics=pruned.get("val", {}))
         after = pruned

@@ -129,6 +129,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         recipe: Model, data and training settings.
         out: Run folder.
         resume: Continue from ``out/last.pt``.
+        trust_checkpoint: Unpickle ``out/last.pt`` fully (one an earlier edgeseg wrote; off: safe load).
         model: Fine-tune this model (e.g. a pruned one, keeping its weights) instead of building
             ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
         extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).

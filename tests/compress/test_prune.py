@@ -50,6 +50,7 @@ def test_every_family_prunes_reloads_and_exports(name: str, tmp_path: Path) -> N
     assert [t.shape for t in y] == shapes  # every output keeps its channels (classes, boxes, protos)
 
     path = save_checkpoint(tmp_path / "pruned.pt", model, meta)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []  # plain data: weights_only loads it
     reloaded = load_checkpoint(path).model
     with torch.no_grad():
         for a, b in zip(_outputs(reloaded(x)), y):
@@ -173,6 +174,8 @@ def test_prune_command_finetunes_with_distillation_and_writes_prune_json(tmp_pat
         assert row["latency_ms"] > 0 and row["val"]["num_images"] == 6
     assert doc["finetune"]["distill"] and doc["inputs"]["config"]["importance"] == "taylor"
     assert count_macs(load_checkpoint(out / "model.pt").model, (64, 64)) == fig["after"]["macs"]
+    for written in (out / "model.pt", out / "finetune" / "last.pt"):  # pruned + its fine-tuning state: safe loads
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(written) == [], written
 
 
 def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
