@@ -37,6 +37,17 @@ def _fmt(v: Any) -> str:
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from edgeseg.tasks import get_task
+
+    task = get_task(metrics.get("task", "semantic"))
+    if task.name != "semantic":
+        table = Table(title=title)
+        for c in task.columns:
+            table.add_column(c.label)
+        table.add_row(*(_fmt(metrics.get(c.key)) for c in task.columns))
+        out_console.print(table)
+        out_console.print(f"over {metrics.get('num_images', '?')} images, {metrics.get('num_instances', '?')} instances")
+        return
     table = Table(title=title)
     for col in ("class", "IoU", "Dice"):
         table.add_column(col)
@@ -82,7 +93,8 @@ def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="rec
           device: str = "cpu", threads: Optional[int] = None,
           json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
           trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
-    """Evaluate a checkpoint or exported model on a whole split: pixel acc, IoU, mIoU, Dice."""
+    """Evaluate a checkpoint or exported model on a whole split: mIoU, Dice, pixel acc (semantic); mask and box AP
+    (instance)."""
     from edgeseg.artifacts import atomic_write_json
     from edgeseg.evaluate import evaluate
 
@@ -97,12 +109,13 @@ def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="rec
 def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
             backend: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
             trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
-    """Segment images: a class-index PNG and a colour overlay per image."""
+    """Segment images: a class-index PNG and a colour overlay (semantic), or overlay, instance ids and detections
+    (instance) per image."""
     from edgeseg.predict import predict as predict_api
 
     for row in predict_api(artifact, list(images), out, backend=backend, device=device, threads=threads,
                            trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library):
-        out_console.print(f"{row['image']} -> {row['mask']}, {row['overlay']}")
+        out_console.print(f"{row['image']} -> " + ", ".join(v for k, v in row.items() if k != "image"))
 
 
 @app.command()
@@ -119,6 +132,9 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
            max_drop: Optional[float] = typer.Option(None, help="mixed precision: most val mIoU points INT8 may "
                                                                "lose; measured float fallback per layer"),
            opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
+           postprocess_in_graph: bool = typer.Option(False, "--postprocess-in-graph",
+                                                     help="instance models: postprocess inside the ONNX graph "
+                                                          "(a fixed number of detection slots per image)"),
            data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
            set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
@@ -128,7 +144,8 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
     # recipe settings (calibration size, policy, ...) apply unless an option says otherwise.
     options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
                "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None,
-               "export.qat.epochs": (epochs or 3) if qat else None, "export.max_drop": max_drop}
+               "export.qat.epochs": (epochs or 3) if qat else None, "export.max_drop": max_drop,
+               "export.postprocess": "graph" if postprocess_in_graph else None}
     overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
     # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None
@@ -190,6 +207,7 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
     """Benchmark artifacts: latency, memory and accuracy, one JSON line per configuration."""
     from edgeseg.bench import benchmark
     from edgeseg.recipe import BenchCfg
+    from edgeseg.tasks import get_task
 
     torch_options = {k: True for k, on in (("fp16", fp16), ("channels_last", channels_last), ("compile", compile))
                      if on}
@@ -200,8 +218,13 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
                      custom_op_library=custom_op_library)
     for r in rows:
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
+        e2e = r.get("latency_end_to_end") or {}
+        head = get_task((r.get("model") or {}).get("task", "semantic")).headline
+        score = acc.get(head.key)
         figures = (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if r.get('noisy') else ''}"
-                   + (f", mIoU {acc['miou']:.4f} on {acc['num_images']} images" if acc else "")) if lat else r["error"]
+                   + (f", with postprocess {e2e['p50_ms']:.2f} ms" if e2e.get("p50_ms") else "")
+                   + (f", {head.label} {score:.4f} on {acc['num_images']} images"
+                      if isinstance(score, (int, float)) else "")) if lat else r["error"]
         out_console.print(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: "
                           f"{figures}")
     out_console.print(f"{len(rows)} result lines appended to {out}")

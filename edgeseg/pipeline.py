@@ -90,9 +90,12 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
         if _has_test_split(recipe):
             evals["test"] = evaluate(model_pt, recipe=None, split="test", trust_checkpoint=trust_checkpoint)
         atomic_write_json(train_dir / "eval.json", evals)
+        from edgeseg.models import get_model_info
+        from edgeseg.tasks import get_task
+
         m = result["metrics"]
-        return {"_summary": f"val mIoU {m['miou']:.4f}, mean Dice {m['mean_dice']:.4f} "
-                            f"({m['num_images']} images), {result['train_seconds']} s", "val": m}
+        task = get_task(get_model_info(recipe.model.name))
+        return {"_summary": f"val {task.summary(m)}, {result['train_seconds']} s", "val": m}
 
     _stage("train", train_dir, _fingerprint(train_cfg, []), [model_pt], force, do_train, log)
 

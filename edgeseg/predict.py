@@ -1,4 +1,4 @@
-"""Predict with any artifact: a class-index PNG and a colour overlay per image."""
+"""Predict with any artifact: the files its task renders per image (class-index PNG and overlay, or instances)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def overlay(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, alpha: f
     return blended.clip(0, 255).astype(np.uint8)
 
 
-def _png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+def png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """PNG file bytes of an array (paletted when ``palette`` is given)."""
     import io
 
     img = Image.fromarray(array)
@@ -51,27 +52,31 @@ def predict(artifact: str | Path, images: list[str | Path], out: str | Path, *, 
             custom_op_library: str | Path | None = None) -> list[dict[str, str]]:
     """Segment ``images`` with ``artifact`` (checkpoint, ONNX, ORT, engine) into ``out``.
 
-    Writes ``<stem>.mask.png`` (class indices as a paletted PNG: pixel value = class id) and
-    ``<stem>.overlay.png`` (colour overlay) per image. Returns the written paths per image.
+    The artifact's task renders each image. Semantic: ``<stem>.mask.png`` (class indices as a
+    paletted PNG: pixel value = class id) and ``<stem>.overlay.png``. Instance: ``<stem>.overlay.png``
+    (masks, boxes, class and score), ``<stem>.instances.png`` (16-bit instance ids, 0 = background) and
+    ``<stem>.detections.json``. Returns the written paths per image (keys: image, mask, overlay, ...).
     ``trust_checkpoint`` / ``custom_op_library``: see :func:`edgeseg.runtime.trust_options`.
     """
     from edgeseg import runtime
     from edgeseg.data import load_image, normalize
-    from edgeseg.evaluate import predict_labels
+    from edgeseg.evaluate import predict_image
     from edgeseg.progress import track
+    from edgeseg.tasks import get_task
 
     rt = runtime.open(artifact, backend=backend, device=device, threads=threads, trust_checkpoint=trust_checkpoint,
                       custom_op_library=custom_op_library)
     meta = rt.meta
-    palette_cfg = (meta.recipe.get("data") or {}).get("palette")
-    colours = class_colours(meta.num_classes, palette_cfg, meta.classes)
+    task = get_task(meta.task)
     out = Path(out)
     written = []
     for path in track([Path(p) for p in images], description="predict"):
         raw = load_image(path, meta.in_channels)
-        labels = predict_labels(rt, normalize(raw, meta.mean, meta.std), meta.stride).astype(np.uint8)
-        mask_path, overlay_path = out / f"{path.stem}.mask.png", out / f"{path.stem}.overlay.png"
-        atomic_write_bytes(mask_path, _png_bytes(labels, colours))
-        atomic_write_bytes(overlay_path, _png_bytes(overlay(raw, labels, colours)))
-        written.append({"image": str(path), "mask": str(mask_path), "overlay": str(overlay_path)})
+        prediction = predict_image(rt, normalize(raw, meta.mean, meta.std), meta.stride, task)
+        row = {"image": str(path)}
+        for suffix, data in task.render(raw, prediction, meta).items():
+            target = out / f"{path.stem}.{suffix}"
+            atomic_write_bytes(target, data)
+            row[suffix.split(".")[0]] = str(target)
+        written.append(row)
     return written

@@ -137,10 +137,7 @@ class ExportCfg(_Strict):
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
     int8_policy: Literal["auto", "always"] = Field(
         "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
-    qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
-    max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
-                                                           "drops by at most this many points")
-
+both
 
 class BenchCfg(_Strict):
     """What `bench` measures."""

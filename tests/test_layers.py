@@ -18,7 +18,9 @@ TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.artifacts", "edgeseg.artifac
               "edgeseg.runtime.base", "edgeseg.runtime.ort_rt", "edgeseg.runtime.trt_rt",
               "edgeseg.runtime.openvino_rt", "edgeseg.data", "edgeseg.data.base", "edgeseg.data.preprocess",
               "edgeseg.data.folder", "edgeseg.metrics", "edgeseg.metrics.semantic", "edgeseg.evaluate",
-              "edgeseg.bench.core", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli")
+              "edgeseg.bench.core", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli",
+              "edgeseg.tasks", "edgeseg.tasks.base", "edgeseg.tasks.semantic", "edgeseg.tasks.instance",
+              "edgeseg.tasks.instance_postprocess")
 
 
 def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
@@ -90,10 +92,12 @@ from edgeseg.runtime.base import TensorSpec
 
 class Constant:
     inputs = [TensorSpec("input", ("batch", 3, "height", "width"), "float32")]
+    meta = ModelMeta(model_name="c", family="c", task="semantic", num_classes=2, in_channels=3, classes=["a", "b"],
+                     mean=[0.5] * 3, std=[0.25] * 3, input_size=(20, 30), stride=8)
     def __call__(self, x):
         logits = np.zeros((x.shape[0], 2, *x.shape[2:]), np.float32)
         logits[:, 1] = 1.0
-        return [logits]
+        return {{"logits": logits}}
     def synchronize(self):
         pass
 

@@ -38,13 +38,14 @@ def _result(backend: Any, samples: Any, total: int, ignore_index: int, split: st
 
 def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str = "val") -> dict[str, Any]:
     """Metrics on ``split`` of ``recipe``'s data (default: the recipe stored in the artifact)."""
-    from edgeseg.data import build_dataset
     from edgeseg.evaluate import dataset_samples
     from edgeseg.recipe import load_recipe, recipe_from_dict
+    from edgeseg.tasks import get_task
 
     meta = backend.meta
     rcp = load_recipe(recipe) if recipe else recipe_from_dict(meta.recipe, source="the artifact's stored recipe")
-    dataset = build_dataset(rcp.data, split, in_channels=meta.in_channels, num_classes=meta.num_classes)
+    dataset = get_task(meta.task).build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False,
+                                                num_classes=meta.num_classes)
     source = str(recipe) if recipe else f"stored recipe {rcp.name!r} ({rcp.data.kind})"
     d = rcp.data
     if d.kind == "folder" and d.root is not None:
@@ -54,9 +55,16 @@ def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str =
                            split_seed=d.split_seed)
         fingerprint = _pairs_fingerprint(Path(d.root).name, pairs, split)
     else:
+        where = [str(d.root)] if d.kind != "synthetic" and d.root is not None else []
         fingerprint = {"name": f"{d.kind} ({rcp.name})", "split": split,
-                       "hash": _digest([d.kind, d.synthetic.model_dump(mode="json"), d.size_hw, split])}
+                       "hash": _digest([d.kind, d.synthetic.model_dump(mode="json"), d.size_hw, split, *where])}
     return _result(backend, dataset_samples(dataset), len(dataset), d.ignore_index, split, source, fingerprint)
+
+
+def _semantic_only(meta: Any, source: str) -> None:
+    if meta.task != "semantic":
+        raise ValueError(f"{source}: class-index masks score semantic models only; this artifact is a "
+                         f"{meta.task} model: bench it with `edgeseg bench --data RECIPE` for its accuracy")
 
 
 def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_encoding: str = "auto",
@@ -66,6 +74,7 @@ def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_
     from edgeseg.data.preprocess import normalize
 
     meta = backend.meta
+    _semantic_only(meta, str(root))
     ignore = int(meta.ignore_index)
     pairs = list_pairs(Path(root), split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
     decoder = MaskDecoder(mask_encoding, meta.num_classes, ignore, None, list(meta.classes))
@@ -81,6 +90,7 @@ def npz_accuracy(backend: Any, path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     meta = backend.meta
+    _semantic_only(meta, str(path))
     with np.load(path) as npz:
         missing = [k for k in ("images", "masks") if k not in npz.files]
         if missing:

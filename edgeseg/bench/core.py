@@ -20,6 +20,7 @@ from edgeseg.bench.latency import measure_latency
 from edgeseg.bench.machine import device_label, machine_info
 from edgeseg.bench.rows import SCHEMA
 from edgeseg.data.preprocess import round_up_to_stride
+from edgeseg.tasks import get_task
 
 RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
 
@@ -128,6 +129,13 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
         stats.noise_reason = "; ".join(r for r in (stats.noise_reason, contended) if r)
     row["latency"] = stats.to_dict()
     row["noisy"] = stats.noisy
+    task = get_task(meta.task)
+    if task.has_postprocess:  # the network alone above; here with the task's numpy postprocess after it
+        def end_to_end() -> Any:
+            return task.decode(backend(x), input_hw=hw, image_hw=hw, placement="pad", **task.decode_options(meta))
+
+        row["latency_end_to_end"] = measure_latency(end_to_end, sync=backend.synchronize, **kw).to_dict()
+        row["postprocess"] = "numpy (edgeseg.tasks)"
     if settings.memory:
         from edgeseg.bench.memory import measure_memory
 

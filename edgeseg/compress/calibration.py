@@ -46,16 +46,17 @@ def crop_or_resize(image: np.ndarray, hw: tuple[int, int], rng: np.random.Genera
 
 
 def calibration_images(data_cfg: Any, in_channels: int, *, count: int, size: tuple[int, int],
-                       seed: int = 0, num_classes: int | None = None) -> tuple[Iterator[np.ndarray], CalibrationInfo]:
+                       seed: int = 0, num_classes: int | None = None, task: str = "semantic"
+                       ) -> tuple[Iterator[np.ndarray], CalibrationInfo]:
     """``count`` normalised 1 x C x H x W arrays from the training split (lazily), plus what they are.
 
     Images are visited in a seeded random order; with fewer training images than ``count`` the split
     is cycled, each visit with a different random crop.
     """
-    from edgeseg.data import build_dataset
+    from edgeseg.tasks import get_task
 
-    dataset = build_dataset(data_cfg, CALIBRATION_SPLIT, in_channels=in_channels, train=False,
-                            num_classes=num_classes)
+    dataset = get_task(task).build_dataset(data_cfg, CALIBRATION_SPLIT, in_channels=in_channels, train=False,
+                                           num_classes=num_classes)
     n = len(dataset)
     if n == 0:
         raise DataError("the training split is empty: INT8 calibration needs training images")

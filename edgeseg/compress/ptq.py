@@ -121,10 +121,10 @@ def tensor_amax(ranges: Any) -> dict[str, float]:
     return out
 
 
-def excluded_nodes(model: Any, settings: QuantSettings, extra: Iterable[str] = ()) -> dict[str, str]:
-    """Node name -> why it stays in float, for ``model`` under ``settings``."""
+def excluded_nodes(model: Any, settings: QuantSettings, extra: Iterable[str] | dict[str, str] = ()) -> dict[str, str]:
+    """Node name -> why it stays in float, for ``model`` under ``settings`` (``extra``: names, or names -> why)."""
     shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    out = {name: "user exclusion" for name in extra}
+    out = dict(extra) if isinstance(extra, dict) else {name: "user exclusion" for name in extra}
     for node in model.graph.node:
         if node.op_type in settings.exclude_op_types:
             out[node.name] = f"{node.op_type} kept in float for {settings.target}"
@@ -137,7 +137,7 @@ def excluded_nodes(model: Any, settings: QuantSettings, extra: Iterable[str] = (
 
 
 def quantize(model_path: str | Path, out_path: str | Path, ranges: Any, settings: QuantSettings, *,
-             method: CalibMethod | str = "minmax", exclude: Iterable[str] = ()) -> dict[str, Any]:
+             method: CalibMethod | str = "minmax", exclude: Iterable[str] | dict[str, str] = ()) -> dict[str, Any]:
     """Write a QDQ INT8 model from precomputed ``ranges`` (no recalibration).
 
     Returns:

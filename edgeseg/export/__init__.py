@@ -64,8 +64,14 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = ExportContext(out=out, model=ckpt.model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp), recipe=rcp,
+    from edgeseg.tasks import get_task
+
+    model = get_task(ckpt.meta.task).export_model(ckpt.model, rcp, cfg)  # + in-graph postprocess if asked
+    ctx = ExportContext(out=out, model=model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp), recipe=rcp,
                         cfg=cfg, precisions=precs, checkpoint=Path(checkpoint))
+    if model is not ckpt.model:
+        ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
+                note=True)
     error = _convert(ctx, fmts)
     inputs = {"checkpoint": str(checkpoint), "recipe": recipe_source, "overrides": list(overrides or []),
               "formats": [f.name for f in fmts], "precisions": precs}
@@ -135,12 +141,13 @@ def _write_export_json(ctx: Any, inputs: dict[str, Any], error: str) -> dict[str
 
 
 def _summary(ctx: Any) -> dict[str, Any]:
-    """Headline figures: shipped files, FP32 parity, INT8 speed-up and accuracy drop."""
-    fig: dict[str, Any] = {"shipped": [str(a.path) for a in ctx.artifacts if a.shipped]}
+    """Headline figures: shipped files, FP32 parity, INT8 speed-up and the drop of the task's headline metric."""
+    fig: dict[str, Any] = {"shipped": [str(a.path) for a in ctx.artifacts if a.shipped], "task": ctx.meta.task}
+    drop = f"{ctx.task.headline.key}_drop_points"
     for a in ctx.artifacts:
         if a.format == "onnx" and a.precision == "fp32":
             fig["fp32_parity"] = a.figures.get("parity")
         if a.format == "onnx" and a.precision == "int8":
-            fig.update(int8_shipped=a.shipped, int8_speedup=a.figures.get("speedup"),
-                       int8_miou_drop_points=a.figures.get("accuracy", {}).get("miou_drop_points"))
+            fig.update({"int8_shipped": a.shipped, "int8_speedup": a.figures.get("speedup"),
+                        f"int8_{drop}": a.figures.get("accuracy", {}).get(drop)})
     return fig

@@ -14,10 +14,10 @@ from edgeseg.artifacts import ModelMeta
 from edgeseg.data.preprocess import pad_to_stride, resize_chw, round_up_to_stride
 from edgeseg.export.formats import ArtifactRecord
 from edgeseg.recipe import ExportCfg, Recipe
+from edgeseg.tasks import Task, by_name, get_task
+from edgeseg.tasks.semantic import parity_figures  # noqa: F401  (re-exported: converters compare logits)
 
 PARITY_IMAGES = 4  # real validation images compared against PyTorch after every conversion
-FP32_MAX_REL_ERR = 1e-3  # max |logit error| / max |logit|
-FP32_MIN_AGREEMENT = 0.999  # argmax agreement
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -57,6 +57,11 @@ class ExportContext:
     _parity_inputs: list[np.ndarray] | None = None
     _val: Any = None
 
+    @property
+    def task(self) -> Task:
+        """The artifact's task: what parity and accuracy mean for it."""
+        return get_task(self.meta.task)
+
     def say(self, message: str, note: bool = False) -> None:
         """Print a progress line; ``note=True`` also keeps it in export.json's ``notes``."""
         print(f"export: {message}", flush=True)
@@ -81,10 +86,8 @@ class ExportContext:
     def val_dataset(self) -> Any:
         """The recipe's validation split at native resolution (built once)."""
         if self._val is None:
-            from edgeseg.data import build_dataset
-
-            self._val = build_dataset(self.recipe.data, "val", in_channels=self.meta.in_channels,
-                                      train=False, num_classes=self.meta.num_classes)
+            self._val = self.task.build_dataset(self.recipe.data, "val", in_channels=self.meta.in_channels,
+                                                train=False, num_classes=self.meta.num_classes)
         return self._val
 
     def parity_inputs(self) -> list[np.ndarray]:
@@ -107,13 +110,15 @@ class ExportContext:
             self._parity_inputs = inputs
         return self._parity_inputs
 
-    def reference_logits(self) -> list[np.ndarray]:
-        """PyTorch FP32 logits of :meth:`parity_inputs` (computed once)."""
-        if "reference_logits" not in self.shared:
+    def reference_outputs(self) -> list[dict[str, np.ndarray]]:
+        """PyTorch FP32 outputs by name of :meth:`parity_inputs` (computed once)."""
+        if "reference_outputs" not in self.shared:
+            names = list(getattr(self.model, "output_names", self.task.output_names))
             with torch.inference_mode():
-                self.shared["reference_logits"] = [self.model(torch.from_numpy(x)).float().numpy()
-                                                   for x in self.parity_inputs()]
-        return self.shared["reference_logits"]
+                self.shared["reference_outputs"] = [
+                    {k: v.float().numpy() for k, v in by_name(names, self.model(torch.from_numpy(x))).items()}
+                    for x in self.parity_inputs()]
+        return self.shared["reference_outputs"]
 
     def open(self, path: Path, **options: Any) -> Any:
         """An ONNX Runtime backend on ``path`` with this machine's cores (meta read from the file)."""
@@ -121,37 +126,29 @@ class ExportContext:
 
         return OrtBackend(path, device="cpu", threads=self.threads, **options)
 
+    def compare(self, backend: Any, reference: Any = None) -> dict[str, Any]:
+        """The task's parity figures of ``backend`` against ``reference`` (a backend; default PyTorch)."""
+        inputs = self.parity_inputs()
+        ref = self.reference_outputs() if reference is None else [reference(x) for x in inputs]
+        return self.task.parity(ref, [backend(x) for x in inputs], inputs)
+
     def parity(self, backend: Any) -> dict[str, Any]:
-        """Max abs / relative logit error and argmax agreement of ``backend`` against PyTorch."""
-        return parity_figures(self.reference_logits(), [backend(x)[0] for x in self.parity_inputs()])
+        """Output errors and decoded agreement of ``backend`` against PyTorch (semantic: argmax agreement)."""
+        return self.compare(backend)
+
+    def parity_ok(self, figures: dict[str, Any]) -> bool:
+        """The task's FP32 bar."""
+        return self.task.fp32_parity_ok(figures)
 
     def accuracy(self, backend: Any, label: str) -> dict[str, Any]:
-        """mIoU, mean Dice, pixel accuracy over the whole validation split (native size)."""
+        """The task's headline figures over the whole validation split (native size): mIoU, mean Dice and
+        pixel accuracy, or mask AP (AP, AP50, AP75) and box AP."""
         from edgeseg.evaluate import dataset_samples, evaluate_arrays
 
         dataset = self.val_dataset()
         m = evaluate_arrays(backend, dataset_samples(dataset), num_classes=self.meta.num_classes,
                             ignore_index=self.recipe.data.ignore_index, stride=self.meta.stride,
-                            class_names=self.meta.classes, total=len(dataset), description=f"accuracy {label}")
-        return {"split": "val", "num_images": m["num_images"], "miou": m["miou"], "mean_dice": m["mean_dice"],
-                "pixel_accuracy": m["pixel_accuracy"]}
+                            class_names=self.meta.classes, total=len(dataset), description=f"accuracy {label}",
+                            task=self.task)
+        return {"split": "val", "num_images": m["num_images"], **{c.key: m.get(c.key) for c in self.task.columns}}
 
-
-def parity_figures(reference: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, Any]:
-    """Compare logits lists (N x K x H x W each): errors, and argmax agreement over all pixels."""
-    max_abs, scale, agree, pixels = 0.0, 0.0, 0, 0
-    for ref, out in zip(reference, outputs):
-        out = np.asarray(out, dtype=np.float32)
-        if out.shape != ref.shape:
-            raise ValueError(f"output shape {out.shape} differs from PyTorch's {ref.shape}")
-        max_abs = max(max_abs, float(np.abs(out - ref).max()))
-        scale = max(scale, float(np.abs(ref).max()))
-        agree += int((out.argmax(1) == ref.argmax(1)).sum())
-        pixels += ref.shape[0] * ref.shape[2] * ref.shape[3]
-    return {"images": len(reference), "max_abs_err": max_abs, "max_rel_err": max_abs / max(scale, 1e-12),
-            "argmax_agreement": agree / max(pixels, 1)}
-
-
-def fp32_parity_ok(figures: dict[str, Any]) -> bool:
-    """The bar every FP32 conversion must pass."""
-    return figures["max_rel_err"] <= FP32_MAX_REL_ERR and figures["argmax_agreement"] >= FP32_MIN_AGREEMENT

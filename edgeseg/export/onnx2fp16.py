@@ -10,8 +10,6 @@ from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord
 
-FP16_MIN_AGREEMENT = 0.99  # FP16 logits round at ~1e-3; near-ties may flip a few pixels
-
 
 def to_fp16(src: Path, dst: Path, meta: Any) -> dict[str, Any]:
     """Convert ``src`` to FP16 weights and compute with float32 I/O (``keep_io_types=True``).
@@ -36,10 +34,11 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     ctx.say("converting to FP16")
     info = to_fp16(ctx.onnx["fp32"], path, ctx.meta)
     parity = ctx.parity(ctx.open(path))
-    parity["passed"] = parity["argmax_agreement"] >= FP16_MIN_AGREEMENT
+    bar = ctx.task.parity_bars.fp16_min_agreement  # FP16 rounds at ~1e-3: near-ties may flip a few pixels
+    parity["passed"] = parity["agreement"] >= bar
     ctx.onnx["fp16"] = path
-    reason = "" if parity["passed"] else (f"argmax agreement {parity['argmax_agreement']:.4%} below "
-                                          f"{FP16_MIN_AGREEMENT:.0%}: check for FP16 overflow")
+    reason = "" if parity["passed"] else (f"{ctx.task.name} agreement {parity['agreement']:.4%} below "
+                                          f"{bar:.0%}: check for FP16 overflow")
     if reason:
         ctx.say(f"FP16: {reason}", note=True)
     return [ctx.add(ArtifactRecord(path, "onnx", "fp16", shipped=parity["passed"], reason=reason,

@@ -21,7 +21,6 @@ from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 
-INT8_MIN_AGREEMENT = 0.90  # loose: INT8 is checked for sanity here; its accuracy is measured on val
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0}
 LATENCY_ROUNDS = 2  # FP32 and INT8 measured alternately, best p50 kept: drift hits both alike
 
@@ -60,7 +59,7 @@ def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") 
         try:
             images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels,
                                               num_classes=ctx.meta.num_classes, count=cal.images,
-                                              size=ctx.input_hw, seed=ctx.recipe.train.seed)
+                                              size=ctx.input_hw, seed=ctx.recipe.train.seed, task=ctx.meta.task)
             ranges = calibrate(model_path, images, method=cal.method, total=cal.images)
         except (ValueError, RuntimeError) as exc:  # empty split, ORT session failure: one line, not a trace
             raise ExportError(f"{model_path}: INT8 calibration ({cal.method}, {cal.images} training images) "
@@ -69,12 +68,23 @@ def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") 
     return cache[key]
 
 
-def quantize_checked(src: Path, dst: Path, ranges: Any, settings: Any, method: str) -> dict[str, Any]:
-    """:func:`~edgeseg.compress.ptq.quantize`, with a failure reported as an ExportError naming the file."""
+def quantize_checked(src: Path, dst: Path, ranges: Any, settings: Any, method: str,
+                     exclude: dict[str, str] | None = None) -> dict[str, Any]:
+    """:func:`~edgeseg.compress.ptq.quantize`, with a failure reported as an ExportError naming the file.
+
+    ``exclude``: node name -> why it stays in float (the task's choice, see :func:`task_float_nodes`).
+    """
     try:
-        return quantize(src, dst, ranges, settings, method=method)
+        return quantize(src, dst, ranges, settings, method=method, exclude=exclude or {})
     except Exception as exc:  # noqa: BLE001  (ORT's quantizer raises bare exceptions of many kinds)
         raise ExportError(f"{src}: INT8 quantization for {settings.target} failed: {_first_line(exc)}") from exc
+
+
+def task_float_nodes(ctx: ExportContext, model_path: Path) -> dict[str, str]:
+    """Nodes of ``model_path`` the model's task keeps out of INT8 (e.g. instance heads and box decoding)."""
+    import onnx
+
+    return ctx.task.int8_float_nodes(onnx.load(str(model_path), load_external_data=False))
 
 
 def measure(ctx: ExportContext, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -140,13 +150,17 @@ def mixed_int8(ctx: ExportContext, fp32: Path, dst: Path, ranges: Any, settings:
 
     method = ctx.cfg.calibration.method
 
+    task_nodes = list(task_float_nodes(ctx, fp32))  # what the task always keeps in float
+
     def build(path: Path, excluded: list[str]) -> Any:
-        return _quantize_excluding(fp32, path, ranges, settings, method, excluded)
+        return _quantize_excluding(fp32, path, ranges, settings, method, [*excluded, *task_nodes])
+
+    key = ctx.task.headline.key  # mIoU, or mask AP for instance models
 
     def miou(path: Path) -> float:
         if path == fp32:
-            return fp32_accuracy(ctx)["miou"]
-        return ctx.accuracy(ctx.open(path), path.stem)["miou"]
+            return fp32_accuracy(ctx)[key]
+        return ctx.accuracy(ctx.open(path), path.stem)[key]
 
     def latency(paths: dict[str, Path]) -> dict[str, float]:
         return {k: v["p50_ms"] for k, v in measure(ctx, paths).items()}
@@ -189,13 +203,14 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
             if ctx.cfg.max_drop is not None:
                 qinfo = mixed_int8(ctx, fp32, tmp, ranges, settings)
             else:
-                qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method)
+                qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method,
+                                         task_float_nodes(ctx, fp32))
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(tmp)), ctx.meta, "int8"), tmp)
         ctx.say(f"INT8: {qinfo['quantized_nodes']} weighted nodes quantized, {qinfo['skipped_nodes']} kept in float")
         parity = ctx.parity(ctx.open(tmp))
-        parity["passed"] = parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
+        parity["passed"] = parity["agreement"] >= ctx.task.parity_bars.int8_min_agreement
         ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
         latency = measure(ctx, {"fp32": fp32, "int8": tmp})
         ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy)
@@ -205,10 +220,11 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
             ctx.say(f"INT8 latency was measured on a busy machine: {busy}", note=True)
         if not parity["passed"]:
             ship = False
-            reason = (f"argmax agreement with PyTorch {parity['argmax_agreement']:.2%} is below "
-                      f"{INT8_MIN_AGREEMENT:.0%}; " + reason)
+            reason = (f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below "
+                      f"{ctx.task.parity_bars.int8_min_agreement:.0%}; " + reason)
         accuracy = {"fp32": fp32_accuracy(ctx), "int8": ctx.accuracy(ctx.open(tmp), "int8")}
-        accuracy["miou_drop_points"] = 100 * (accuracy["fp32"]["miou"] - accuracy["int8"]["miou"])
+        key = ctx.task.headline.key
+        accuracy[f"{key}_drop_points"] = 100 * (accuracy["fp32"][key] - accuracy["int8"][key])
         final = path if ship else rejected
         os.replace(tmp, final)
     finally:
@@ -222,6 +238,7 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
                "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
                "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
                "policy": ctx.cfg.int8_policy}
-    ctx.say(f"INT8 mIoU {accuracy['int8']['miou']:.4f} vs FP32 {accuracy['fp32']['miou']:.4f} "
+    label = ctx.task.headline.label
+    ctx.say(f"INT8 {label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
             f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x")
     return [ctx.add(ArtifactRecord(final, "onnx", "int8", shipped=ship, reason=reason, figures=figures))]

@@ -14,8 +14,6 @@ from edgeseg.artifacts.metadata import embed_openvino
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 
-OV_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.99, "int8": 0.90}
-
 
 def to_openvino(onnx_path: Path, xml_path: Path, meta: object, precision: str) -> dict[str, str]:
     """Convert one ONNX file; write ``xml_path`` and its ``.bin`` atomically (both renamed at the end)."""
@@ -50,9 +48,11 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         ctx.say(f"converting {src.name} to OpenVINO IR ({precision})")
         info = to_openvino(src, xml, ctx.meta, precision)
         parity = ctx.parity(OpenVINOBackend(xml, threads=ctx.threads))
-        ok = parity["argmax_agreement"] >= OV_MIN_AGREEMENT[precision]
+        bars = ctx.task.parity_bars
+        bar = {"fp32": bars.fp32_min_agreement, "fp16": bars.fp16_min_agreement, "int8": bars.int8_min_agreement}
+        ok = parity["agreement"] >= bar[precision]
         parity["passed"] = ok
-        reason = "" if ok else f"argmax agreement {parity['argmax_agreement']:.2%} with PyTorch is too low"
+        reason = "" if ok else f"{ctx.task.name} agreement {parity['agreement']:.2%} with PyTorch is too low"
         records.append(ctx.add(ArtifactRecord(xml, "openvino", precision, shipped=ok, reason=reason,
                                               figures={"conversion": info, "parity": parity})))
     return records

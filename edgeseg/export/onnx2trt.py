@@ -15,13 +15,12 @@ from edgeseg.artifacts.metadata import embed_onnx, write_sidecar
 from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
 from edgeseg.export import trt_kit
-from edgeseg.export.context import ExportContext, fp32_parity_ok, parity_figures
+from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2fp16 import to_fp16
 from edgeseg.export.torch2onnx import INPUT_NAME, export_onnx
 
 WORKSPACE_MIB = 1024
-ENGINE_MIN_AGREEMENT = 0.98
 
 
 def tensorrt_status() -> tuple[bool, str]:
@@ -60,16 +59,16 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
     info = export_onnx(twin, meta, path, hw=ctx.input_hw, opset=ctx.cfg.opset, dynamic=ctx.cfg.dynamic,
                        simplify=ctx.cfg.simplify)
     parity = ctx.parity(ctx.open(path))
-    if not fp32_parity_ok(parity):
+    if not ctx.parity_ok(parity):
         raise ExportError(f"{path}: the unpool='compare' graph differs from PyTorch (agreement "
-                          f"{parity['argmax_agreement']:.4%}); see export.json")
+                          f"{parity['agreement']:.4%}); see export.json")
     return path, "tensorrt", {"source": "re-exported with unpool='compare' (TensorRT has no MaxUnpool)",
                               "export": info, "parity": parity}
 
 
 def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, Path], dict[str, str]]:
     """Write the kit folder; returns its record, its ONNX files by role, and the trtexec shape flags."""
-    from edgeseg.export.onnx2int8 import calibration_ranges, quantize_checked
+    from edgeseg.export.onnx2int8 import calibration_ranges, quantize_checked, task_float_nodes
 
     kit.mkdir(parents=True, exist_ok=True)
     fp32, key, figures = _kit_model(ctx, kit)
@@ -86,7 +85,8 @@ def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, 
     if int8:
         ranges, calib = calibration_ranges(ctx, fp32, key)
         files["int8"] = kit / "model.int8.qdq.onnx"
-        qinfo = quantize_checked(fp32, files["int8"], ranges, TENSORRT_SETTINGS, ctx.cfg.calibration.method)
+        qinfo = quantize_checked(fp32, files["int8"], ranges, TENSORRT_SETTINGS, ctx.cfg.calibration.method,
+                                 task_float_nodes(ctx, fp32))
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(files["int8"])), ctx.meta, "int8"), files["int8"])
@@ -140,14 +140,13 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         from edgeseg.runtime.trt_rt import TensorRTBackend
 
         be = TensorRTBackend(engine, device="cuda")
-        ref = [ctx.open(source)(x)[0] for x in ctx.parity_inputs()]
-        outs = [be(x)[0] for x in ctx.parity_inputs()]
-        match = parity_figures(ref, outs)
-        ok = match["argmax_agreement"] >= ENGINE_MIN_AGREEMENT
+        match = ctx.compare(be, reference=ctx.open(source))
+        ok = match["agreement"] >= ctx.task.parity_bars.engine_min_agreement
         records.append(ctx.add(ArtifactRecord(
             engine, "tensorrt", precision, shipped=ok,
-            reason="" if ok else f"engine disagrees with ONNX Runtime ({match['argmax_agreement']:.2%} of pixels)",
+            reason="" if ok else f"engine disagrees with ONNX Runtime ({ctx.task.name} agreement "
+                                 f"{match['agreement']:.2%})",
             figures={"build": info, "source": str(source), "match_onnxruntime": match,
-                     "parity": parity_figures(ctx.reference_logits(), outs)})))
+                     "parity": ctx.parity(be)})))
     return records
 

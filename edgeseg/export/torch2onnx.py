@@ -18,10 +18,11 @@ import torch
 from edgeseg.artifacts import ModelMeta
 from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.artifacts.onnx_io import PROTOBUF_LIMIT, save_onnx
-from edgeseg.export.context import FP32_MAX_REL_ERR, FP32_MIN_AGREEMENT, ExportContext, fp32_parity_ok
+from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 
 INPUT_NAME = "input"
+INPUT_AXES = {0: "batch", 2: "height", 3: "width"}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -31,7 +32,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
                    output_names: list[str]) -> Any:
-    dynamic_shapes = ({0: "batch", 2: "height", 3: "width"},) if dynamic else None
+    # dynamo derives the outputs' dynamic axes from the input's
+    dynamic_shapes = (INPUT_AXES,) if dynamic else None
     # The exporter logs its opset up/down-conversion and prints progress; the result is checked instead.
     loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
     levels = [lg.level for lg in loggers]
@@ -50,11 +52,11 @@ def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic:
 
 
 def _torchscript_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
-                        output_names: list[str]) -> Any:
+                        output_axes: dict[str, dict[int, str]]) -> Any:
     import onnx
 
-    axes = {0: "batch", 2: "height", 3: "width"}
-    dynamic_axes = {n: axes for n in [INPUT_NAME, *output_names]} if dynamic else None
+    output_names = list(output_axes)
+    dynamic_axes = {INPUT_NAME: INPUT_AXES, **output_axes} if dynamic else None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation warning; the fallback itself is reported
@@ -73,7 +75,8 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
         path: Output ``.onnx`` file.
         hw: Example input size (also the fixed size when ``dynamic`` is False).
         opset: ONNX opset.
-        dynamic: Dynamic batch/height/width axes named batch/height/width.
+        dynamic: Dynamic input axes named batch/height/width; the outputs' dynamic axes follow from
+            them (named by the task when the TorchScript fallback runs).
         simplify: Run onnxslim on the graph.
         precision: Precision recorded in the metadata.
 
@@ -82,7 +85,10 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
     """
     import onnx
 
-    output_names = list(getattr(model, "output_names", ("logits",)))
+    from edgeseg.tasks import get_task
+
+    task = get_task(meta.task)
+    output_names = list(getattr(model, "output_names", task.output_names))
     x = torch.randn(1, meta.in_channels, *hw)
     info: dict[str, Any] = {"exporter": "dynamo", "fallback_reason": "", "opset": opset, "dynamic": dynamic}
     try:
@@ -90,7 +96,7 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
     except Exception as exc:  # noqa: BLE001  (any dynamo failure -> TorchScript fallback, reported)
         info.update(exporter="torchscript", fallback_reason=_first_line(exc))
         try:
-            proto = _torchscript_export(model, x, opset, dynamic, output_names)
+            proto = _torchscript_export(model, x, opset, dynamic, {n: task.output_axes(n) for n in output_names})
         except Exception as exc2:  # noqa: BLE001
             raise ExportError(f"ONNX export failed with both exporters: dynamo ({info['fallback_reason']}); "
                               f"torchscript ({_first_line(exc2)})") from exc2
@@ -124,16 +130,17 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     if info["opset"] != ctx.cfg.opset:
         ctx.say(f"exported opset is {info['opset']}, not the requested {ctx.cfg.opset}", note=True)
     parity = ctx.parity(ctx.open(path))
-    parity["passed"] = fp32_parity_ok(parity)
+    parity["passed"] = ctx.parity_ok(parity)
     record = ctx.add(ArtifactRecord(path, "onnx", "fp32", figures={"export": info, "parity": parity}))
     ctx.say(f"fp32 parity on {parity['images']} val images: max abs err {parity['max_abs_err']:.2e} "
-            f"(rel {parity['max_rel_err']:.2e}), argmax agreement {parity['argmax_agreement']:.4%}")
+            f"(rel {parity['max_rel_err']:.2e}), {ctx.task.name} agreement {parity['agreement']:.4%}")
     if not parity["passed"]:
         record.shipped = False
         record.reason = "FP32 parity check failed"
+        bars = ctx.task.parity_bars
         raise ExportError(f"{path}: ONNX output differs from PyTorch on {parity['images']} validation images: "
-                          f"max rel err {parity['max_rel_err']:.2e} (expected <= {FP32_MAX_REL_ERR:.0e}), argmax "
-                          f"agreement {parity['argmax_agreement']:.4%} (expected >= {FP32_MIN_AGREEMENT:.1%}); "
-                          "see export.json")
+                          f"max rel err {parity['max_rel_err']:.2e} (expected <= {bars.fp32_max_rel_err:.0e}), "
+                          f"{ctx.task.name} agreement {parity['agreement']:.4%} (expected >= "
+                          f"{bars.fp32_min_agreement:.1%}); see export.json")
     ctx.onnx["fp32"] = path
     return [record]

@@ -1,4 +1,4 @@
-"""The SegModel contract shared by every semantic segmentation family."""
+"""The SegModel contract shared by every segmentation family."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ class SegModel(nn.Module):
     """Base class owning the forward contract.
 
     ``forward(x)`` takes ``N x C x H x W`` float input whose sides are multiples of ``stride`` and
-    returns logits ``N x num_classes x H x W`` (a tensor, never a dict: dicts break export).
-    ``predict(x)`` adds the postprocess (argmax). Shape checks use ``torch._check``-free Python only
-    on concrete shapes, so tracing and dynamo export stay clean.
+    returns its outputs in ``output_names`` order (a tensor or a tuple, never a dict: dicts break
+    export); semantic families return logits ``N x num_classes x H x W``. ``predict(x)`` adds the
+    task's postprocess (argmax for semantic). Shape checks use ``torch._check``-free Python only on
+    concrete shapes, so tracing and dynamo export stay clean.
     """
 
     # Class default; families with a configurable depth set ``self.stride`` per instance.
@@ -44,10 +45,21 @@ class SegModel(nn.Module):
                              f"got {h}x{w} (pad to {-(-h // self.stride) * self.stride}x"
                              f"{-(-w // self.stride) * self.stride})")
 
+    @property
+    def task(self) -> str:
+        """The registry's task of this variant (``semantic`` for an unregistered subclass)."""
+        from edgeseg.models.registry import get_model_info
+
+        name = getattr(self, "config", {}).get("name")
+        return get_model_info(name).task if name else "semantic"
+
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class-index map ``N x H x W`` (int64)."""
-        return self(x).argmax(1)
+    def predict(self, x: torch.Tensor) -> Any:
+        """The task's decoded predictions: semantic, a class-index map ``N x H x W`` (int64)."""
+        from edgeseg.tasks import by_name, get_task
+
+        outputs = by_name(self.output_names, self(x))
+        return get_task(self.task).decode_torch(outputs, input_hw=(int(x.shape[-2]), int(x.shape[-1])))
 
 
 def model_stride(model: nn.Module, default: int = 1) -> int:

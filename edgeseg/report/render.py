@@ -1,4 +1,8 @@
-"""Markdown, self-contained HTML and CSV renderings of report entries."""
+"""Markdown, self-contained HTML and CSV renderings of report entries.
+
+Each device gets one table per task present (semantic and instance rows side by side in the same
+report), with the task's own accuracy columns; a semantic-only report has one table per device.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.report.escape import csv_value, html_text, md_text
-from edgeseg.report.table import Entry, side_by_side
+from edgeseg.report.table import Entry, by_task, score_label, side_by_side
+from edgeseg.tasks import get_task
 
-COLUMNS = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
-           "p50 (ms)", "p90 (ms)", "img/s", "peak mem (MB)", "mIoU", "mean Dice", "images",
-           "speed-up vs FP32", "ΔmIoU (pts)", "Pareto"]
+HEAD = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
+        "p50 (ms)", "p90 (ms)"]
+
+
+def columns(task: str = "semantic") -> list[str]:
+    """Table columns for ``task``: latency with postprocess where the task has one, its accuracy columns."""
+    t = get_task(task)
+    return (HEAD + (["p50 + postprocess (ms)"] if t.has_postprocess else []) + ["img/s", "peak mem (MB)"]
+            + [c.label for c in t.report_columns]
+            + ["images", "speed-up vs FP32", f"Δ{t.headline.label} (pts)", "Pareto"])
+
+
 
 
 def fmt(v: Any, spec: str) -> str:
@@ -29,14 +43,16 @@ def speedup_text(e: Entry) -> str:
 
 
 def cells(e: Entry) -> list[str]:
-    """The table cells of one entry, in COLUMNS order; noisy latencies get a '~'."""
+    """The table cells of one entry, in ``columns(e.task)`` order; noisy latencies get a '~'."""
     noisy = "~" if e.noisy else ""
+    t = get_task(e.task)
     return [e.model, e.artifact, e.precision, e.backend, fmt(e.threads, "d") if e.threads else "default", str(e.batch),
             fmt(e.size_mb, ".2f"), fmt(e.params / 1e6 if e.params else None, ".2f"), fmt(e.gmacs, ".3g"),
-            noisy + fmt(e.p50_ms, ".2f"), noisy + fmt(e.p90_ms, ".2f"), fmt(e.throughput, ".1f"),
-            fmt(e.peak_mb, ".0f"), fmt(e.miou, ".4f"), fmt(e.dice, ".4f"), fmt(e.images, "d"),
-            speedup_text(e),
-            fmt(e.miou_delta_points, "+.2f"), "★" if e.pareto else ""]
+            noisy + fmt(e.p50_ms, ".2f"), noisy + fmt(e.p90_ms, ".2f"),
+            *([noisy + fmt(e.e2e_p50_ms, ".2f")] if t.has_postprocess else []),
+            fmt(e.throughput, ".1f"), fmt(e.peak_mb, ".0f"),
+            *(fmt(e.figures.get(c.key), c.fmt) for c in t.report_columns), fmt(e.images, "d"),
+            speedup_text(e), fmt(e.score_delta_points, "+.2f"), "★" if e.pareto else ""]
 
 
 def _machine_line(entries: list[Entry]) -> str:
@@ -56,17 +72,26 @@ def _md_row(values: list[str]) -> str:
 def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
              images: dict[str, str]) -> str:
     """The report as Markdown (plots referenced by relative file name); every value is escaped text."""
-    out = [f"# {md_text(title)}", "", f"Results from {', '.join(md_text(s) for s in sources)}. Latency per call; "
-           "speed-up and ΔmIoU are against the FP32 artifact of the same model on the same device, threads "
+    label = score_label([e for g in groups.values() for e in g])
+    delta = f"Δ score ({label})" if " or " in label else f"Δ{label}"
+    out = [f"# {md_text(title)}", "", f"Results from {', '.join(md_text(s) for s in sources)}. Latency per call "
+           "(the network alone; instance models also with their postprocess); "
+           f"speed-up and {delta} are against the FP32 artifact of the same model on the same device, threads "
            "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
            "images, is both faster and more accurate); "
            "~ marks a noisy latency (p90 more than 15% above p50, too few runs, stopped by the time cap, or "
            "other processes competing for the cores; reasons under each table). Accuracy is on the whole "
            "split named per row, with the image count.", ""]
     for device, entries in groups.items():
-        out += [f"## {md_text(device)}", "", f"Machine: {md_text(_machine_line(entries))}", "",
-                _md_row(COLUMNS), "|" + "---|" * len(COLUMNS)]
-        out += [_md_row(cells(e)) for e in entries]
+        out += [f"## {md_text(device)}", "", f"Machine: {md_text(_machine_line(entries))}", ""]
+        tasks = by_task(entries)
+        for task, rows in tasks.items():
+            cols = columns(task)
+            if len(tasks) > 1:
+                out += [f"{task.capitalize()} segmentation ({get_task(task).headline.label}):", ""]
+            out += [_md_row(cols), "|" + "---|" * len(cols)]
+            out += [_md_row(cells(e)) for e in rows] + [""]
+        out.pop()
         splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
                          for e in entries if (e.row.get("accuracy") or {}).get("split")})
         no_acc = sorted({f"{e.artifact} on {e.backend} ({e.row['accuracy']['error']})"
@@ -106,15 +131,19 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
              "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
              "td:nth-child(-n+4){text-align:left}tr.pareto{background:#eef8ee}"
              "img{max-width:100%}</style></head><body>",
-             f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. Speed-up and ΔmIoU against the "
+             f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. Speed-up and Δ score against the "
              "FP32 artifact of the same model, device, threads and batch; ★ Pareto frontier; ~ noisy latency.</p>"]
     for device, entries in groups.items():
-        parts.append(f"<h2>{esc(device)}</h2><p>Machine: {esc(_machine_line(entries))}</p><table><tr>"
-                     + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr>")
-        for e in entries:
-            parts.append(f"<tr class='{'pareto' if e.pareto else ''}'>"
-                         + "".join(f"<td>{esc(c)}</td>" for c in cells(e)) + "</tr>")
-        parts.append("</table>")
+        parts.append(f"<h2>{esc(device)}</h2><p>Machine: {esc(_machine_line(entries))}</p>")
+        tasks = by_task(entries)
+        for task, rows in tasks.items():
+            if len(tasks) > 1:
+                parts.append(f"<h3>{esc(task.capitalize())} segmentation</h3>")
+            parts.append("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns(task)) + "</tr>")
+            for e in rows:
+                parts.append(f"<tr class='{'pareto' if e.pareto else ''}'>"
+                             + "".join(f"<td>{esc(c)}</td>" for c in cells(e)) + "</tr>")
+            parts.append("</table>")
     if len(groups) > 1:
         headers, rows = side_by_side(groups)
         parts.append("<h2>Devices side by side</h2><p>Best p50 over the thread settings at the smallest batch "
@@ -134,12 +163,16 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
 def csv_text(entries: list[Entry]) -> str:
     """One CSV row per entry with machine-friendly column names."""
     buf = io.StringIO()
-    fields = ["device", "model", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
-              "gmacs", "p50_ms", "p90_ms", "throughput", "peak_mb", "miou", "dice", "images", "speedup",
+    fields = ["device", "model", "task", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
+              "gmacs", "p50_ms", "p90_ms", "e2e_p50_ms", "throughput", "peak_mb", "metric", "score", "miou", "dice",
+              "mask_ap", "mask_ap50", "mask_ap75", "box_ap", "images", "speedup", "score_delta_points",
               "miou_delta_points", "baseline", "pareto", "noisy", "noise_reason"]
+    derived = ("noise_reason", "metric", "mask_ap", "mask_ap50", "mask_ap75", "box_ap")
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for e in entries:
-        values = {f: getattr(e, f) for f in fields if f != "noise_reason"}
-        writer.writerow({k: csv_value(v) for k, v in {**values, "noise_reason": "; ".join(e.notes)}.items()})
+        values = {f: getattr(e, f) for f in fields if f not in derived}
+        instance = {k: e.figures.get(k) for k in derived[2:]}
+        row = {**values, **instance, "metric": get_task(e.task).headline.key, "noise_reason": "; ".join(e.notes)}
+        writer.writerow({k: csv_value(v) for k, v in row.items()})
     return buf.getvalue()

@@ -1,4 +1,8 @@
-"""Result rows -> report entries: baselines, speed-ups, accuracy changes and the Pareto frontier."""
+"""Result rows -> report entries: baselines, speed-ups, accuracy changes and the Pareto frontier.
+
+Accuracy is the headline metric of each row's task (mIoU for semantic, mask AP for instance models,
+from :mod:`edgeseg.tasks`): ``score`` holds it, ``figures`` the task's report columns.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from edgeseg.tasks import Task, get_task
 
 
 @dataclass
@@ -31,7 +37,12 @@ class Entry:
     dice: float | None
     images: int | None
     noisy: bool
+    task: str = "semantic"
+    score: float | None = None  # the task's headline metric (mIoU, mask AP)
+    figures: dict[str, float | None] = field(default_factory=dict)  # the task's report columns by key
+    e2e_p50_ms: float | None = None  # with the task's postprocess (instance models)
     speedup: float | None = None
+    score_delta_points: float | None = None
     miou_delta_points: float | None = None
     baseline: str = ""
     baseline_backend: str = ""  # set when the FP32 baseline ran on another backend (none on this one)
@@ -73,10 +84,19 @@ def _dataset(row: dict[str, Any]) -> str:
     return str(ds.get("hash") or (f"{acc.get('data')}:{acc.get('split')}" if acc else ""))
 
 
+def row_task(row: dict[str, Any]) -> Task:
+    """The task of a result row (rows written before tasks existed are semantic)."""
+    return get_task(_get(row, "model", "task") or "semantic")
+
+
 def to_entry(row: dict[str, Any]) -> Entry:
     """Flatten one result row."""
     size = _get(row, "artifact", "size_bytes")
-    return Entry(model_key=_model_key(row), dataset=_dataset(row),
+    task = row_task(row)
+    acc = row.get("accuracy") if isinstance(row.get("accuracy"), dict) else {}
+    return Entry(model_key=_model_key(row), dataset=_dataset(row), task=task.name, score=acc.get(task.headline.key),
+        figures={c.key: acc.get(c.key) for c in task.report_columns},
+        e2e_p50_ms=_get(row, "latency_end_to_end", "p50_ms"),
         row=row, device=row.get("device_label") or row.get("device", "?"),
         model=_get(row, "model", "name") or row["artifact"]["name"],
         precision=row.get("precision") or _get(row, "artifact", "precision") or "?", backend=row["backend"],
@@ -99,14 +119,14 @@ def _baseline(e: Entry, entries: list[Entry]) -> Entry | None:
 
 
 def pareto_flags(entries: list[Entry]) -> None:
-    """Mark entries no other entry beats on both latency (lower) and mIoU (higher), per device, batch and
-    accuracy dataset (an mIoU on other images is no rival)."""
+    """Mark entries no other entry beats on both latency (lower) and the task's headline score (higher), per
+    device, batch, task and accuracy dataset (a score on other images, or another metric, is no rival)."""
     for e in entries:
-        if e.p50_ms is None or e.miou is None:
+        if e.p50_ms is None or e.score is None:
             continue
         rivals = [o for o in entries if o is not e and o.device == e.device and o.batch == e.batch
-                  and o.dataset == e.dataset and o.p50_ms is not None and o.miou is not None]
-        e.pareto = not any(o.p50_ms <= e.p50_ms and o.miou >= e.miou and (o.p50_ms < e.p50_ms or o.miou > e.miou)
+                  and o.task == e.task and o.dataset == e.dataset and o.p50_ms is not None and o.score is not None]
+        e.pareto = not any(o.p50_ms <= e.p50_ms and o.score >= e.score and (o.p50_ms < e.p50_ms or o.score > e.score)
                            for o in rivals)
 
 
@@ -120,8 +140,10 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
             e.speedup = base.p50_ms / e.p50_ms
             e.baseline = base.artifact + ("" if base.backend == e.backend else f" on {base.backend}")
             e.baseline_backend = "" if base.backend == e.backend else base.backend
-            if base.miou is not None and e.miou is not None:
-                e.miou_delta_points = (e.miou - base.miou) * 100
+            if base.score is not None and e.score is not None:
+                e.score_delta_points = (e.score - base.score) * 100
+                if e.task == "semantic":
+                    e.miou_delta_points = e.score_delta_points
         if e.noisy:
             e.notes.append(str(_get(e.row, "latency", "noise_reason") or "noisy"))
     pareto_flags(entries)
@@ -157,9 +179,23 @@ def by_device(entries: list[Entry]) -> dict[str, list[Entry]]:
     return {d: sorted(g, key=lambda e: (e.model, e.threads or 0, e.batch, e.p50_ms or 0)) for d, g in groups.items()}
 
 
+def by_task(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Entries grouped per task, semantic first, order kept."""
+    groups: dict[str, list[Entry]] = {}
+    for e in sorted(entries, key=lambda e: e.task != "semantic"):
+        groups.setdefault(e.task, []).append(e)
+    return groups
+
+
+def score_label(entries: list[Entry]) -> str:
+    """The headline metric's name: 'mIoU', 'mask AP', or both when tasks are mixed."""
+    tasks = sorted({e.task for e in entries}, key=lambda t: t != "semantic") or ["semantic"]
+    return " or ".join(get_task(t).headline.label for t in tasks)
+
+
 def side_by_side(groups: dict[str, list[Entry]]) -> tuple[list[str], list[list[str]]]:
     """One row per artifact (model, file, precision, backend), one column per device: the best p50 over
-    thread settings at batch 1 (else the smallest batch measured), and the mIoU there."""
+    thread settings at batch 1 (else the smallest batch measured), and the task's headline score there."""
     devices = list(groups)
     best: dict[tuple[str, str, str, str], dict[str, Entry]] = {}
     for device, entries in groups.items():
@@ -172,7 +208,9 @@ def side_by_side(groups: dict[str, list[Entry]]) -> tuple[list[str], list[list[s
             slot = best.setdefault((e.model, e.artifact, e.precision, e.backend), {})
             if device not in slot or e.p50_ms < slot[device].p50_ms:  # type: ignore[operator]
                 slot[device] = e
-    headers = ["model", "artifact", "precision", "backend"] + [f"{d}: p50 ms (threads, batch) / mIoU" for d in devices]
+    label = score_label([e for g in groups.values() for e in g])
+    headers = ["model", "artifact", "precision", "backend"] + [f"{d}: p50 ms (threads, batch) / {label}"
+                                                               for d in devices]
     rows = []
     for key in sorted(best):
         cells = list(key)
@@ -180,6 +218,6 @@ def side_by_side(groups: dict[str, list[Entry]]) -> tuple[list[str], list[list[s
             e = best[key].get(d)
             cells.append("–" if e is None else
                          f"{'~' if e.noisy else ''}{e.p50_ms:.2f} ({e.threads or 'default'}, {e.batch}) / "
-                         + ("–" if e.miou is None else f"{e.miou:.4f}"))
+                         + ("–" if e.score is None else f"{e.score:.4f}"))
         rows.append(cells)
     return headers, rows

@@ -32,15 +32,17 @@ class TensorSpec:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A loaded artifact ready to run: ``backend(x)`` maps an N x C x H x W float32 array to outputs."""
+    """A loaded artifact ready to run: ``backend(x)`` maps an N x C x H x W float32 array to its outputs
+    by name (the graph's output names, in graph order), never by position."""
 
     name: ClassVar[str]
     inputs: list[TensorSpec]
+    output_names: list[str]
     meta: ModelMeta
     precision: str
     device: str
     threads: int | None
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]: ...
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
 
     def synchronize(self) -> None: ...

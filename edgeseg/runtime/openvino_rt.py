@@ -49,14 +49,15 @@ class OpenVINOBackend:
             config["INFERENCE_PRECISION_HINT"] = "f32"  # no silent bf16 on CPUs that have it
         self.compiled = core.compile_model(model, ov_device, config)
         self.request = self.compiled.create_infer_request()
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self.inputs = [TensorSpec(i.any_name, tuple(d.get_length() if d.is_static else ("batch", "channels",
                                                                                        "height", "width")[k]
                                                     for k, d in enumerate(i.partial_shape)),
                                   np.dtype(i.element_type.to_dtype()).name) for i in model.inputs]
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         result = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
-        return [np.asarray(result[o]) for o in self.compiled.outputs]
+        return {name: np.asarray(result[o]) for name, o in zip(self.output_names, self.compiled.outputs)}
 
     def synchronize(self) -> None:
         """``infer`` is synchronous."""

@@ -84,9 +84,9 @@ class OrtBackend:
                                f"onnxruntime build (available: {available})")
         return wanted + (["CPUExecutionProvider"] if "CPUExecutionProvider" not in wanted else [])
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=self._in_dtype)
-        return self.session.run(None, {self._in_name: x})
+        return dict(zip(self.output_names, self.session.run(self.output_names, {self._in_name: x})))
 
     def synchronize(self) -> None:
         """``session.run`` returns host arrays, so it has already synchronised."""

@@ -11,6 +11,7 @@ from torch import nn
 
 from edgeseg.artifacts import ModelMeta
 from edgeseg.runtime.base import BackendError, TensorSpec
+from edgeseg.tasks.base import by_name
 
 
 class TorchBackend:
@@ -45,6 +46,7 @@ class TorchBackend:
             model = model.to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if compile else model
         self.inputs = [TensorSpec("input", ("batch", meta.in_channels, "height", "width"), "float32")]
+        self.output_names = list(getattr(model, "output_names", ("logits",)))
         self.name_detail = f"torch-{device.split(':')[0]}" + ("-fp16" if self.fp16 else "")
 
     @classmethod
@@ -53,18 +55,17 @@ class TorchBackend:
         return cls(model=model, meta=meta, device=device)
 
     @torch.inference_mode()
-    def run_tensor(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Run on a tensor already on the device (used by training-time validation)."""
+    def run_tensor(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run on a tensor already on the device; float32 outputs by name."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
             out = self.model(x)
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [o.float() for o in outs]
+        return {k: v.float() for k, v in by_name(self.output_names, out).items()}
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-        return [o.cpu().numpy() for o in self.run_tensor(t)]
+        return {k: v.cpu().numpy() for k, v in self.run_tensor(t).items()}
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):

@@ -37,7 +37,7 @@ class _CudaPython:
         return rest[0] if rest else None
 
     def run(self, context: Any, inputs: dict[str, np.ndarray], outputs: dict[str, tuple[tuple[int, ...], Any]]
-            ) -> list[np.ndarray]:
+            ) -> dict[str, np.ndarray]:
         rt, ptrs = self.rt, []
         try:
             for name, arr in inputs.items():
@@ -57,7 +57,7 @@ class _CudaPython:
                 self._ok(rt.cudaMemcpyAsync(arr.ctypes.data, ptr, arr.nbytes,
                                             rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
             self._ok(rt.cudaStreamSynchronize(self.stream))
-            return list(host.values())
+            return host
         finally:
             for ptr in ptrs:
                 rt.cudaFree(ptr)
@@ -77,7 +77,7 @@ class _Torch:
         self.stream = torch.cuda.Stream(device=self.device)
 
     def run(self, context: Any, inputs: dict[str, np.ndarray], outputs: dict[str, tuple[tuple[int, ...], Any]]
-            ) -> list[np.ndarray]:
+            ) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.cuda.stream(self.stream):
             keep = {n: torch.from_numpy(a).to(self.device, non_blocking=False) for n, a in inputs.items()}
@@ -88,7 +88,7 @@ class _Torch:
             if not context.execute_async_v3(self.stream.cuda_stream):
                 raise BackendError("tensorrt backend: execute_async_v3 failed")
         self.stream.synchronize()
-        return [t.cpu().numpy() for t in outs.values()]
+        return {n: t.cpu().numpy() for n, t in outs.items()}
 
     def synchronize(self) -> None:
         self.stream.synchronize()
@@ -137,14 +137,15 @@ class TensorRTBackend:
         self.meta = meta
         self.precision = meta.precision
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         spec = self.inputs[0]
         x = np.ascontiguousarray(x, dtype=np.dtype(spec.dtype))
         if not self.context.set_input_shape(spec.name, tuple(x.shape)):
             raise BackendError(f"{self.path}: input shape {tuple(x.shape)} is outside the engine's profile")
         outputs = {n: (tuple(self.context.get_tensor_shape(n)),
                        np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n)))) for n in self.output_names}
-        return [o.astype(np.float32, copy=False) for o in self._io.run(self.context, {spec.name: x}, outputs)]
+        outs = self._io.run(self.context, {spec.name: x}, outputs)
+        return {n: outs[n].astype(np.float32, copy=False) for n in self.output_names}
 
     def synchronize(self) -> None:
         """``__call__`` copies outputs to the host, so it has already synchronised; kept for the protocol."""

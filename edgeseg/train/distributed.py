@@ -64,8 +64,9 @@ def setup(device_cfg: str) -> DistContext:
 
 
 def loader_factory(dataset: Dataset, batch_size: int, workers: int, seed: int,
-                   ctx: DistContext) -> Callable[[int], DataLoader]:
-    """A function epoch -> DataLoader whose shuffling depends only on (seed, epoch, rank)."""
+                   ctx: DistContext, collate_fn: Callable[[list], object] | None = None) -> Callable[[int], DataLoader]:
+    """A function epoch -> DataLoader whose shuffling depends only on (seed, epoch, rank); ``collate_fn``
+    comes from the task (None: torch's default stacking)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataError("the training split is empty: training needs images (check data.root / data.val_ratio)")
     per_rank = max(1, min(batch_size // ctx.world_size if ctx.world_size > 1 else batch_size,
@@ -82,6 +83,6 @@ def loader_factory(dataset: Dataset, batch_size: int, workers: int, seed: int,
         gen_w = torch.Generator().manual_seed(seed * 104_729 + epoch * 31 + ctx.rank)
         return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=True,
                           pin_memory=ctx.device.type == "cuda", generator=gen_w,
-                          persistent_workers=False)
+                          persistent_workers=False, collate_fn=collate_fn)
 
     return make

@@ -1,8 +1,9 @@
 """The training loop: one code path for CPU, CUDA (AMP) and DDP under torchrun.
 
-Run-folder contents: ``model.pt`` (best validation mIoU), ``last.pt`` (full training state, for
-``--resume``), ``train_log.csv``, ``metrics.json`` (validation metrics of ``model.pt`` at native
-resolution), ``recipe.yaml`` and ``train.json`` (provenance).
+Run-folder contents: ``model.pt`` (best validation headline metric of the task: mIoU or mask AP),
+``last.pt`` (full training state, for ``--resume``), ``train_log.csv``, ``metrics.json`` (validation
+metrics of ``model.pt`` at native resolution), ``recipe.yaml`` and ``train.json`` (provenance). The
+model's task (:mod:`edgeseg.tasks`) gives the datasets, collation, loss and metric.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from edgeseg.artifacts.checkpoint import read_checkpoint, save_checkpoint, unwra
 from edgeseg.errors import UserError
 from edgeseg.recipe import Recipe, RecipeError, TrainCfg
 from edgeseg.train import distributed as dist_utils
-from edgeseg.train.losses import SegLoss
+from edgeseg.tasks import Task, by_name, get_task
+from edgeseg.train.losses import criterion_for
 from edgeseg.train.meta import meta_for
 
-LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "images_per_s", "epoch_s", "val_miou", "val_mean_dice",
-              "val_pixel_accuracy"]
+BASE_LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "images_per_s", "epoch_s"]
+
+
+def log_fields(task: Task) -> list[str]:
+    """train_log.csv columns: the common ones, then ``val_<metric>`` per column of the task."""
+    return BASE_LOG_FIELDS + [f"val_{c.key}" for c in task.columns]
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -82,7 +88,7 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch: i
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device) -> dict[str, Any]:
+def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device, task: Task) -> dict[str, Any]:
     from edgeseg.evaluate import dataset_samples, evaluate_arrays
     from edgeseg.runtime.torch_rt import TorchBackend
 
@@ -92,7 +98,7 @@ def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device) -
     backend = TorchBackend.from_model(net, meta, device=str(device))
     result = evaluate_arrays(backend, dataset_samples(val_set), num_classes=meta.num_classes,
                              ignore_index=meta.ignore_index, stride=meta.stride, class_names=meta.classes,
-                             total=len(val_set), description="validate")
+                             total=len(val_set), description="validate", task=task)
     net.train(was_training)
     return result
 
@@ -100,8 +106,9 @@ def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device) -
 class _CsvLog:
     """Append-only CSV log; rewritten atomically so a crash never truncates it."""
 
-    def __init__(self, path: Path, resume: bool) -> None:
+    def __init__(self, path: Path, resume: bool, fields: list[str]) -> None:
         self.path = path
+        self.fields = fields
         self.rows: list[dict[str, Any]] = []
         if resume and path.exists():
             self.rows = list(csv.DictReader(path.open()))
@@ -111,7 +118,7 @@ class _CsvLog:
             self.rows = [r for r in self.rows if int(r["epoch"]) < upto_epoch]
         self.rows.append(row)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        writer = csv.DictWriter(buf, fieldnames=self.fields)
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
@@ -134,8 +141,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
             ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
         extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).
     """
-    from edgeseg.data import build_dataset
-    from edgeseg.models import create_model
+    from edgeseg.models import create_model, get_model_info
 
     out = Path(out)
     cfg = recipe.train
@@ -145,19 +151,23 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed + ctx.rank)
 
-    train_set = build_dataset(recipe.data, "train", in_channels=recipe.model.in_channels, train=True,
-                              num_classes=recipe.model.num_classes)
-    val_set = build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False,
-                            num_classes=recipe.model.num_classes)
+    task = get_task(get_model_info(recipe.model.name))
+    train_set = task.build_dataset(recipe.data, "train", in_channels=recipe.model.in_channels, train=True,
+                                   num_classes=recipe.model.num_classes)
+    val_set = task.build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False,
+                                 num_classes=recipe.model.num_classes)
+    headline = task.headline
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     if model is None:
         model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
                              in_channels=recipe.model.in_channels, **recipe.model.args)
     model = model.to(device)
     meta = meta_for(model, recipe)
-    criterion = SegLoss(cfg.loss, recipe.data.ignore_index, cfg.class_weights).to(device)
+    output_names = tuple(model.output_names)
+    criterion = criterion_for(task, recipe).to(device)
     opt = make_optimizer(model, cfg)
-    loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx)
+    loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx,
+                                                 collate_fn=task.collate())
     steps_per_epoch = len(loader_for_epoch(0))
     sched = make_scheduler(opt, cfg, steps_per_epoch)
     use_amp = cfg.amp and device.type == "cuda"
@@ -172,7 +182,8 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, best_metrics = state["epoch"] + 1, state["best_metric"], state.get("best_metrics", {})
         if ctx.is_main:
-            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} (best mIoU {best:.4f})")
+            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} "
+                  f"(best {headline.label} {best:.4f})")
     elif ctx.is_main and (out / "last.pt").exists():
         print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
 
@@ -180,7 +191,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    log = _CsvLog(out / "train_log.csv", resume=resume) if ctx.is_main else None
+    log = _CsvLog(out / "train_log.csv", resume=resume, fields=log_fields(task)) if ctx.is_main else None
     t_start = time.perf_counter()
 
     from edgeseg.progress import make_progress
@@ -193,13 +204,14 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
             torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + ctx.rank)
             model.train()
             t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-            for images, masks in loader_for_epoch(epoch):
-                images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            for images, targets in loader_for_epoch(epoch):
+                images, targets = images.to(device, non_blocking=True), task.targets_to(targets, device)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                    logits = model(images)
-                loss = criterion(logits, masks)
+                    raw = model(images)
+                    outputs = by_name(output_names, raw, task.training_outputs)
+                loss, _parts = criterion(outputs, targets)
                 if extra_loss is not None:
-                    loss = loss + extra_loss(images, logits)
+                    loss = loss + extra_loss(images, raw)
                 if not ctx.all_finite(loss):
                     raise TrainingDiverged(
                         f"loss became {loss.item()} at epoch {epoch + 1}; stopped. The last good checkpoint "
@@ -222,13 +234,14 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                                    "images_per_s": f"{seen * ctx.world_size / epoch_s:.2f}", "epoch_s": f"{epoch_s:.2f}"}
             last_epoch = epoch + 1 == cfg.epochs
             if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
-                val = _validate(model, meta, val_set, device)
-                row.update(val_miou=f"{val['miou']:.5f}", val_mean_dice=f"{val['mean_dice']:.5f}",
-                           val_pixel_accuracy=f"{val['pixel_accuracy']:.5f}")
-                if val["miou"] > best:
-                    best, best_metrics = val["miou"], val
+                val = _validate(model, meta, val_set, device, task)
+                row.update({f"val_{c.key}": f"{val[c.key]:.5f}" for c in task.columns if c.key in val})
+                score = float(val[headline.key])
+                if score > best or not best_metrics:  # an all-NaN/-1 first epoch still gives a model.pt
+                    best, best_metrics = score, val
                     save_checkpoint(out / "model.pt", model, meta, epoch=epoch, metrics=val, best_metric=best)
-                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val mIoU {val['miou']:.4f} (best {best:.4f})")
+                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val {headline.label} {score:.4f} "
+                                          f"(best {best:.4f})")
             if ctx.is_main:
                 assert log is not None
                 log.append(row, upto_epoch=epoch + 1 if epoch == start_epoch else None)
@@ -239,10 +252,10 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
 
     result: dict[str, Any] = {}
     if ctx.is_main:
-        metrics = {**best_metrics, "split": "val", "checkpoint": str(out / "model.pt")}
+        metrics = {**best_metrics, "task": task.name, "split": "val", "checkpoint": str(out / "model.pt")}
         atomic_write_json(out / "metrics.json", metrics)
         train_s = time.perf_counter() - t_start
-        figures = {"best_miou": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
+        figures = {f"best_{headline.key}": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
                    "world_size": ctx.world_size, "device": str(device),
                    "train_images": len(train_set), "val_images": len(val_set)}
         atomic_write_json(out / "train.json", provenance("train", {"recipe": recipe.to_dict(),

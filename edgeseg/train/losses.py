@@ -1,6 +1,9 @@
-"""Segmentation losses: cross-entropy, soft Dice, or their sum; class weights and ignore_index."""
+"""Semantic segmentation losses: cross-entropy, soft Dice, or their sum; class weights and ignore_index."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,3 +57,32 @@ class SegLoss(nn.Module):
         if self.use_dice:
             loss = loss + self.dice(logits, target)
         return loss
+
+
+class SemanticCriterion(nn.Module):
+    """The semantic task's criterion: :class:`SegLoss` on the ``logits`` output, as ``(loss, parts)``."""
+
+    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None):
+        super().__init__()
+        self.loss = SegLoss(kind, ignore_index, class_weights)
+
+    def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        from edgeseg.tasks.semantic import logits_of
+
+        return self.loss(logits_of(outputs), target), {}
+
+
+def _yolact_loss(**kwargs: Any) -> nn.Module:
+    from edgeseg.train.losses_instance import YolactLoss
+
+    return YolactLoss(**kwargs)
+
+
+# loss name (what a task's ``loss()`` returns) -> constructor
+LOSSES: dict[str, Callable[..., nn.Module]] = {"segmentation": SemanticCriterion, "yolact": _yolact_loss}
+
+
+def criterion_for(task: Any, recipe: Any) -> nn.Module:
+    """The loss module ``task`` asks for, built with its arguments from ``recipe``."""
+    name, kwargs = task.loss(recipe)
+    return LOSSES[name](**kwargs)

@@ -63,7 +63,7 @@ def test_int8_runs_in_onnxruntime_with_agreement(exported):
     assert abs(acc["miou_drop_points"]) < 15
     be = runtime.open(out / "model.int8.onnx")
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
-    assert be(x)[0].shape[:2] == (2, be.meta.num_classes)
+    assert be(x)["logits"].shape[:2] == (2, be.meta.num_classes)
 
 
 def test_metadata_round_trip(exported):
@@ -181,13 +181,13 @@ def test_dynamo_failure_falls_back_and_is_reported(tmp_path, monkeypatch):
 def test_failing_fp32_parity_is_an_error_with_figures(tmp_path, monkeypatch):
     from edgeseg.export.context import ExportContext
 
-    real = ExportContext.reference_logits
+    real = ExportContext.reference_outputs
 
     def shifted(self):  # as if the ONNX graph computed something else than PyTorch
-        return [ref + np.where(np.arange(ref.shape[1]) == 0, 5.0, 0.0)[None, :, None, None].astype(np.float32)
-                for ref in real(self)]
+        return [{"logits": ref["logits"] + np.where(np.arange(ref["logits"].shape[1]) == 0, 5.0, 0.0)[
+            None, :, None, None].astype(np.float32)} for ref in real(self)]
 
-    monkeypatch.setattr(ExportContext, "reference_logits", shifted)
+    monkeypatch.setattr(ExportContext, "reference_outputs", shifted)
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=10)
     with pytest.raises(ExportError, match=r"model\.onnx: ONNX output differs from PyTorch"):
         export(ckpt, tmp_path / "out", precisions=["int8"])

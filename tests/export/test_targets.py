@@ -96,7 +96,7 @@ def test_kit_qdq_model_is_symmetric_int8_and_runs(targets):
     assert not any(n.op_type == "ConvTranspose" and n.input[1] in inits and inits[n.input[1]].dtype == np.int8
                    for n in model.graph.node)
     be = runtime.open(out / "tensorrt" / "model.int8.qdq.onnx")
-    assert be(np.zeros((1, 3, 64, 64), np.float32))[0].shape[1] == be.meta.num_classes
+    assert be(np.zeros((1, 3, 64, 64), np.float32))["logits"].shape[1] == be.meta.num_classes
 
 
 def test_calibration_cache_is_tensorrt_text_format(targets):
@@ -193,7 +193,7 @@ def test_openvino_ir_runs_with_metadata(tmp_path):
     assert rec["parity"]["max_rel_err"] < 1e-3
     be = runtime.open(rec["path"])
     assert be.meta.model_name == "unet_test" and be.meta.precision == "fp32"
-    assert be(np.zeros((1, 3, 64, 64), np.float32))[0].shape[1] == be.meta.num_classes
+    assert be(np.zeros((1, 3, 64, 64), np.float32))["logits"].shape[1] == be.meta.num_classes
 
 
 def test_cli_export_end_to_end(tmp_path, quick_latency):

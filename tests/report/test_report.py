@@ -142,3 +142,35 @@ def test_bad_results_are_clear_errors(tmp_path):
         report([other], tmp_path / "o")
     with pytest.raises(ResultsError, match="results file not found"):
         report([tmp_path / "missing.jsonl"], tmp_path / "o")
+
+
+def _instance_row(precision, p50, mask_ap, e2e):
+    row = _row("yolact-lite", precision, p50, 0.0, dataset="inst")
+    row["model"]["task"] = "instance"
+    row["latency_end_to_end"] = {"p50_ms": e2e}
+    row["accuracy"] = {"mask_ap": mask_ap, "mask_ap50": mask_ap + 0.3, "mask_ap75": mask_ap - 0.1, "box_ap": 0.5,
+                       "num_images": 13, "split": "val", "data": "n", "dataset": {"name": "inst", "hash": "inst"}}
+    return row
+
+
+def test_semantic_and_instance_rows_side_by_side_with_their_own_metric(tmp_path):
+    rows = ROWS[:2] + [_instance_row("fp32", 20.0, 0.40, 23.0), _instance_row("int8", 12.0, 0.395, 15.5)]
+    entries, _ = build_entries([dict(r) for r in rows])
+    inst = {e.precision: e for e in entries if e.task == "instance"}
+    assert inst["int8"].score == 0.395 and inst["int8"].score_delta_points == pytest.approx(-0.5)
+    assert inst["int8"].miou_delta_points is None and inst["int8"].pareto and inst["fp32"].pareto
+    results = tmp_path / "mixed.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = report([results], tmp_path / "out")
+    md = paths["md"].read_text()
+    assert "Semantic segmentation (mIoU):" in md and "Instance segmentation (mask AP):" in md
+    assert "| AP50 | AP75 | box AP |" in md and "p50 + postprocess (ms)" in md and "Δmask AP (pts)" in md
+    table = _tables(md)["Test CPU (2 cores)"]
+    int8 = next(r for r in table if r[1] == "yolact-lite.int8.onnx")
+    assert int8[11] == "15.50" and int8[14:18] == ["0.3950", "0.6950", "0.2950", "0.5000"] and int8[20] == "-0.50"
+    with paths["csv"].open() as fh:
+        got = {r["artifact"]: r for r in csv.DictReader(fh)}
+    assert got["yolact-lite.int8.onnx"]["metric"] == "mask_ap" and got["unet.int8.onnx"]["metric"] == "miou"
+    assert float(got["yolact-lite.int8.onnx"]["score"]) == 0.395 and got["yolact-lite.int8.onnx"]["miou"] == ""
+    with Image.open(paths["pareto"]) as im:
+        assert im.width > 1.6 * im.height  # a semantic and an instance panel

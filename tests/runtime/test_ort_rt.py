@@ -41,7 +41,9 @@ def test_onnx_file_alone_gives_meta_inputs_and_outputs(tmp_path):
     assert be.inputs[0].dtype == "float32" and be.inputs[0].fixed_hw is None
     assert be.session.get_session_options().intra_op_num_threads == 1
     x = np.ones((2, 3, 5, 7), np.float64)  # any float input is cast to the model's dtype
-    (out,) = be(x)
+    outputs = be(x)
+    assert list(outputs) == be.output_names == ["logits"]  # outputs by the graph's names
+    out = outputs["logits"]
     assert out.shape == (2, 2, 5, 7) and np.allclose(out[:, 0], 3.0) and np.allclose(out[:, 1], 12.0)
 
 
@@ -56,7 +58,7 @@ def test_ort_format_file_keeps_the_metadata(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 4)).astype(np.float32)
     be = runtime.open(ort_file)
     assert be.meta == META
-    np.testing.assert_allclose(be(x)[0], runtime.open(src)(x)[0], rtol=1e-6)
+    np.testing.assert_allclose(be(x)["logits"], runtime.open(src)(x)["logits"], rtol=1e-6)
 
 
 def test_foreign_onnx_needs_meta(tmp_path):

@@ -1,0 +1,264 @@
+"""Instance segmentation (YOLACT-style): raw heads ``scores``, ``boxes``, ``coefs``, ``protos``; COCO mask AP.
+
+The numpy postprocess (:mod:`edgeseg.tasks.instance_postprocess`) runs beside any runtime, so an
+exported graph holds the network only by default; ``export.postprocess: graph`` exports
+:class:`edgeseg.models.yolact.YolactWithPostprocess` instead (a fixed number of detections per image).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
+
+HEADS = ("scores", "boxes", "coefs", "protos")
+GRAPH_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_masks")  # YolactWithPostprocess
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xyxy boxes ``a`` (N x 4) and ``b`` (M x 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def matched_detections(ref: Any, out: Any, iou: float = MATCH_IOU) -> int:
+    """Greedy one-to-one matches (same label, box IoU >= ``iou``) between two Detections, by reference score."""
+    if len(ref.scores) == 0 or len(out.scores) == 0:
+        return 0
+    ious = box_iou(np.asarray(ref.boxes, np.float64), np.asarray(out.boxes, np.float64))
+    ious[np.asarray(ref.labels)[:, None] != np.asarray(out.labels)[None, :]] = 0.0
+    used = np.zeros(ious.shape[1], bool)
+    count = 0
+    for i in np.argsort(-np.asarray(ref.scores), kind="stable"):
+        cand = np.where(used, -1.0, ious[i])
+        j = int(cand.argmax())
+        if cand[j] >= iou:
+            used[j] = True
+            count += 1
+    return count
+
+
+def resize_plane(plane: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of one H x W plane (float or bool) to ``hw``, as float32."""
+    from PIL import Image
+
+    plane = plane.astype(np.float32)
+    if plane.shape == tuple(hw):
+        return plane
+    return np.asarray(Image.fromarray(plane, mode="F").resize((hw[1], hw[0]), Image.BILINEAR))
+
+
+def decode_graph_outputs(outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
+                         placement: str, score_thresh: float = 0.05, mask_thresh: float = 0.5,
+                         max_dets: int = 100, **_: Any) -> list[Any]:
+    """Detections from a graph that holds its postprocess (fixed slots, score 0 when empty; masks at the
+    network's input size), at ``image_hw``."""
+    from edgeseg.tasks.instance_postprocess import Detections
+
+    boxes, scores, labels, masks = (np.asarray(output(outputs, k)) for k in GRAPH_OUTPUTS)
+    size = tuple(image_hw) if placement == "resize" else tuple(input_hw)
+    scale = np.array([size[1] / input_hw[1], size[0] / input_hw[0]] * 2, np.float32)
+    h, w = image_hw
+    result = []
+    for b in range(scores.shape[0]):
+        keep = np.flatnonzero(scores[b] > score_thresh)[:max_dets]
+        mk = [resize_plane(m, size)[:h, :w] > mask_thresh for m in masks[b][keep]]
+        bx = boxes[b][keep].astype(np.float32) * scale
+        bx[:, 0::2] = bx[:, 0::2].clip(0, w)
+        bx[:, 1::2] = bx[:, 1::2].clip(0, h)
+        result.append(Detections(boxes=bx, scores=scores[b][keep].astype(np.float32),
+                                 labels=labels[b][keep].round().astype(np.int64),
+                                 masks=np.stack(mk) if mk else np.zeros((0, h, w), bool)))
+    return result
+
+
+def tail_nodes(model: Any, outputs: tuple[str, ...]) -> dict[str, str]:
+    """Nodes between each named graph output and the last weighted layer before it (that layer included)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    initializers = {i.name for i in model.graph.initializer}
+    keep: dict[str, str] = {}
+    stack = [(o, o) for o in outputs if o in producer]
+    while stack:
+        tensor, head = stack.pop()
+        node = producer.get(tensor)
+        if node is None or node.name in keep:
+            continue
+        weighted = node.op_type in WEIGHTED_OPS
+        keep[node.name] = (f"last layer of the {head!r} head" if weighted
+                           else f"decodes the {head!r} head") + " (instance heads stay in float)"
+        if not weighted:
+            stack += [(t, head) for t in node.input if t and t not in initializers]
+    return keep
+
+
+POSTPROCESS_KEYS = ("score_thresh", "iou_thresh", "top_k", "max_dets", "mask_thresh")
+
+
+class _InstanceMetric:
+    def __init__(self, class_names: list[str] | None, num_classes: int, max_dets: int) -> None:
+        from edgeseg.metrics.instance import InstanceEvaluator
+
+        names = list(class_names or [f"class{i}" for i in range(num_classes)])
+        self.evaluator = InstanceEvaluator(names, max_dets=max_dets)
+
+    def update(self, image_id: int, prediction: Any, target: dict[str, np.ndarray]) -> None:
+        self.evaluator.update(image_id, prediction, target)
+
+    def compute(self) -> dict[str, Any]:
+        return self.evaluator.compute()
+
+
+class InstanceTask(Task):
+    """Per-object masks with class and score: the YOLACT family."""
+
+    name: ClassVar[str] = "instance"
+    output_names: ClassVar[tuple[str, ...]] = HEADS
+    headline: ClassVar[MetricColumn] = MetricColumn("mask_ap", "mask AP")
+    columns: ClassVar[tuple[MetricColumn, ...]] = (
+        MetricColumn("mask_ap", "mask AP"), MetricColumn("mask_ap50", "mask AP50"),
+        MetricColumn("mask_ap75", "mask AP75"), MetricColumn("box_ap", "box AP"))
+    report_columns: ClassVar[tuple[MetricColumn, ...]] = (
+        MetricColumn("mask_ap", "mask AP"), MetricColumn("mask_ap50", "AP50"), MetricColumn("mask_ap75", "AP75"),
+        MetricColumn("box_ap", "box AP"))
+    # Detections are compared after decoding: a score near the threshold may drop one in FP32 noise.
+    parity_bars: ClassVar[ParityBars] = ParityBars(fp32_max_rel_err=1e-3, fp32_min_agreement=0.95,
+                                                   fp16_min_agreement=0.8, int8_min_agreement=0.5,
+                                                   engine_min_agreement=0.8)
+    has_postprocess: ClassVar[bool] = True
+    training_outputs: ClassVar[tuple[str, ...]] = ("semantic",)  # the optional auxiliary semantic head
+
+    def output_axes(self, name: str) -> dict[int, str]:
+        if name == "protos":
+            return {0: "batch", 2: "proto_height", 3: "proto_width"}
+        return {0: "batch", 1: "anchors"}
+
+    def int8_float_nodes(self, model: Any) -> dict[str, str]:
+        return tail_nodes(model, tuple(o.name for o in model.graph.output))
+
+    def export_model(self, model: Any, recipe: Any, cfg: Any) -> Any:
+        """The raw-heads model, or with ``cfg.postprocess == "graph"`` the model plus its postprocess with
+        ``max_dets`` detection slots (the recipe's ``instance`` thresholds)."""
+        if getattr(cfg, "postprocess", "runtime") != "graph":
+            return model
+        from edgeseg.models.yolact import YolactWithPostprocess
+
+        opts = self.options(getattr(recipe, "instance", None))
+        return YolactWithPostprocess(model, **opts).eval()
+
+    @staticmethod
+    def options(section: Any) -> dict[str, Any]:
+        """Postprocess keyword arguments from a recipe's ``instance`` section (object or dict; None: defaults)."""
+        if section is None:
+            return {}
+        get = section.get if isinstance(section, dict) else lambda k: getattr(section, k, None)
+        return {k: get(k) for k in POSTPROCESS_KEYS if get(k) is not None}
+
+    def decode_options(self, meta: Any) -> dict[str, Any]:
+        return self.options((meta.recipe or {}).get("instance"))
+
+    def decode(self, outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
+               placement: Placement, **postprocess: Any) -> list[Any]:
+        if GRAPH_OUTPUTS[1] in outputs:  # exported with the postprocess inside the graph
+            return decode_graph_outputs(outputs, input_hw=input_hw, image_hw=image_hw, placement=placement,
+                                        **postprocess)
+        heads = {k: np.asarray(output(outputs, k)) for k in HEADS}
+        from edgeseg.tasks.instance_postprocess import postprocess as numpy_postprocess
+
+        return numpy_postprocess(heads, input_hw=tuple(input_hw), image_hw=tuple(image_hw), placement=placement,
+                                 **postprocess)
+
+    def decode_torch(self, outputs: dict[str, Any], *, input_hw: tuple[int, int]) -> Any:
+        from edgeseg.models.yolact import postprocess as torch_postprocess
+
+        heads = {k: output(outputs, k) for k in HEADS}
+        return torch_postprocess(heads, input_hw=tuple(input_hw), image_hw=tuple(input_hw), placement="pad")
+
+    def build_dataset(self, data_cfg: Any, split: str, *, in_channels: int, train: bool,
+                      num_classes: int | None) -> Any:
+        from edgeseg.data.instances import build_instance_dataset
+
+        return build_instance_dataset(data_cfg, split, in_channels=in_channels, train=train, num_classes=num_classes)
+
+    def collate(self) -> Any:
+        from edgeseg.data.instances import collate_instances
+
+        return collate_instances
+
+    def loss(self, recipe: Any) -> tuple[str, dict[str, Any]]:
+        section = getattr(recipe, "instance", None)
+        return "yolact", {"num_classes": recipe.model.num_classes, **(getattr(section, "loss", None) or {})}
+
+    def targets_to(self, targets: Any, device: Any) -> Any:
+        return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+    def metric(self, *, num_classes: int, ignore_index: int, class_names: list[str] | None,
+               options: dict[str, Any] | None = None) -> _InstanceMetric:
+        return _InstanceMetric(class_names, num_classes, int((options or {}).get("max_dets", 100)))
+
+    def parity(self, reference: list[dict[str, np.ndarray]], outputs: list[dict[str, np.ndarray]],
+               inputs: list[np.ndarray]) -> dict[str, Any]:
+        """Largest head error (relative to each head's range) and the share of reference detections kept."""
+        errors: dict[str, float] = {}
+        max_abs, max_rel, matched, total = 0.0, 0.0, 0, 0
+        for ref, out, x in zip(reference, outputs, inputs):
+            for name in ref:
+                r, o = np.asarray(output(ref, name), np.float32), np.asarray(output(out, name), np.float32)
+                if r.shape != o.shape:
+                    raise ValueError(f"output {name!r} has shape {o.shape}, PyTorch's is {r.shape}")
+                err = float(np.abs(o - r).max()) if r.size else 0.0
+                rel = err / max(float(np.abs(r).max()) if r.size else 0.0, 1e-12)
+                errors[name] = max(errors.get(name, 0.0), rel)
+                max_abs, max_rel = max(max_abs, err), max(max_rel, rel)
+            hw = tuple(x.shape[-2:])
+            ref_dets = self.decode(ref, input_hw=hw, image_hw=hw, placement="pad")
+            out_dets = self.decode(out, input_hw=hw, image_hw=hw, placement="pad")
+            for rd, od in zip(ref_dets, out_dets):
+                matched += matched_detections(rd, od)
+                total += max(len(rd.scores), len(od.scores))
+        return {"images": len(reference), "max_abs_err": max_abs, "max_rel_err": max_rel,
+                "rel_err_by_output": errors, "detections": total, "matched_detections": matched,
+                "agreement": matched / total if total else 1.0}
+
+    def render(self, raw: np.ndarray, prediction: Any, meta: Any) -> dict[str, bytes]:
+        """``overlay.png`` (masks, boxes, 'class score' labels), ``instances.png`` (16-bit ids), ``detections.json``."""
+        from PIL import Image, ImageDraw
+
+        from edgeseg.predict import PALETTE, png_bytes
+
+        rgb = np.repeat(raw, 3, axis=2) if raw.shape[2] == 1 else raw[..., :3]
+        canvas = rgb.astype(np.float32)
+        ids = np.zeros(rgb.shape[:2], np.uint16)
+        order = np.argsort(np.asarray(prediction.scores))  # best last: drawn on top
+        for rank, i in enumerate(order):
+            mask = np.asarray(prediction.masks[i], bool)
+            colour = PALETTE[i % len(PALETTE)].astype(np.float32)
+            canvas[mask] = 0.55 * canvas[mask] + 0.45 * colour
+            ids[mask] = i + 1
+        image = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        names = list(meta.classes)
+        dets = []
+        for i in order:
+            x1, y1, x2, y2 = (float(v) for v in prediction.boxes[i])
+            label, score = int(prediction.labels[i]), float(prediction.scores[i])
+            name = names[label] if 0 <= label < len(names) else str(label)
+            colour = tuple(int(c) for c in PALETTE[i % len(PALETTE)])
+            draw.rectangle([x1, y1, x2, y2], outline=colour)
+            draw.text((x1 + 2, max(0.0, y1 - 11)), f"{name} {score:.2f}", fill=colour)
+            dets.append({"id": int(i) + 1, "class": name, "label": label, "score": round(score, 4),
+                         "box_xyxy": [round(v, 1) for v in (x1, y1, x2, y2)],
+                         "area": int(np.asarray(prediction.masks[i], bool).sum())})
+        buf = io.BytesIO()
+        Image.fromarray(ids).save(buf, format="PNG")
+        return {"overlay.png": png_bytes(np.asarray(image)), "instances.png": buf.getvalue(),
+                "detections.json": (json.dumps(sorted(dets, key=lambda d: -d["score"]), indent=1) + "\n").encode()}
