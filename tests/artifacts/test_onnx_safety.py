@@ -46,7 +46,7 @@ def _with_external(folder, location: str, write: bool = True):
 
 def test_external_data_inside_the_folder_loads(tmp_path):
     be = runtime.open(_with_external(tmp_path, "model.onnx.data"))
-    out = be(np.zeros((1, 3, 1, 1), np.float32))[0]
+    out = be(np.zeros((1, 3, 1, 1), np.float32))["output"]
     assert out.ravel().tolist() == [1.0, 2.0, 3.0]
 
 
