@@ -47,7 +47,7 @@ def test_qat_export_is_plain_qdq_that_runs_in_onnxruntime_without_ptq(fitted: Pa
     assert not list((tmp_path / "qat").glob("*.pt"))
     assert art["parity"]["argmax_agreement"] > 0.9 and art["accuracy"]["int8"]["num_images"] == 6
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    assert OrtBackend(art["path"], threads=1)(x)[0].shape == (1, 4, 64, 64)
+    assert OrtBackend(art["path"], threads=1)(x)["logits"].shape == (1, 4, 64, 64)
 
 
 def test_mixed_precision_honours_the_budget_where_full_int8_does_not(fitted: Path, tmp_path: Path, quick: None,
