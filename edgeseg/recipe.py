@@ -137,7 +137,14 @@ class ExportCfg(_Strict):
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
     int8_policy: Literal["auto", "always"] = Field(
         "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
-both
+    qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
+    max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
+                                                           "drops by at most this many points")
+    postprocess: Literal["runtime", "graph"] = Field(
+        "runtime", description="instance models: 'runtime' exports the raw heads and decodes them with numpy "
+                               "beside the runtime; 'graph' puts the postprocess inside the graph with a fixed "
+                               "number of detection slots per image (the recipe's instance thresholds)")
+
 
 class BenchCfg(_Strict):
     """What `bench` measures."""
