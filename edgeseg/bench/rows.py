@@ -40,6 +40,7 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "artifact.size_bytes": (NUMBER, "a number"), "artifact.sha256": ((str,), "a string"),
     "model": ((dict,), "an object"), "model.name": ((str,), "a string"), "model.params": (NUMBER, "a number"),
     "model.gmacs": (NUMBER, "a number"), "model.model_args": ((dict,), "an object"),
+    "model.task": ((str,), "a string"),
     "backend": ((str,), "a string"), "device": ((str,), "a string"), "device_label": ((str,), "a string"),
     "precision": ((str,), "a string"), "threads": ((int,), "an integer"), "batch": ((int,), "an integer"),
     "latency": ((dict,), "an object"), "latency.p50_ms": (NUMBER, "a number"),
@@ -47,6 +48,8 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "memory": ((dict,), "an object"), "memory.peak_rss_mb": (NUMBER, "a number"),
     "accuracy": ((dict,), "an object"), "accuracy.miou": (NUMBER, "a number"),
     "accuracy.mean_dice": (NUMBER, "a number"), "accuracy.num_images": ((int,), "an integer"),
+    "accuracy.mask_ap": (NUMBER, "a number"), "accuracy.mask_ap50": (NUMBER, "a number"),
+    "accuracy.mask_ap75": (NUMBER, "a number"), "accuracy.box_ap": (NUMBER, "a number"),
     "accuracy.dataset": ((dict,), "an object"), "machine": ((dict,), "an object"),
     "machine.gpus": ((list,), "a list"), "versions": ((dict,), "an object"), "error": ((str,), "a string"),
 }
