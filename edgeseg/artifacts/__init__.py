@@ -26,7 +26,8 @@ RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_repo
 # The runtime's default backend per file, bench's format column and the pipeline's list of runnable
 # exports are all read from it.
 ARTIFACT_KINDS: dict[str, str] = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
-                                  ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino"}
+                                  ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino",
+                                  ".pte": "executorch"}
 
 
 def artifact_kind(path: str | Path) -> str | None:

@@ -95,3 +95,35 @@ def read_openvino(model: Any, source: str) -> ModelMeta:
         if model.has_rt_info([OV_RT_INFO_KEY, field.name]):
             props[META_PREFIX + field.name] = model.get_rt_info([OV_RT_INFO_KEY, field.name]).astype(str)
     return ModelMeta.from_onnx_props(props, source=source)
+
+
+# ExecuTorch programs have no metadata field; constant methods (values baked into the .pte, readable by
+# any ExecuTorch runtime, so a phone app can read classes and normalisation from the file it runs).
+PTE_META_METHOD = "edgeseg_meta"
+PTE_OUTPUTS_METHOD = "edgeseg_outputs"
+
+
+def pte_constant_methods(meta: ModelMeta, output_names: list[str], precision: str | None = None) -> dict[str, str]:
+    """``constant_methods`` for ExecuTorch lowering: the metadata and the output names as JSON strings."""
+    meta = with_precision(meta, precision) if precision else meta
+    return {PTE_META_METHOD: json.dumps(meta.to_dict(), sort_keys=True, default=str),
+            PTE_OUTPUTS_METHOD: json.dumps(list(output_names))}
+
+
+def _pte_constant(program: Any, name: str, source: str) -> Any:
+    if name not in program.method_names:
+        raise ArtifactError(f"{source}: no edgeseg metadata in the program (method {name!r} missing); export it "
+                            "with `edgeseg export --format executorch`")
+    try:
+        return json.loads(program.load_method(name).execute([])[0])
+    except (TypeError, IndexError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{source}: unreadable edgeseg metadata in method {name!r} ({exc})") from None
+
+
+def read_pte(program: Any, source: str) -> tuple[ModelMeta, list[str]]:
+    """(ModelMeta, output names) of a loaded ``executorch.runtime.Program`` written by :func:`pte_constant_methods`."""
+    try:
+        meta = ModelMeta.from_dict(_pte_constant(program, PTE_META_METHOD, source))
+    except ArtifactError as exc:
+        raise ArtifactError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from None
+    return meta, [str(n) for n in _pte_constant(program, PTE_OUTPUTS_METHOD, source)]

@@ -15,6 +15,7 @@ _HINTS = {
     "openvino": "export with `edgeseg export --format openvino`, or bench the .onnx file",
     "torch": "only checkpoints (.pt) run on torch",
     "onnxruntime": "export to ONNX with `edgeseg export` first",
+    "executorch": "export with `edgeseg export --format executorch` and bench the .pte",
 }
 
 

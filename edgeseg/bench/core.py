@@ -22,7 +22,8 @@ from edgeseg.bench.rows import SCHEMA
 from edgeseg.data.preprocess import round_up_to_stride
 from edgeseg.tasks import get_task
 
-RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "edgeseg")
+RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "openvino", "executorch",
+                    "edgeseg")
 
 
 @dataclass

@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 
 MB = 1024 * 1024
-RUNTIME_LIBRARY = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino"}
+RUNTIME_LIBRARY = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino",
+                   "executorch": "executorch.runtime"}
 
 
 def rss_mb() -> float:

@@ -60,6 +60,8 @@ FORMATS: dict[str, Format] = {
                        "TensorRT engine where TensorRT + GPU exist; always a Jetson build kit"),
     "openvino": Format("openvino", False, True, "edgeseg.export.onnx2openvino:convert",
                        "OpenVINO IR (.xml + .bin) where the openvino package is installed"),
+    "executorch": Format("executorch", False, True, "edgeseg.export.torch2executorch:convert",
+                         "ExecuTorch program (XNNPACK) for Android/iOS + phone kit (executorch extra)"),
 }
 # precision -> converter writing its ONNX file. Order matters: FP16 and INT8 are converted from FP32.
 PRECISIONS: dict[str, str] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0
 LATENCY_ROUNDS = 2  # FP32 and INT8 measured alternately, best p50 kept: drift hits both alike
 
 
-def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_speedup: float = 1.0) -> tuple[bool, str]:
+def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_speedup: float = 1.0,
+                  rejected_name: str = "model.int8.rejected.onnx") -> tuple[bool, str]:
     """Ship the INT8 model? ``auto``: only when FP32 / INT8 latency exceeds ``min_speedup``.
 
     Returns:
@@ -39,7 +41,7 @@ def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_spee
         raise ValueError(f"int8_policy must be 'auto' or 'always', got {policy!r}")
     if speedup > min_speedup:
         return True, f"faster than FP32 on this machine: {figures}"
-    return False, (f"not faster than FP32 on this machine: {figures}; kept as model.int8.rejected.onnx "
+    return False, (f"not faster than FP32 on this machine: {figures}; kept as {rejected_name} "
                    "(int8_policy=always would ship it)")
 
 
@@ -87,13 +89,18 @@ def task_float_nodes(ctx: ExportContext, model_path: Path) -> dict[str, str]:
     return ctx.task.int8_float_nodes(onnx.load(str(model_path), load_external_data=False))
 
 
-def measure(ctx: ExportContext, paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Batch-1 latency at the recipe input size with all cores, alternating models between rounds."""
+def measure(ctx: ExportContext, paths: dict[str, Path], opener: Callable[[Path], Any] | None = None,
+            backend: str = "onnxruntime-cpu") -> dict[str, dict[str, Any]]:
+    """Batch-1 latency at the recipe input size with all cores, alternating models between rounds.
+
+    ``opener`` loads a file as a Backend (default ONNX Runtime, :meth:`ExportContext.open`); ``backend``
+    names it in the figures.
+    """
     from edgeseg.bench.contention import CpuWatch, contention_reason
     from edgeseg.bench.latency import measure_latency
 
     x = np.random.default_rng(0).standard_normal((1, ctx.meta.in_channels, *ctx.input_hw)).astype(np.float32)
-    backends = {k: ctx.open(p) for k, p in paths.items()}
+    backends = {k: (opener or ctx.open)(p) for k, p in paths.items()}
     best: dict[str, dict[str, Any]] = {}
     contention: dict[str, str] = {}
     for _ in range(LATENCY_ROUNDS):
@@ -106,7 +113,7 @@ def measure(ctx: ExportContext, paths: dict[str, Path]) -> dict[str, dict[str, A
             if key not in best or stats["p50_ms"] < best[key]["p50_ms"]:
                 best[key] = stats
     for key, stats in best.items():
-        stats.update(threads=ctx.threads, input=[1, ctx.meta.in_channels, *ctx.input_hw], backend="onnxruntime-cpu",
+        stats.update(threads=ctx.threads, input=[1, ctx.meta.in_channels, *ctx.input_hw], backend=backend,
                      contention=contention[key])
     return best
 

@@ -1,6 +1,6 @@
 """SegNet (Badrinarayanan et al., 2017): VGG16-BN encoder, decoder unpooling by stored max locations.
 
-Two interchangeable unpooling forms share the same weights:
+Three interchangeable unpooling forms share the same weights:
 
 * ``indices``: ``max_pool2d(return_indices=True)`` + ``max_unpool2d`` (the paper's). PyTorch's dynamo
   exporter lowers it to MaxPool-with-indices + ScatterND, which ONNX Runtime runs but TensorRT cannot
@@ -9,6 +9,11 @@ Two interchangeable unpooling forms share the same weights:
   Mul, DepthToSpace), then ``nearest_upsample(values) * mask``. Ties inside a 2x2 window (common: ReLU
   zeros) are broken like ``max_pool2d``'s indices, first maximum in row-major window order, so both forms
   give identical outputs for any non-NaN input.
+* ``arith``: the same mask written with arithmetic and layout ops only (max-pool, sub, clamp, ceil, mul,
+  reshape, permute, slice, cat): ExecuTorch's XNNPACK delegate has no comparison, nearest-upsample,
+  strided-slice or index_put kernel, so this is the one form it runs whole (the others fall back to
+  ExecuTorch's portable kernels). Identical to ``compare`` except where a window's max exceeds another
+  element by less than the smallest float32 (denormals flushed to zero count as a tie).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from edgeseg.models.base import SegModel
 from edgeseg.models.blocks import ConvStack, init_weights, scale_width
 from edgeseg.models.registry import register_model
 
-UnpoolMode = Literal["indices", "compare"]
+UnpoolMode = Literal["indices", "compare", "arith"]
 UNPOOL_MODES: tuple[str, ...] = get_args(UnpoolMode)
 
 
@@ -51,6 +56,31 @@ def mask_unpool(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.interpolate(values, scale_factor=2.0, mode="nearest") * mask
 
 
+# A module-level constant (not torch.ones in forward): torch.export bakes it into the delegate.
+_REPEAT_2X2 = torch.ones(1, 1, 2, 1, 2)
+
+
+def repeat_2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsampling as a broadcast multiply + reshape (ops XNNPACK delegates)."""
+    n, c, h, w = x.shape
+    return (x.reshape(n * c, h, 1, w, 1) * _REPEAT_2X2.to(x.dtype)).reshape(n, c, 2 * h, 2 * w)
+
+
+def max_pool_mask_arith(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`max_pool_mask` without comparisons, nearest resize or strided slices (same tie rule)."""
+    n, c, hh, ww = x.shape
+    h, w = hh // 2, ww // 2
+    pooled = F.max_pool2d(x, 2, 2)
+    # 0 at a window's max, 1 elsewhere: the difference to the max is >= 0, ceil(clamp(., 0, 1)) is 0 only at 0.
+    below = torch.ceil(torch.clamp(repeat_2x(pooled) - x, 0.0, 1.0))
+    below = below.reshape(n * c, h, 2, w, 2).permute(0, 2, 4, 1, 3).reshape(n * c, 4, h, w)
+    b00, b01, b10 = below[:, 0:1], below[:, 1:2], below[:, 2:3]
+    # First max in row-major window order; the last position is the max when none before it is.
+    mask = torch.cat([1.0 - b00, (1.0 - b01) * b00, (1.0 - b10) * b00 * b01, b00 * b01 * b10], 1)
+    mask = mask.reshape(n * c, 2, 2, h, w).permute(0, 3, 1, 4, 2).reshape(n, c, hh, ww)
+    return pooled, mask
+
+
 class SegNet(SegModel):
     """VGG-style encoder of ``len(widths)`` stages, each ending in a 2x2 max-pool; mirrored decoder.
 
@@ -62,7 +92,8 @@ class SegNet(SegModel):
         width_mult: Multiplier applied to ``widths`` (rounded to multiples of 8).
         separable: Depthwise-separable 3x3 units everywhere except the first encoder stage (a full-conv
             stem: a depthwise conv over the 1-3 channels of an image has too little capacity).
-        unpool: ``indices`` (max_unpool2d) or ``compare`` (TensorRT-friendly mask form, same result).
+        unpool: ``indices`` (max_unpool2d), ``compare`` (TensorRT-friendly mask form, same result) or
+            ``arith`` (the mask form ExecuTorch's XNNPACK delegate runs whole).
     """
 
     stride = 32
@@ -98,6 +129,8 @@ class SegNet(SegModel):
             x = stage(x)
             if self.unpool == "indices":
                 x, where = F.max_pool2d(x, 2, 2, return_indices=True)
+            elif self.unpool == "arith":
+                x, where = max_pool_mask_arith(x)
             else:
                 x, where = max_pool_mask(x)
             saved.append(where)
@@ -108,7 +141,12 @@ class SegNet(SegModel):
                 # carry no autograd edge; this zero-valued add shows the tie to a graph tracer so both
                 # sides are pruned with the same channel indices.
                 x = x + 0 * pooled[i]
-            x = F.max_unpool2d(x, saved[i], 2, 2) if self.unpool == "indices" else mask_unpool(x, saved[i])
+            if self.unpool == "indices":
+                x = F.max_unpool2d(x, saved[i], 2, 2)
+            elif self.unpool == "arith":
+                x = repeat_2x(x) * saved[i]
+            else:
+                x = mask_unpool(x, saved[i])
             x = self.decoder[i](x)
         return self.head(x)
 

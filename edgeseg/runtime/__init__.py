@@ -18,6 +18,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("edgeseg.runtime.ort_rt", "OrtBackend"),
     "tensorrt": ("edgeseg.runtime.trt_rt", "TensorRTBackend"),
     "openvino": ("edgeseg.runtime.openvino_rt", "OpenVINOBackend"),
+    "executorch": ("edgeseg.runtime.executorch_rt", "ExecuTorchBackend"),
 }
 # backend -> artifact kinds (see ``edgeseg.artifacts.ARTIFACT_KINDS``) it loads; the first backend
 # listed for a kind is that kind's default.
@@ -26,12 +27,13 @@ LOADS: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("onnx", "ort"),
     "tensorrt": ("tensorrt",),
     "openvino": ("openvino", "onnx"),
+    "executorch": ("executorch",),
 }
 DEFAULT_BACKEND: dict[str, str] = {}
 for _backend, _kinds in LOADS.items():
     for _kind in _kinds:
         DEFAULT_BACKEND.setdefault(_kind, _backend)
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "torch-cuda": "torch", "ov": "openvino"}
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "torch-cuda": "torch", "ov": "openvino", "et": "executorch"}
 BACKEND_CHOICES = (*BACKENDS, *ALIASES)
 """Every name ``backend=`` accepts (the recipe's ``bench.backends`` choices)."""
 

@@ -1,0 +1,256 @@
+"""PyTorch -> ExecuTorch ``.pte`` for phones: ``torch.export`` -> XNNPACK delegate -> ``.pte``, FP32 and INT8.
+
+XNNPACK holds the CPU kernels ExecuTorch runs on Android and iOS, and the Python wheel runs the same
+kernels here, so the file that ships is checked and timed on this machine:
+
+* FP32 (``model.pte``): parity against PyTorch on real validation images (an error when it fails).
+* INT8 (``model.int8.pte``): PT2E static quantization with the XNNPACK quantizer (per-channel
+  weights, int8 activations observed on the TRAINING split, the project's calibration images), then
+  parity, FP32-vs-INT8 latency and accuracy of both on the whole validation split; shipped under the
+  same ``int8_policy`` as ONNX INT8 (kept as ``model.int8.rejected.pte`` when not faster).
+
+Programs are exported at the recipe input size (static shapes: memory planning, and XNNPACK delegates
+static reshapes only). SegNet is re-exported from the same weights with ``unpool="arith"``, the one
+unpooling form XNNPACK runs whole. ``export.json`` records the fraction of the graph delegated and
+every operator left to ExecuTorch's portable kernels with its layer. The metadata is stored in the
+program itself (constant methods, :mod:`edgeseg.runtime.executorch_rt`), so the .pte alone is enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeseg.artifacts import ModelMeta, atomic_write_bytes
+from edgeseg.export.context import ExportContext
+from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.artifacts.metadata import pte_constant_methods
+
+PTE_NAMES = {"fp32": "model.pte", "int8": "model.int8.pte"}
+REJECTED_INT8 = "model.int8.rejected.pte"
+DELEGABLE_UNPOOL = "arith"
+_NOT_CORE_ATEN = re.compile(r"Operator (?:torch\._ops\.)?(\S+) is not (?:in )?(?:Core ATen|Aten Canonical)")
+
+
+def first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.export / exir / torchao warn and print at length; failures are raised and reported instead."""
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export", "executorch", "torchao", "root")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.Module, ModelMeta, str]:
+    """The model as exported to XNNPACK: SegNet with index or compare unpooling becomes an ``arith`` twin.
+
+    Returns (model, metadata describing it, a note saying what changed or '').
+    """
+    config = dict(getattr(model, "config", {}))
+    if config.get("unpool") in (None, DELEGABLE_UNPOOL):
+        return model, meta, ""
+    from edgeseg.artifacts.checkpoint import build_from_config
+
+    twin = build_from_config({**config, "unpool": DELEGABLE_UNPOOL}).eval()
+    twin.load_state_dict(model.state_dict())
+    twin.config = {**config, "unpool": DELEGABLE_UNPOOL}
+    meta = dataclasses.replace(meta, model_args={**meta.model_args, "unpool": DELEGABLE_UNPOOL})
+    return twin, meta, (f"re-exported with unpool={DELEGABLE_UNPOOL!r} (same weights, same outputs): XNNPACK has no "
+                        f"kernel for unpool={config['unpool']!r}'s ops, which would run on portable kernels")
+
+
+def _layer(node: Any) -> str:
+    """``decoder.2.conv (Conv2d)`` from a node's module stack; the model itself when it has none."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "the model's own forward"
+    path, cls = list(stack.values())[-1]
+    path = re.sub(r"^L\['self'\]\.?|^L__self___?", "", str(path)).replace("_modules['", "").replace("']", "")
+    cls_name = getattr(cls, "__name__", str(cls).rsplit(".", 1)[-1].strip("'>"))
+    return f"{path or '(root)'} ({cls_name})"
+
+
+def _op_name(target: Any) -> str:
+    name = getattr(target, "__name__", str(target))
+    return name.removeprefix("aten.").removeprefix("dim_order_ops.")
+
+
+def _graph_ops(graph: Any) -> list[Any]:
+    skip = ("getitem", "executorch_call_delegate")
+    return [n for n in graph.nodes if n.op == "call_function" and not any(s in str(n.target) for s in skip)]
+
+
+def delegation(edge: Any) -> dict[str, Any]:
+    """How much of a lowered program XNNPACK runs: operator counts inside/outside delegates, and what is left."""
+    from executorch.exir.lowered_backend_module import get_lowered_submodules
+
+    gm = edge.exported_program().graph_module
+    inside = Counter()
+    for _, lowered, _ in get_lowered_submodules(gm):
+        inside.update(_op_name(n.target) for n in _graph_ops(lowered.original_module.graph))
+    outside = _graph_ops(gm.graph)
+    left = Counter(_op_name(n.target) for n in outside)
+    total = sum(inside.values()) + len(outside)
+    return {"delegates": len(get_lowered_submodules(gm)), "ops_delegated": sum(inside.values()),
+            "ops_portable": len(outside), "fraction_delegated": round(sum(inside.values()) / max(total, 1), 4),
+            "portable_ops": dict(left),
+            "portable_layers": sorted({f"{_op_name(n.target)} in {_layer(n)}" for n in outside})[:20]}
+
+
+def _missing_kernels(program: Any) -> list[str]:
+    """Operators the program calls outside delegates that this runtime has no kernel for."""
+    from executorch.extension.pybindings import portable_lib
+
+    registered = set(portable_lib._get_operator_names())
+    used = [f"{op.name}.{op.overload}" if op.overload else op.name
+            for plan in program.executorch_program.execution_plan for op in plan.operators]
+    return [u for u in used if u not in registered]
+
+
+def _lowering_error(exc: BaseException, graph: Any, stage: str) -> ExportError:
+    """One line naming the operator and the layer when the message names an operator."""
+    text = str(exc)
+    match = _NOT_CORE_ATEN.search(text)
+    op = match.group(1) if match else ""
+    if op:
+        nodes = [n for n in graph.nodes if n.op == "call_function" and str(n.target).endswith(op.removeprefix("aten."))]
+        where = f" in layer {_layer(nodes[0])}" if nodes else ""
+        return ExportError(f"ExecuTorch cannot lower operator {op}{where}: it is not a Core ATen operator, so "
+                           "neither XNNPACK nor the portable kernels run it; rewrite that layer with supported ops")
+    return ExportError(f"ExecuTorch {stage} failed: {first_line(exc)}")
+
+
+def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
+    """``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte`` bytes, plus delegation figures.
+
+    ``model`` may be a PT2E-quantized graph module. Raises ExportError naming the operator and layer
+    that cannot be lowered, or an operator the runtime has no kernel for.
+    """
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with _quiet():
+        try:
+            program = torch.export.export(model, (example,))
+        except Exception as exc:  # noqa: BLE001  (torch.export raises many types; one line for the user)
+            raise ExportError(f"torch.export failed: {first_line(exc)}") from exc
+        try:
+            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=methods)
+        except Exception as exc:  # noqa: BLE001
+            raise _lowering_error(exc, program.graph, "lowering") from exc
+        info = delegation(edge)
+        try:
+            et_program = edge.to_executorch()
+        except Exception as exc:  # noqa: BLE001
+            raise _lowering_error(exc, edge.exported_program().graph, "emission") from exc
+    missing = _missing_kernels(et_program)
+    if missing:
+        base = missing[0].split("::")[-1].split(".")[0]  # aten::cumprod.out -> cumprod
+        layers = [p for p in info["portable_layers"] if p.split(".")[0] == base]
+        raise ExportError(f"ExecuTorch runtime has no kernel for operator {missing[0]}"
+                          + (f" ({layers[0]})" if layers else "") + "; the .pte would not load")
+    return et_program.buffer, info
+
+
+def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterable[np.ndarray],
+                  per_channel: bool = True) -> torch.nn.Module:
+    """PT2E static INT8 for XNNPACK: symmetric int8 weights (per channel) and activations observed on ``images``."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    with _quiet():
+        prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+        with torch.no_grad():
+            for image in images:
+                prepared(torch.from_numpy(image))
+        return convert_pt2e(prepared)
+
+
+def write_pte(path: Path, data: bytes) -> Path:
+    atomic_write_bytes(path, data)
+    return path
+
+
+def open_pte(path: Path, threads: int) -> Any:
+    from edgeseg.runtime.executorch_rt import ExecuTorchBackend
+
+    return ExecuTorchBackend(path, threads=threads)
+
+
+def example_input(ctx: ExportContext) -> torch.Tensor:
+    """The first parity image as a fresh tensor (numpy's ``x[None]`` has a 0 stride, which .pte emission rejects)."""
+    return torch.from_numpy(ctx.parity_inputs()[0]).clone(memory_format=torch.contiguous_format)
+
+
+def _static(ctx: ExportContext) -> ExportContext:
+    """A view of ``ctx`` whose parity images are resized to the fixed input size (a .pte has one shape)."""
+    return dataclasses.replace(ctx, cfg=ctx.cfg.model_copy(update={"dynamic": False}), shared={},
+                               _parity_inputs=None)
+
+
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
+    """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+    model, meta, note = delegable_model(ctx.model, ctx.meta)
+    if note:
+        ctx.say(f"ExecuTorch: {note}", note=True)
+    static = _static(ctx)
+    if model is not ctx.model:
+        static = dataclasses.replace(static, model=model)
+    outputs = list(getattr(model, "output_names", ctx.task.output_names))
+    example = example_input(static)
+    path = ctx.out / PTE_NAMES["fp32"]
+    h, w = ctx.input_hw
+    ctx.say(f"exporting {meta.model_name} to ExecuTorch (XNNPACK, {h}x{w}, batch 1)")
+    data, info = lower(model, example, pte_constant_methods(meta, outputs, "fp32"))
+    write_pte(path, data)
+    info.update(input=[1, meta.in_channels, h, w], unpool=dict(getattr(model, "config", {})).get("unpool"))
+    parity = static.parity(open_pte(path, ctx.threads))
+    parity["passed"] = static.parity_ok(parity)
+    record = ctx.add(ArtifactRecord(path, "executorch", "fp32", figures={"export": info, "parity": parity}))
+    ctx.say(f"ExecuTorch fp32: {info['fraction_delegated']:.1%} of {info['ops_delegated'] + info['ops_portable']} "
+            f"operators delegated to XNNPACK; parity max abs err {parity['max_abs_err']:.2e}, "
+            f"{ctx.task.name} agreement {parity['agreement']:.4%}")
+    if not parity["passed"]:
+        record.shipped, record.reason = False, "FP32 parity check failed"
+        raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
+                          f"(max rel err {parity['max_rel_err']:.2e}, {ctx.task.name} agreement "
+                          f"{parity['agreement']:.4%}); see export.json")
+    records = [record]
+    if "int8" in ctx.precisions:
+        from edgeseg.export.pte_int8 import convert_int8
+
+        records.append(convert_int8(ctx, static, model, meta, outputs, path))
+    from edgeseg.export.phone_kit import write_phone_kit
+
+    records.append(ctx.add(write_phone_kit(ctx.out, [r for r in records if r.shipped], meta)))
+    return records
+
+
+__all__ = ["convert", "delegable_model", "delegation", "lower", "quantize_int8"]

@@ -1,0 +1,215 @@
+"""ExecuTorch export: every family lowers with parity, SegNet's unpooling forms, INT8 on a trained model,
+the lowering error, the phone kit, and the .pte in eval and bench."""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("executorch.runtime", reason="the executorch extra is not installed")
+
+from edgeseg.export.formats import ExportError  # noqa: E402
+from edgeseg.export.torch2executorch import delegable_model, delegation, lower  # noqa: E402
+from tests.export.conftest import QUICK_LATENCY, fitted_checkpoint  # noqa: E402
+
+FAMILIES = {"unet_test": (32, 32), "fcn_test": (32, 32), "segnet_test": (32, 32), "yolact_test": (64, 64)}
+
+
+def _checkpoint(tmp_path, name):
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+    from tests.conftest import make_checkpoint
+
+    return load_checkpoint(make_checkpoint(tmp_path / f"{name}.pt", model=name))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_family_lowers_to_xnnpack_with_parity(tmp_path, name):
+    from edgeseg.artifacts.metadata import pte_constant_methods
+    from edgeseg.runtime.executorch_rt import ExecuTorchBackend
+
+    ckpt = _checkpoint(tmp_path, name)
+    net, meta, note = delegable_model(ckpt.model, ckpt.meta)
+    assert (note != "") == (name == "segnet_test") and net.config.get("unpool") in (None, "arith")
+    x = torch.randn(1, meta.in_channels, *FAMILIES[name])
+    data, info = lower(net, x, pte_constant_methods(meta, list(net.output_names)))
+    (tmp_path / "m.pte").write_bytes(data)
+    out = ExecuTorchBackend(tmp_path / "m.pte")(x.numpy())
+    with torch.no_grad():
+        ref = ckpt.model(x)  # the checkpoint's own model: SegNet's twin must give the same outputs
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    assert list(out) == list(net.output_names)
+    for (key, got), want in zip(out.items(), ref):
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4 * max(1.0, float(want.abs().max())), err_msg=key)
+    if meta.task == "semantic":
+        assert info["fraction_delegated"] == 1.0 and info["portable_ops"] == {}
+    else:  # box decoding and FPN nearest-upsampling run on portable kernels; the convolutions are delegated
+        assert 0.5 < info["fraction_delegated"] < 1.0 and info["portable_layers"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unpool, portable", [("indices", "index_put"), ("compare", "eq.Tensor")])
+def test_segnet_unpooling_forms_that_leave_xnnpack(unpool, portable):
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edgeseg.models import create_model
+
+    net = create_model("segnet_test", num_classes=3, in_channels=3, unpool=unpool).eval()
+    program = torch.export.export(net, (torch.randn(1, 3, 32, 32),))
+    info = delegation(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]))
+    assert info["fraction_delegated"] < 0.9 and any(portable in op for op in info["portable_ops"])
+
+
+class _Cumulative(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumprod(x, dim=1)
+
+
+class _Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.head = _Cumulative()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))
+
+
+def test_an_operator_that_cannot_be_lowered_is_named_with_its_layer():
+    with pytest.raises(ExportError) as err:
+        lower(_Net().eval(), torch.randn(1, 3, 8, 8), {})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "operator aten.cumprod.default in layer head (_Cumulative)" in message
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A briefly fitted unet_test through the ``executorch`` converter: FP32 + INT8 (shipped regardless of speed).
+
+    The converter is called on an export context directly (no ONNX files) to keep the test short; the
+    whole ``edgeseg export --format executorch --int8`` path is the slow CLI test below.
+    """
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+    from edgeseg.export.context import ExportContext
+    from edgeseg.export.formats import FORMATS
+    from edgeseg.recipe import ExportCfg, recipe_from_dict
+
+    root = tmp_path_factory.mktemp("pte")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared 2-core machine: a second thread only spins
+    try:
+        ckpt_path = fitted_checkpoint(root / "model.pt", steps=100)
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = ExportCfg(formats=["executorch"], precisions=["fp32", "int8"], calibration={"images": 8},
+                    int8_policy="always")
+    ctx = ExportContext(out=root / "out", model=ckpt.model, meta=ckpt.meta, recipe=recipe_from_dict(ckpt.meta.recipe),
+                        cfg=cfg, precisions=["fp32", "int8"], checkpoint=ckpt_path)
+    ctx.out.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("edgeseg.export.onnx2int8.LATENCY_KW", QUICK_LATENCY)
+        mp.setattr("edgeseg.export.onnx2int8.LATENCY_ROUNDS", 1)
+        FORMATS["executorch"].load()(ctx)
+    return ckpt_path, ctx.out, {"artifacts": [a.to_dict() for a in ctx.artifacts], "notes": ctx.notes}
+
+
+def _record(doc, fmt, precision):
+    return next(a for a in doc["artifacts"] if a["format"] == fmt and a["precision"] == precision)
+
+
+def test_fp32_and_int8_programs_with_their_figures(exported):
+    _, out, doc = exported
+    fp32, int8 = _record(doc, "executorch", "fp32"), _record(doc, "executorch", "int8")
+    assert fp32["shipped"] and fp32["path"].endswith("model.pte")
+    assert fp32["parity"]["max_abs_err"] < 1e-3 and fp32["parity"]["agreement"] >= 0.999
+    assert fp32["export"]["fraction_delegated"] == 1.0 and fp32["export"]["input"] == [1, 3, 64, 64]
+    assert int8["shipped"] and int8["path"].endswith("model.int8.pte") and "int8_policy=always" in int8["reason"]
+    assert int8["calibration"]["split"] == "train" and int8["calibration"]["images"] == 8
+    assert int8["export"]["fraction_delegated"] == 1.0 and int8["parity"]["agreement"] >= 0.9
+    acc = int8["accuracy"]
+    assert acc["int8"]["num_images"] == acc["fp32"]["num_images"] == 6  # the whole validation split
+    assert abs(acc["miou_drop_points"]) < 3.0 and acc["fp32"]["miou"] > 0.3
+    assert int8["latency"]["int8"]["backend"] == "executorch-xnnpack" and int8["speedup"] > 0
+
+
+def test_metadata_travels_inside_the_program(exported):
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+    from edgeseg.runtime.executorch_rt import ExecuTorchBackend
+
+    ckpt, out, _ = exported
+    meta = load_checkpoint(ckpt).meta.to_dict()
+    for name, precision in (("model.pte", "fp32"), ("model.int8.pte", "int8")):
+        be = ExecuTorchBackend(out / name)
+        assert be.meta.to_dict() == {**meta, "precision": precision} and be.output_names == ["logits"]
+    assert not list(out.glob("*.pte.json"))  # no sidecar: the .pte alone is enough
+
+
+def test_phone_kit_scripts_quote_file_names(exported):
+    _, out, doc = exported
+    kit = out / "phone"
+    assert _record(doc, "executorch", "kit")["programs"] == ["model.pte", "model.int8.pte"]
+    readme = (kit / "README.md").read_text()
+    assert "python -m edgeseg.bench.phone" in readme and "minibench" in readme and "xcodebuild" in readme
+    for script in ("run_android.sh", "run_ios.sh"):
+        text = (kit / script).read_text()
+        subprocess.run(["bash", "-n", str(kit / script)], check=True)
+        assert "'../model.pte' '../model.int8.pte'" in text
+        for line in text.splitlines():  # every variable holding a file name is inside quotes
+            if line.lstrip().startswith("#"):
+                continue
+            bare = re.sub(r'"[^"]*"|\'[^\']*\'', "", line)
+            assert not re.search(r"\$\{?(pte|dir|name|resources|RUNNER|ADB|EXECUTORCH)\b", bare), (script, line)
+
+
+def test_int8_policy_rejects_a_slower_program_under_its_own_name():
+    from edgeseg.export.onnx2int8 import int8_decision
+    from edgeseg.export.torch2executorch import REJECTED_INT8
+
+    ship, reason = int8_decision(5.0, 6.0, "auto", rejected_name=REJECTED_INT8)
+    assert not ship and "kept as model.int8.rejected.pte" in reason
+
+
+def test_pte_in_eval_and_bench(exported, tmp_path):
+    from edgeseg.bench import benchmark
+    from edgeseg.evaluate import evaluate
+    from edgeseg.recipe import BenchCfg
+
+    _, out, doc = exported
+    metrics = evaluate(out / "model.int8.pte")
+    assert metrics["backend"] == "executorch" and metrics["num_images"] == 6
+    assert metrics["miou"] == pytest.approx(_record(doc, "executorch", "int8")["accuracy"]["int8"]["miou"])
+    gc.collect()  # the runtime's threadpool is resized only while no program of another size is open
+    rows = benchmark([out / "model.pte"], out=tmp_path / "r.jsonl", threads=[1], batch=[1],
+                     cfg=BenchCfg(warmup=1, min_runs=3, min_time_s=0.0))
+    (row,) = rows
+    assert not row["error"] and row["backend"] == "executorch" and row["threads"] == 1
+    assert row["artifact"]["format"] == "executorch" and row["precision"] == "fp32"
+    assert row["latency"]["runs"] >= 3 and row["memory"]["peak_rss_mb"] > 0
+    assert row["accuracy"]["miou"] == pytest.approx(_record(doc, "executorch", "int8")["accuracy"]["fp32"]["miou"])
+
+
+@pytest.mark.slow
+def test_cli_export_format_executorch_int8(tmp_path):
+    """``edgeseg export model.pt --format executorch --int8`` writes both programs, the kit and export.json."""
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=60)
+    result = CliRunner().invoke(app, ["export", str(ckpt), "--format", "executorch", "--int8", "--calib-images", "4",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "out" / "export.json").read_text())
+    kinds = {(a["format"], a["precision"]) for a in doc["artifacts"]}
+    assert {("onnx", "fp32"), ("executorch", "fp32"), ("executorch", "int8"), ("executorch", "kit")} <= kinds
+    assert (tmp_path / "out" / "model.pte").is_file() and (tmp_path / "out" / "phone" / "run_android.sh").is_file()
+    int8 = _record(doc, "executorch", "int8")
+    assert (tmp_path / "out" / ("model.int8.pte" if int8["shipped"] else "model.int8.rejected.pte")).is_file()
