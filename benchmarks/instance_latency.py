@@ -38,9 +38,9 @@ def export_ours(name: str, size: int, out: Path, checkpoint: Path | None, num_cl
     from edgeseg.models.profile import count_macs, count_params
 
     if checkpoint is not None:
-        from edgeseg.artifacts.checkpoint import load_checkpoint
+        from instance_int8 import load_checkpoint  # same folder: also reads instance_train.py's early format
 
-        model = load_checkpoint(checkpoint).model
+        model = load_checkpoint(checkpoint)
     else:
         torch.manual_seed(0)
         model = create_model(name, num_classes=num_classes)
@@ -49,21 +49,24 @@ def export_ours(name: str, size: int, out: Path, checkpoint: Path | None, num_cl
     x = torch.randn(1, 3, size, size)
     prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=17, input_names=["input"],
                              output_names=list(model.output_names), optimize=True, verbose=False)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}-{size}.onnx"
     onnx.save(onnxslim.slim(prog.model_proto), str(path))
     return path, macs / 1e9, count_params(model)
 
 
-def quantize_int8(fp32: Path, out: Path, size: int, calib: list[np.ndarray]) -> Path:
-    """INT8 QDQ with edgeseg's CPU settings, calibrated on ``calib``."""
+def quantize_int8(fp32: Path, out: Path, size: int, calib: list[np.ndarray], float_tail: bool = False) -> Path:
+    """INT8 QDQ with edgeseg's CPU settings, calibrated on ``calib``; ``float_tail`` keeps the decode tail
+    after the last convolutions in float (what the accuracy benchmark measures for our models)."""
     import onnx
 
     from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
+    from edgeseg.models.yolact import float_tail_nodes
 
-    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-    ranges = calibrate(fp32, iter(calib), method="minmax", input_name=name, total=len(calib))
+    proto = onnx.load(str(fp32), load_external_data=False)
+    ranges = calibrate(fp32, iter(calib), method="minmax", input_name=proto.graph.input[0].name, total=len(calib))
     dst = out / fp32.name.replace(".onnx", ".int8.onnx")
-    quantize(fp32, dst, ranges, CPU_SETTINGS, method="minmax")
+    quantize(fp32, dst, ranges, CPU_SETTINGS, method="minmax", exclude=float_tail_nodes(proto) if float_tail else ())
     return dst
 
 
@@ -126,10 +129,16 @@ def main() -> None:
     info: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="edgeseg-instbench-") as tmp:
         out = Path(tmp)
-        for name in args.models.split(","):
-            fp32, gmacs, params = export_ours(name, args.size, out, args.checkpoint, args.num_classes)
-            files[f"{name}/fp32"], files[f"{name}/int8"] = fp32, quantize_int8(fp32, out, args.size, calib)
-            info[name] = {"gmacs": round(gmacs, 3), "params": params}
+        ours = [(name, None) for name in args.models.split(",")]
+        if args.checkpoint is not None:
+            ours.append((f"{args.models.split(',')[0]} (trained: {args.checkpoint.parent.name})", args.checkpoint))
+        for name, ckpt in ours:
+            fp32, gmacs, params = export_ours(name.split(" ")[0], args.size, out / f"m{len(info)}", ckpt,
+                                              args.num_classes)
+            files[f"{name}/fp32"], files[f"{name}/int8"] = fp32, quantize_int8(fp32, fp32.parent, args.size, calib,
+                                                                                float_tail=True)
+            info[name] = {"gmacs": round(gmacs, 3), "params": params,
+                          "weights": str(ckpt) if ckpt else f"random, {args.num_classes} classes"}
         for peer, pattern in PEERS.items():
             src = ANCHORS / pattern.format(size=args.size)
             if src.exists():
@@ -150,7 +159,7 @@ def main() -> None:
                f"--threads {args.threads} --rounds {args.rounds} --models {args.models}"
                + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
     record = {"command": command, "machine": machine_info(), "versions": library_versions(),
-              "input": [1, 3, args.size, args.size], "weights": str(args.checkpoint or "random"),
+              "input": [1, 3, args.size, args.size],
               "rows": rows, "targets": targets, "latency": latency}
     atomic_write_json(args.results.with_suffix(".json"), record)
     m = record["machine"]
@@ -158,8 +167,11 @@ def main() -> None:
           f"{args.threads} threads)", "",
           f"Machine: {m['cpu']}, {m['usable_cores']} cores; onnxruntime {record['versions'].get('onnxruntime')}. "
           f"Command: `{command}`. Median of {args.rounds} alternating rounds of p50 latency, all sessions in one "
-          "process (allow_spinning=0). INT8: ORT static QDQ (edgeseg CPU settings), minmax calibration. "
-          f"Weights: {record['weights']} (latency only).", "",
+          "process (allow_spinning=0). INT8: ORT static QDQ (edgeseg CPU settings), minmax calibration; our models keep the box/score "
+          "decode tail after the last convolutions in float (as in the accuracy benchmark), peers are quantized "
+          "whole. "
+          f"Our rows: random weights with {args.num_classes} classes (the peers' head size), plus the trained "
+          "checkpoint when given; the peers' weights are random too (latency does not depend on them).", "",
           "| model | GMACs | params | FP32 ms | INT8 ms | INT8 speed-up |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         g = f"{r['gmacs']:.2f}" if r["gmacs"] is not None else "-"

@@ -10,7 +10,7 @@ recipe's ``instance.loss`` arguments, the model's postprocess with ``instance.*`
 training (evaluation excluded), so the figure answers "what does this reach in N CPU-minutes". Evaluation
 runs on every validation image at native resolution, zero-padded bottom/right to a multiple of 32.
 Other processes' CPU use during training is recorded (the machine is shared). Writes RESULTS.{json,md}
-and OUT/model.pt (state dict + config, for the INT8 benchmark).
+and OUT/model.pt (an edgeseg checkpoint: `edgeseg export` and the INT8 benchmark read it).
 """
 
 from __future__ import annotations
@@ -97,12 +97,16 @@ def train(recipe: Any, minutes: float, threads: int, out: Path, log_every: int =
                 opt.step()
                 steps += 1
                 if steps % log_every == 0:
-                    history.append({"step": steps, "t_s": round(elapsed, 1), "loss": round(float(total), 4),
+                    value = float(total.detach())
+                    history.append({"step": steps, "t_s": round(elapsed, 1), "loss": round(value, 4),
                                     **{k: round(v, 4) for k, v in parts.items()}})
-                    print(f"step {steps} ({elapsed / 60:.1f} min, epoch {epochs}): loss {float(total):.3f} "
+                    print(f"step {steps} ({elapsed / 60:.1f} min, epoch {epochs}): loss {value:.3f} "
                           + " ".join(f"{k} {v:.3f}" for k, v in parts.items()), flush=True)
+    from edgeseg.artifacts.checkpoint import save_checkpoint
+    from edgeseg.train.meta import meta_for
+
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": model.config, "state_dict": model.state_dict()}, out / "model.pt")
+    save_checkpoint(out / "model.pt", model, meta_for(model, recipe), epoch=epochs, steps=steps)
     return {"model": model, "steps": steps, "epochs": epochs, "train_s": round(watch.wall_s, 1),
             "other_processes_cores": watch.other_cores, "train_images": len(ds.samples),
             "history": history}
@@ -136,7 +140,7 @@ def main() -> None:
                                  num_classes=recipe.model.num_classes)
     with CpuWatch() as watch:
         metrics = evaluate(model, val, recipe)
-    command = (f"flock /tmp/edgeseg-bench.lock python benchmarks/instance_train.py {args.recipe} --minutes "
+    command = (f"python benchmarks/instance_train.py {args.recipe} --minutes "
                f"{args.minutes} --threads {args.threads}" + "".join(f" --set {o}" for o in args.overrides))
     record = {"command": command, "recipe": recipe.to_dict(), "machine": machine_info(),
               "versions": library_versions(), "torch_threads": torch.get_num_threads(), **fig,

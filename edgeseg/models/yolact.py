@@ -349,6 +349,26 @@ class YolactWithPostprocess(nn.Module):
         return det_boxes, top, labels, masks
 
 
+def float_tail_nodes(onnx_model: Any) -> list[str]:
+    """Names of the ONNX nodes between the last convolutions and the graph outputs (decode, flatten, concat).
+
+    Keep them in float when quantizing: an 8-bit box output spanning a 704-px image has a ~3 px step,
+    which alone moves a small nucleus' box edges (and its cropped mask) by a pixel or more.
+    """
+    producer = {o: n for n in onnx_model.graph.node for o in n.output}
+    names: list[str] = []
+    stack = [o.name for o in onnx_model.graph.output]
+    seen: set[str] = set()
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen or node.op_type == "Conv":
+            continue
+        seen.add(node.name)
+        names.append(node.name)
+        stack.extend(node.input)
+    return names
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Registered variants
 

@@ -11,7 +11,7 @@ import torch
 from edgeseg.models import create_model, get_model_info, list_models
 from edgeseg.models.profile import count_macs
 from edgeseg.models.yolact import (OUTPUT_NAMES, YolactWithPostprocess, assemble_masks, box_iou, crop_masks,
-                                   decode_boxes, fast_nms, points, postprocess)
+                                   decode_boxes, fast_nms, float_tail_nodes, points, postprocess)
 
 
 def _tiny(num_classes: int = 3, **kw: object) -> torch.nn.Module:
@@ -162,6 +162,14 @@ def test_onnx_export_of_both_variants_matches_pytorch(tmp_path) -> None:  # noqa
                                   output_names=list(names))
         got = dict(zip(names, ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})))
         if net is model:
+            import onnx
+
+            proto = onnx.load(str(path))
+            tail = set(float_tail_nodes(proto))
+            ops = {n.op_type for n in proto.graph.node if n.name in tail}
+            producers = {o: n.name for n in proto.graph.node for o in n.output}
+            assert "Conv" not in ops and "Softplus" in ops and "Tanh" in ops  # box decode, coefficients
+            assert {producers[o] for o in ("scores", "boxes", "coefs")} <= tail
             det = np_postprocess(got, input_hw=(64, 64), image_hw=(64, 64), top_k=50, max_dets=40)[0]
             boxes, scores, masks = det.boxes, det.scores, det.masks
         else:
