@@ -107,13 +107,14 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--qat-repeats", type=int, default=1, help="passes over the 24 training images per QAT epoch")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--qat-families", default="unet,segnet", help="families whose pruned model also gets QAT")
     ap.add_argument("--families", default="unet,segnet,unet-lite,segnet-lite")
     args = ap.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     summary = json.loads((runs / "summary.json").read_text())
     recipe = load_recipe(ROOT / "recipes" / "membrane_unet_lite.yaml", [f"data.root={args.data}"])
     hw = (256, 256)
-    common = [f"data.root={args.data}", "export.calibration.images=32", "export.int8_policy=always"]
+    common = [f"data.root={args.data}", "data.workers=0", "export.calibration.images=32", "export.int8_policy=always"]
     t0 = time.time()
     files: dict[str, Path] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -125,11 +126,13 @@ def main() -> None:
                                    "images": summary[fam]["val"]["num_images"], "source": "GPU run, torch"}
             tag = f"{fam}-p50"
             ptq = export_once(runs / tag / "model.pt", out / tag, precisions=["fp32", "int8"], overrides=common)
-            qat = export_once(runs / tag / "model.pt", out / f"{tag}-qat", precisions=["int8"],
-                              overrides=[*common, f"export.qat.epochs={args.qat_epochs}",
-                                         f"data.train_repeats={args.qat_repeats}"])
-            for label, doc, prec in ((f"{tag} fp32", ptq, "fp32"), (f"{tag} int8 ptq", ptq, "int8"),
-                                     (f"{tag} int8 qat", qat, "int8")):
+            todo = [(f"{tag} fp32", ptq, "fp32"), (f"{tag} int8 ptq", ptq, "int8")]
+            if fam in args.qat_families.split(","):
+                qat = export_once(runs / tag / "model.pt", out / f"{tag}-qat", precisions=["int8"],
+                                  overrides=[*common, f"export.qat.epochs={args.qat_epochs}",
+                                             f"data.train_repeats={args.qat_repeats}"])
+                todo.append((f"{tag} int8 qat", qat, "int8"))
+            for label, doc, prec in todo:
                 art = exported(doc, prec)
                 acc = art["accuracy"]["int8"] if prec == "int8" else exported(ptq, "int8")["accuracy"]["fp32"]
                 files[label] = Path(art["path"])
