@@ -217,6 +217,10 @@ def _static(ctx: ExportContext) -> ExportContext:
 
 def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+    try:
+        import executorch.exir  # noqa: F401
+    except ImportError:
+        raise ExportError("ExecuTorch export needs the executorch package: pip install 'edgeseg[executorch]'") from None
     model, meta, note = delegable_model(ctx.model, ctx.meta)
     if note:
         ctx.say(f"ExecuTorch: {note}", note=True)
