@@ -75,23 +75,35 @@ def main() -> None:
     if len(dets) != args.detections:
         raise SystemExit(f"expected {args.detections} detections, postprocess gave {len(dets)}")
     with CpuWatch() as watch:
-        st = measure_latency(lambda: postprocess(outs, input_hw=hw, image_hw=hw), warmup=10, min_runs=args.runs,
+        st = measure_latency(lambda: postprocess(outs, input_hw=hw, image_hw=hw), warmup=10, min_runs=args.runs, max_time_s=60.0,
                              min_time_s=2.0)
+    # CPU time of this thread per call: what the code costs, whatever share of the cores the scheduler gave.
+    import time
+
+    cpu = []
+    for _ in range(args.runs):
+        t0 = time.thread_time()
+        postprocess(outs, input_hw=hw, image_hw=hw)
+        cpu.append(time.thread_time() - t0)
+    cpu_p50 = float(np.median(cpu) * 1e3)
     command = (f"flock /tmp/edgeseg-bench.lock python benchmarks/instance_postprocess.py --size {args.size} "
                f"--classes {args.classes} --detections {args.detections} --box-min {args.box_min} "
                f"--box-max {args.box_max}")
     record = {"command": command, "machine": machine_info(), "versions": library_versions(),
               "detections": len(dets), "mask_pixels": int(dets.masks.sum()), "latency": st.to_dict(),
-              "other_processes_cores": watch.other_cores, "target_under_3ms": st.p50_ms < 3.0}
+              "other_processes_cores": watch.other_cores, "cpu_time_p50_ms": cpu_p50,
+              "target_under_3ms": {"wall_p50": st.p50_ms < 3.0, "cpu_time_p50": cpu_p50 < 3.0}}
     atomic_write_json(args.results.with_suffix(".json"), record)
     md = ["# numpy instance postprocess, 100 detections", "",
           f"Command: `{command}` (numpy BLAS on 1 thread). Machine: {record['machine']['cpu']}.", "",
           f"Input: yolact-lite outputs at {args.size}x{args.size} ({outs['scores'].shape[1]} points, "
           f"{args.classes} classes, 32 prototypes {args.size // 4}x{args.size // 4}); {len(dets)} detections, "
           f"boxes {args.box_min}-{args.box_max} px, masks at {args.size}x{args.size}.", "",
-          f"p50 {st.p50_ms:.2f} ms, p90 {st.p90_ms:.2f} ms, min {st.min_ms:.2f} ms over {st.runs} runs; other "
-          f"processes used {watch.other_cores} cores meanwhile. Target < 3 ms: "
-          f"{'met' if record['target_under_3ms'] else 'NOT met'}."]
+          f"Wall clock: p50 {st.p50_ms:.2f} ms, p90 {st.p90_ms:.2f} ms, min {st.min_ms:.2f} ms over {st.runs} runs; other "
+          f"processes used {watch.other_cores} cores meanwhile. CPU time of the calling thread per call (what the "
+          f"code costs, independent of how often the scheduler ran it): median {cpu_p50:.2f} ms over {args.runs} runs.",
+          "", f"Target < 3 ms: wall p50 {'met' if st.p50_ms < 3.0 else 'NOT met'}, CPU time "
+          f"{'met' if cpu_p50 < 3.0 else 'NOT met'}."]
     atomic_write_text(args.results.with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))
 
