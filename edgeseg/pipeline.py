@@ -1,15 +1,16 @@
 """``edgeseg run``: the one place the whole chain is written.
 
-Layout: ``OUT/{1_train,4_export,5_bench,6_report}`` (prune/quantize stages join with the compression
-issue). Each stage records a fingerprint of its config and input artifacts in ``stage.json``; a stage
-whose fingerprint is unchanged and whose outputs exist is skipped. An interrupted training stage
-resumes from its ``last.pt``.
+Layout: ``OUT/{1_train,4_export,5_bench,6_report}``; the chain is the :data:`STAGES` table (prune and
+quantize stages slot in as rows). Each stage records a fingerprint of its config and input artifacts
+in ``stage.json``; a stage whose fingerprint is unchanged and whose outputs exist is skipped. An
+interrupted training stage resumes from its ``last.pt``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,141 @@ def _has_test_split(recipe: Recipe) -> bool:
     return (splits / "test.txt").exists() if splits.is_dir() else data.test_ratio > 0
 
 
+@dataclass
+class RunState:
+    """What the stages hand on to each other.
+
+    Attributes:
+        recipe: The run's recipe.
+        out: The run folder.
+        checkpoint: The model later stages start from (train writes it; prune/quantize may replace it).
+        artifacts: Files bench measures (the checkpoint and every runnable export).
+        results: The bench results file the report reads.
+        trust_checkpoint: The run folder's checkpoints may be unpickled fully (files an earlier edgeseg
+            wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).
+    """
+
+    recipe: Recipe
+    out: Path
+    trust_checkpoint: bool = False
+    checkpoint: Path | None = None
+    artifacts: list[Path] = field(default_factory=list)
+    results: Path | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: when it runs, what its fingerprint covers, what it does and hands on.
+
+    ``run(state, folder)`` does the work and returns its result (``_summary`` is the one-line
+    summary); ``adopt(state, folder, result)`` hands its outputs to later stages, also when the stage
+    was skipped (the result then comes from its ``stage.json``).
+    """
+
+    name: str
+    enabled: Callable[[Recipe], bool]
+    config: Callable[[Recipe], Any]
+    inputs: Callable[[RunState], list[Path]]
+    outputs: Callable[[Path], list[Path]]
+    run: Callable[[RunState, Path], dict[str, Any]]
+    adopt: Callable[[RunState, Path, dict[str, Any]], None] = lambda state, folder, result: None
+
+
+def _train_config(recipe: Recipe) -> dict[str, Any]:
+    return {k: recipe.to_dict()[k] for k in ("model", "data", "train")}
+
+
+def _run_train(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.evaluate import evaluate
+    from edgeseg.train import train
+
+    recipe = state.recipe
+    trust = state.trust_checkpoint
+    result = train(recipe, folder, resume=_resumable(folder / "last.pt", _train_config(recipe), trust),
+                   trust_checkpoint=trust)
+    evals = {"val": result["metrics"]}
+    if _has_test_split(recipe):
+        evals["test"] = evaluate(folder / "model.pt", recipe=None, split="test", trust_checkpoint=trust)
+    atomic_write_json(folder / "eval.json", evals)
+    from edgeseg.models import get_model_info
+    from edgeseg.tasks import get_task
+
+    m = result["metrics"]
+    task = get_task(get_model_info(recipe.model.name))
+    return {"_summary": f"val {task.summary(m)}, {result['train_seconds']} s", "val": m}
+
+
+def _adopt_train(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.checkpoint = folder / "model.pt"
+    state.artifacts = [state.checkpoint]
+
+
+def _run_export(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.export import export
+
+    cfg = state.recipe.export
+    assert cfg is not None and state.checkpoint is not None
+    res = export(state.checkpoint, folder, formats=cfg.formats, precisions=cfg.precisions, cfg=cfg,
+                 trust_checkpoint=state.trust_checkpoint)
+    shipped = [a for a in res["artifacts"] if a.get("shipped", True)]
+    # Bench every runnable file, the INT8 the auto policy rejected too: the report then shows
+    # what INT8 would have cost on this machine instead of silently leaving it out.
+    runnable = [a["path"] for a in res["artifacts"] if Path(a["path"]).is_file()]
+    return {"_summary": f"{len(shipped)} artifacts shipped of {len(res['artifacts'])}",
+            "artifacts": runnable, "shipped": [a["path"] for a in shipped]}
+
+
+def _adopt_export(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.artifacts += [Path(p) for p in result.get("artifacts", []) if artifact_kind(p) not in (None, "checkpoint")]
+
+
+def _run_bench(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.bench import benchmark
+
+    cfg = state.recipe.bench
+    assert cfg is not None
+    results = folder / "results.jsonl"
+    results.unlink(missing_ok=True)
+    rows = benchmark(state.artifacts, out=results, backends=cfg.backends, device=cfg.device, threads=cfg.threads,
+                     batch=cfg.batch, cfg=cfg, accuracy=cfg.accuracy, trust_checkpoint=state.trust_checkpoint)
+    return {"_summary": f"{len(rows)} result lines in {results}"}
+
+
+def _adopt_bench(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.results = folder / "results.jsonl"
+
+
+def _run_report(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.report import report
+
+    cfg = state.recipe.report
+    assert cfg is not None and state.results is not None
+    paths = report([state.results], folder, formats=cfg.formats, title=f"edgeseg: {state.recipe.name}")
+    return {"_summary": f"{paths.get('md', folder)}", "paths": {k: str(v) for k, v in paths.items()}}
+
+
+def _section(name: str) -> Callable[[Recipe], Any]:
+    return lambda recipe: getattr(recipe, name).model_dump(mode="json")
+
+
+# The chain, in order. A prune or quantize stage slots in after train: it reads state.checkpoint
+# and replaces it with its own output, which export then starts from.
+STAGES: list[Stage] = [
+    Stage("train", enabled=lambda r: True, config=_train_config, inputs=lambda s: [],
+          outputs=lambda folder: [folder / "model.pt"], run=_run_train, adopt=_adopt_train),
+    Stage("export", enabled=lambda r: r.export is not None, config=_section("export"),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_export,
+          adopt=_adopt_export),
+    Stage("bench", enabled=lambda r: r.bench is not None, config=_section("bench"), inputs=lambda s: s.artifacts,
+          outputs=lambda folder: [folder / "results.jsonl"], run=_run_bench, adopt=_adopt_bench),
+    Stage("report", enabled=lambda r: r.report is not None and r.bench is not None, config=_section("report"),
+          inputs=lambda s: [s.results], outputs=lambda folder: [folder / "report.md"], run=_run_report),
+]
+
+
 def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[str] | None = None,
         force: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
-    """Run every stage the recipe enables: train (+ eval), export, bench, report.
+    """Run every stage the recipe enables (:data:`STAGES`: train (+ eval), export, bench, report).
 
     ``trust_checkpoint``: the run folder's checkpoints may be unpickled fully (files an earlier edgeseg
     wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).
@@ -73,81 +206,16 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    out = Path(out)
+    state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint)
     log: dict[str, Any] = {}
-
-    train_dir = stage_dir(out, "train")
-    model_pt = train_dir / "model.pt"
-    train_cfg = {k: recipe.to_dict()[k] for k in ("model", "data", "train")}
-
-    def do_train() -> dict[str, Any]:
-        from edgeseg.evaluate import evaluate
-        from edgeseg.train import train
-
-        result = train(recipe, train_dir, resume=_resumable(train_dir / "last.pt", train_cfg, trust_checkpoint),
-                       trust_checkpoint=trust_checkpoint)
-        evals = {"val": result["metrics"]}
-        if _has_test_split(recipe):
-            evals["test"] = evaluate(model_pt, recipe=None, split="test", trust_checkpoint=trust_checkpoint)
-        atomic_write_json(train_dir / "eval.json", evals)
-        from edgeseg.models import get_model_info
-        from edgeseg.tasks import get_task
-
-        m = result["metrics"]
-        task = get_task(get_model_info(recipe.model.name))
-        return {"_summary": f"val {task.summary(m)}, {result['train_seconds']} s", "val": m}
-
-    _stage("train", train_dir, _fingerprint(train_cfg, []), [model_pt], force, do_train, log)
-
-    artifacts: list[Path] = [model_pt]
-    if recipe.export is not None:
-        export_dir = stage_dir(out, "export")
-
-        def do_export() -> dict[str, Any]:
-            from edgeseg.export import export
-
-            res = export(model_pt, export_dir, formats=recipe.export.formats, precisions=recipe.export.precisions,
-                         cfg=recipe.export, trust_checkpoint=trust_checkpoint)
-            shipped = [a for a in res["artifacts"] if a.get("shipped", True)]
-            # Bench every runnable file, the INT8 the auto policy rejected too: the report then shows
-            # what INT8 would have cost on this machine instead of silently leaving it out.
-            runnable = [a["path"] for a in res["artifacts"] if Path(a["path"]).is_file()]
-            return {"_summary": f"{len(shipped)} artifacts shipped of {len(res['artifacts'])}",
-                    "artifacts": runnable, "shipped": [a["path"] for a in shipped]}
-
-        res = _stage("export", export_dir, _fingerprint(recipe.export.model_dump(mode="json"), [model_pt]),
-                     [export_dir / "export.json"], force, do_export, log)
-        artifacts += [Path(p) for p in res.get("artifacts", []) if artifact_kind(p) not in (None, "checkpoint")]
-
-    results_file: Path | None = None
-    if recipe.bench is not None:
-        bench_dir = stage_dir(out, "bench")
-        results_file = bench_dir / "results.jsonl"
-
-        def do_bench() -> dict[str, Any]:
-            from edgeseg.bench import benchmark
-
-            results_file.unlink(missing_ok=True)  # type: ignore[union-attr]
-            rows = benchmark(artifacts, out=results_file, backends=recipe.bench.backends, device=recipe.bench.device,
-                             threads=recipe.bench.threads, batch=recipe.bench.batch, cfg=recipe.bench,
-                             accuracy=recipe.bench.accuracy, trust_checkpoint=trust_checkpoint)
-            return {"_summary": f"{len(rows)} result lines in {results_file}"}
-
-        _stage("bench", bench_dir, _fingerprint(recipe.bench.model_dump(mode="json"), artifacts),
-               [results_file], force, do_bench, log)
-
-    if recipe.report is not None and results_file is not None:
-        report_dir = stage_dir(out, "report")
-
-        def do_report() -> dict[str, Any]:
-            from edgeseg.report import report
-
-            paths = report([results_file], report_dir, formats=recipe.report.formats, title=f"edgeseg: {recipe.name}")
-            return {"_summary": f"{paths.get('md', report_dir)}", "paths": {k: str(v) for k, v in paths.items()}}
-
-        _stage("report", report_dir, _fingerprint(recipe.report.model_dump(mode="json"), [results_file]),
-               [report_dir / "report.md"], force, do_report, log)
-
-    summary = {"recipe": recipe.name, "out": str(out), "stages": log}
-    atomic_write_json(out / "run.json", summary)
+    for stage in STAGES:
+        if not stage.enabled(recipe):
+            continue
+        folder = stage_dir(state.out, stage.name)
+        fingerprint = _fingerprint(stage.config(recipe), stage.inputs(state))
+        result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), force,
+                        lambda stage=stage, folder=folder: stage.run(state, folder), log)
+        stage.adopt(state, folder, result)
+    summary = {"recipe": recipe.name, "out": str(state.out), "stages": log}
+    atomic_write_json(state.out / "run.json", summary)
     return summary

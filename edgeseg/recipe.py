@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeseg.artifacts import text_sha256
 from edgeseg.bench.core import BenchSettings
@@ -96,8 +96,11 @@ class TrainCfg(_Strict):
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
-    loss: Literal["ce", "dice", "ce+dice"] = "ce+dice"
-    class_weights: list[float] | None = None
+    loss: Literal["ce", "dice", "ce+dice", "focal", "focal+dice"] = "ce+dice"
+    class_weights: Literal["median_frequency", "inverse_sqrt"] | list[float] | None = Field(
+        None, description="per-class loss weights: computed once from the training masks "
+                          "(median_frequency: SegNet's balancing; inverse_sqrt: milder) or one number per class")
+    focal_gamma: float = Field(2.0, ge=0, description="focusing exponent of the focal loss")
     optimizer: Literal["adamw", "sgd"] = "adamw"
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = 0.9
@@ -189,6 +192,14 @@ class Recipe(_Strict):
     report: ReportCfg | None = None
     instance: InstanceCfg = Field(default_factory=InstanceCfg)
 
+    @model_validator(mode="after")
+    def _one_weight_per_class(self) -> Recipe:
+        weights = self.train.class_weights
+        if isinstance(weights, list) and len(weights) != self.model.num_classes:
+            raise ValueError(f"train.class_weights has {len(weights)} values but model.num_classes is "
+                             f"{self.model.num_classes}; give one weight per class")
+        return self
+
     @field_validator("name")
     @classmethod
     def _name_is_a_folder_name(cls, v: str) -> str:
@@ -221,15 +232,28 @@ def _suggest(bad: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+_UNION_TAGS = ("int", "float", "str", "bool", "none")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """Dotted field path without pydantic's union-member tags (``literal[...]``, ``list[float]``, ``int``)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = []
+    lines: dict[str, str] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = _field_path(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{loc}'{_suggest(loc)}")
+            lines.setdefault(loc, f"{source}: unknown key '{loc}'{_suggest(loc)}")
+        elif not loc:  # a check across sections (its message names the fields)
+            lines.setdefault(msg, f"{source}: {msg}")
+        elif loc in lines:  # another member of a union: one line per field
+            lines[loc] = lines[loc].replace(" (got ", f", or {msg[0].lower() + msg[1:]} (got ", 1)
         else:
-            lines.append(f"{source}: field '{loc}': {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            lines[loc] = f"{source}: field '{loc}': {msg} (got {e.get('input')!r})"
+    return "\n".join(lines.values())
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

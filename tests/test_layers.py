@@ -18,7 +18,7 @@ TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.artifacts", "edgeseg.artifac
               "edgeseg.runtime.base", "edgeseg.runtime.ort_rt", "edgeseg.runtime.trt_rt",
               "edgeseg.runtime.openvino_rt", "edgeseg.data", "edgeseg.data.base", "edgeseg.data.preprocess",
               "edgeseg.data.folder", "edgeseg.metrics", "edgeseg.metrics.semantic", "edgeseg.evaluate",
-              "edgeseg.bench.core", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli",
+              "edgeseg.bench.core", "edgeseg.bench.sweep", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli",
               "edgeseg.tasks", "edgeseg.tasks.base", "edgeseg.tasks.semantic", "edgeseg.tasks.instance",
               "edgeseg.tasks.instance_postprocess")
 

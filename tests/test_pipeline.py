@@ -41,3 +41,40 @@ def test_run_all_stages_then_skip_unchanged(tmp_path):
     third = run(_recipe(min_runs=4), tmp_path)
     status = {k: v["status"] for k, v in third["stages"].items()}
     assert status == {"train": "skipped", "export": "skipped", "bench": "done", "report": "done"}
+
+
+def test_stage_table_hands_outputs_on_and_skips_by_fingerprint(tmp_path, monkeypatch):
+    """A prune-like stage slots in as a row: it replaces the checkpoint the next stage starts from."""
+    import edgeseg.pipeline as pipeline
+
+    calls = []
+
+    def write(name):
+        def body(state, folder):
+            calls.append(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            src = state.checkpoint.read_text() if state.checkpoint else ""
+            (folder / f"{name}.txt").write_text(src + name)
+            return {"_summary": name}
+        return body
+
+    def adopt(name):
+        def hand_on(state, folder, result):
+            state.checkpoint = folder / f"{name}.txt"
+        return hand_on
+
+    stages = [pipeline.Stage(name, enabled=lambda r: True, config=lambda r, n=name: {n: r.train.epochs},
+                             inputs=lambda s: [s.checkpoint] if s.checkpoint else [],
+                             outputs=lambda folder, n=name: [folder / f"{n}.txt"], run=write(name), adopt=adopt(name))
+              for name in ("train", "prune", "export")]
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    first = pipeline.run(_recipe(), tmp_path)
+    assert calls == ["train", "prune", "export"] and list(first["stages"]) == ["train", "prune", "export"]
+    assert (tmp_path / "4_export" / "export.txt").read_text() == "trainpruneexport"  # export started from prune
+    second = pipeline.run(_recipe(), tmp_path)
+    assert calls == ["train", "prune", "export"]  # nothing re-ran
+    assert [s["status"] for s in second["stages"].values()] == ["skipped"] * 3
+    (tmp_path / "2_prune" / "prune.txt").write_text("pruned harder")  # export's input changed, nothing else
+    third = pipeline.run(_recipe(), tmp_path)
+    assert calls[3:] == ["export"] and third["stages"]["prune"]["status"] == "skipped"
+    assert (tmp_path / "4_export" / "export.txt").read_text() == "pruned harderexport"

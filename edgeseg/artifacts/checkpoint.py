@@ -77,6 +77,7 @@ OPTIONAL_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "best_metrics": ((dict,), "a dict"), "layer_shapes": ((dict,), "a dict of layer name -> channel counts"),
     "optimizer": ((dict,), "an optimizer state_dict"), "scheduler": ((dict,), "a scheduler state_dict"),
     "scaler": ((dict,), "a GradScaler state_dict"),
+    "class_weights": ((dict,), "the class weights training used (method, weights, pixels, images)"),
 }
 RESUME_FIELDS = ("epoch", "best_metric", "optimizer", "scheduler", "scaler")
 TRUST_OPTION = "--trust-checkpoint"

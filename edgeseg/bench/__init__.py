@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.backends import check_backends, skip_reason
-from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
-from edgeseg.bench.figures import model_figures
-from edgeseg.bench.rows import SCHEMA, ResultsError, append_rows, load_rows
+from edgeseg.bench.core import BenchSettings, usable_cores
+from edgeseg.bench.rows import SCHEMA, ResultsError, load_rows
+from edgeseg.bench.sweep import Sweep, run_sweep
 
 __all__ = ["SCHEMA", "BenchSettings", "ResultsError", "benchmark", "load_rows"]
 
@@ -51,75 +50,29 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
     Returns:
         The rows written.
     """
-    from edgeseg import runtime
     from edgeseg.progress import make_progress
 
-    settings = _settings(cfg)
-    threads = threads or (list(cfg.threads) if cfg is not None and cfg.threads else [usable_cores()])
-    batch = batch or (list(cfg.batch) if cfg is not None else [1])
-    rows: list[dict[str, Any]] = []
-    written = 0
-    profile_cache: dict[tuple[Path, tuple[int, int]], dict[str, Any]] = {}
-    check_backends(backends or [])
-    plan = []
-    for a in map(Path, artifacts):
-        for b in backends or [None]:
-            reason = skip_reason(a, b) if b is not None else None
-            if reason:
-                print(f"bench: {reason}")
-                continue
-            plan.append((a, b))
+    sweep = Sweep(artifacts=[Path(a) for a in artifacts], backends=list(backends or []), device=device,
+                  threads=threads or (list(cfg.threads) if cfg is not None and cfg.threads else [usable_cores()]),
+                  batches=batch or (list(cfg.batch) if cfg is not None else [1]), settings=_settings(cfg),
+                  options=dict(torch_options or {}), trust_checkpoint=trust_checkpoint,
+                  custom_op_library=custom_op_library)
+    plan = sweep.plan(lambda msg: print(f"bench: {msg}"))
     with make_progress() as progress:
-        bar = progress.add_task("bench", total=len(plan) * len(threads) * len(batch), rate="", info="")
-        for path, wanted in plan:
-            try:
-                name = runtime.backend_for(path, wanted)
-            except runtime.BackendError:
-                name = "unknown"  # an unknown suffix: runtime.open below fails and the row says why
-            where = "cuda" if wanted == "torch-cuda" else device  # the alias implies the device; rows must say so
-            acc: dict[str, Any] | None = None
-            acc_done = False
-            for t in threads:
-                options = {**(dict(torch_options or {}) if name == "torch" else {}),
-                           **runtime.trust_options(name, trust_checkpoint=trust_checkpoint,
-                                                   custom_op_library=custom_op_library)}
-                try:
-                    be = runtime.open(path, wanted, device=where, threads=t, **options)
-                except Exception as exc:  # noqa: BLE001  (any backend failure is a row, not a crash)
-                    for b in batch:
-                        row = base_row(path, name, where, t, b)
-                        row["error"] = f"{type(exc).__name__}: {exc}"
-                        rows.append(row)
-                        progress.update(bar, advance=1)
-                    progress.console.print(f"bench: skipped {path.name} on {name}: {exc}")
-                    continue
-                if accuracy and not acc_done:
-                    from edgeseg.bench.accuracy import recipe_accuracy
+        bar = progress.add_task("bench", total=len(plan) * len(sweep.threads) * len(sweep.batches), rate="", info="")
 
-                    acc_done = True
-                    try:
-                        acc = recipe_accuracy(be, data, split)
-                    except Exception as exc:  # noqa: BLE001  (latency and memory are still worth having)
-                        acc = {"error": f"{type(exc).__name__}: {exc}"}
-                        progress.console.print(f"bench: no accuracy for {path.name} on {name}: {exc}")
-                hw = bench_input_hw(be)
-                if (path, hw) not in profile_cache:
-                    profile_cache[(path, hw)] = model_figures(path, be, hw)
-                for b in batch:
-                    progress.update(bar, info=f"{path.name} {name} threads={t} batch={b}")
-                    try:
-                        row = bench_one(path, be, backend_name=name, device=where, threads=t, batch=b,
-                                        settings=settings, accuracy=acc, model_figures=profile_cache[(path, hw)],
-                                        options=options)
-                    except Exception as exc:  # noqa: BLE001  (a run that fails is a row; the others go on)
-                        row = {**base_row(path, name, where, t, b), "error": f"{type(exc).__name__}: {exc}"}
-                        progress.console.print(f"bench: {path.name} on {name} failed: {exc}")
-                    rows.append(row)
-                    progress.update(bar, advance=1)
-                del be
-            # Each artifact's lines land as soon as they exist: an interrupted run keeps what it measured.
-            append_rows(out, rows[written:])
-            written = len(rows)
-    if not plan:
-        append_rows(out, [])  # nothing runnable: the (possibly new) file still exists for `report` to explain
-    return rows
+        def on_row(row: dict[str, Any]) -> None:
+            progress.update(bar, advance=1, info=f"{row['artifact']['name']} {row['backend']} "
+                                                 f"threads={row['threads']} batch={row['batch']}")
+
+        return run_sweep(sweep, out, accuracy=_recipe_accuracy(data, split) if accuracy else None,
+                         say=lambda msg: progress.console.print(f"bench: {msg}"), on_row=on_row, plan=plan)
+
+
+def _recipe_accuracy(data: str | Path | None, split: str) -> Any:
+    def measure(backend: Any) -> dict[str, Any]:
+        from edgeseg.bench.accuracy import recipe_accuracy
+
+        return recipe_accuracy(backend, data, split)
+
+    return measure

@@ -18,10 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeseg.bench.backends import check_backends, skip_reason
-from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one, usable_cores
-from edgeseg.bench.figures import model_figures
-from edgeseg.bench.rows import append_rows
+from edgeseg.bench.core import BenchSettings, usable_cores
+from edgeseg.bench.sweep import Sweep, run_sweep
 
 
 def _csv(text: str | None, kind: type = str) -> list[Any]:
@@ -56,61 +54,26 @@ def _accuracy(backend: Any, data: Path, split: str) -> dict[str, Any]:
     return folder_accuracy(backend, data, split)
 
 
+def _print_row(row: dict[str, Any]) -> None:
+    lat = row.get("latency") or {}
+    print(f"{row['artifact']['name']} {row['backend']} threads={row['threads']} batch={row['batch']}: "
+          + (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if row.get('noisy') else ''}" if lat else row["error"]))
+
+
 def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse ``argv``, bench every artifact, append the rows to ``--out``; returns them."""
-    from edgeseg import runtime
-
     args = _parser().parse_args(argv)
     if args.data is not None and not args.data.exists():
         raise SystemExit(f"--data {args.data}: not found; expected a folder dataset or a .npz file")
-    check_backends(_csv(args.backend))
     settings = BenchSettings(warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time,
                              memory=not args.no_memory)
-    threads = _csv(args.threads, int) or [usable_cores()]
-    batches = _csv(args.batch, int) or [1]
-    rows: list[dict[str, Any]] = []
-    for path in args.artifacts:
-        start = len(rows)
-        for wanted in _csv(args.backend) or [None]:
-            reason = skip_reason(path, wanted) if wanted else None
-            if reason:
-                print(f"runner: {reason}", file=sys.stderr)
-                continue
-            try:
-                name = runtime.backend_for(path, wanted)
-            except runtime.BackendError:
-                name = "unknown"  # an unknown suffix: runtime.open fails below and the row says why
-            acc = None
-            options = runtime.trust_options(name, custom_op_library=args.custom_op_library)
-            for t in threads:
-                try:
-                    be = runtime.open(path, wanted, device=args.device, threads=t, **options)
-                except Exception as exc:  # noqa: BLE001  (report and go on with the next configuration)
-                    print(f"runner: skipped {path} on {name}: {exc}", file=sys.stderr)
-                    rows += [{**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}
-                             for b in batches]
-                    continue
-                if args.data is not None and acc is None:
-                    try:
-                        acc = _accuracy(be, args.data, args.split)
-                    except Exception as exc:  # noqa: BLE001  (latency and memory are still worth having)
-                        acc = {"error": f"{type(exc).__name__}: {exc}"}
-                        print(f"runner: no accuracy for {path} on {name}: {exc}", file=sys.stderr)
-                hw = bench_input_hw(be)
-                figures = model_figures(path, be, hw, allow_torch=False)
-                for b in batches:
-                    try:
-                        row = bench_one(path, be, backend_name=name, device=args.device, threads=t, batch=b,
-                                        settings=settings, accuracy=acc, model_figures=figures, options=options)
-                    except Exception as exc:  # noqa: BLE001
-                        row = {**base_row(path, name, args.device, t, b), "error": f"{type(exc).__name__}: {exc}"}
-                    rows.append(row)
-                    lat = row.get("latency") or {}
-                    print(f"{path.name} {name} threads={t} batch={b}: "
-                          + (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if row.get('noisy') else ''}"
-                             if lat else row["error"]))
-                del be
-        append_rows(args.out, rows[start:])  # per artifact: an interrupted run keeps what it measured
+    sweep = Sweep(artifacts=list(args.artifacts), backends=_csv(args.backend), device=args.device,
+                  threads=_csv(args.threads, int) or [usable_cores()], batches=_csv(args.batch, int) or [1],
+                  settings=settings, allow_torch=False,
+                  custom_op_library=args.custom_op_library)
+    accuracy = (lambda backend: _accuracy(backend, args.data, args.split)) if args.data is not None else None
+    rows = run_sweep(sweep, args.out, accuracy=accuracy, say=lambda msg: print(f"runner: {msg}", file=sys.stderr),
+                     on_row=_print_row)
     print(f"{len(rows)} result lines appended to {args.out}")
     return rows
 

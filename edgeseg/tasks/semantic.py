@@ -82,7 +82,7 @@ class SemanticTask(Task):
 
     def loss(self, recipe: Any) -> tuple[str, dict[str, Any]]:
         return "segmentation", {"kind": recipe.train.loss, "ignore_index": recipe.data.ignore_index,
-                                "class_weights": recipe.train.class_weights}
+                                "class_weights": recipe.train.class_weights, "focal_gamma": recipe.train.focal_gamma}
 
     def targets_to(self, targets: Any, device: Any) -> Any:
         return targets.to(device, non_blocking=True)

@@ -28,6 +28,7 @@ from edgeseg.artifacts.checkpoint import read_checkpoint, save_checkpoint, unwra
 from edgeseg.errors import UserError
 from edgeseg.recipe import Recipe, RecipeError, TrainCfg
 from edgeseg.train import distributed as dist_utils
+from edgeseg.train.class_weights import ClassWeights, compute_class_weights
 from edgeseg.tasks import Task, by_name, get_task
 from edgeseg.train.losses import criterion_for
 from edgeseg.train.meta import meta_for
@@ -103,6 +104,25 @@ def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device, t
     return result
 
 
+def training_class_weights(recipe: Recipe, train_set: Any) -> ClassWeights | None:
+    """``train.class_weights`` resolved once from the training split's masks (None when not set)."""
+    spec = recipe.train.class_weights
+    if spec is None:
+        return None
+    masks = (mask for _, mask in getattr(train_set, "samples", []))
+    return compute_class_weights(spec, masks, num_classes=recipe.model.num_classes,
+                                 ignore_index=recipe.data.ignore_index)
+
+
+def _with_weights(recipe: Recipe, weights: ClassWeights | None) -> Recipe:
+    """The recipe the loss is built from: ``train.class_weights`` as the resolved numbers."""
+    if weights is None:
+        return recipe
+    resolved = recipe.model_copy(deep=True)
+    resolved.train.class_weights = weights.weights
+    return resolved
+
+
 class _CsvLog:
     """Append-only CSV log; rewritten atomically so a crash never truncates it."""
 
@@ -164,7 +184,9 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     model = model.to(device)
     meta = meta_for(model, recipe)
     output_names = tuple(model.output_names)
-    criterion = criterion_for(task, recipe).to(device)
+    weights = training_class_weights(recipe, train_set) if task.name == "semantic" else None
+    criterion = criterion_for(task, _with_weights(recipe, weights)).to(device)
+    extra = {"class_weights": weights.to_dict()} if weights is not None else {}
     opt = make_optimizer(model, cfg)
     loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx,
                                                  collate_fn=task.collate())
@@ -192,6 +214,9 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     log = _CsvLog(out / "train_log.csv", resume=resume, fields=log_fields(task)) if ctx.is_main else None
+    if ctx.is_main and weights is not None:
+        pairs = ", ".join(f"{n} {w:.3f}" for n, w in zip(meta.classes, weights.weights))
+        print(f"class weights ({weights.method}): {pairs}")
     t_start = time.perf_counter()
 
     from edgeseg.progress import make_progress
@@ -239,7 +264,8 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                 score = float(val[headline.key])
                 if score > best or not best_metrics:  # an all-NaN/-1 first epoch still gives a model.pt
                     best, best_metrics = score, val
-                    save_checkpoint(out / "model.pt", model, meta, epoch=epoch, metrics=val, best_metric=best)
+                    save_checkpoint(out / "model.pt", model, meta, epoch=epoch, metrics=val, best_metric=best,
+                                    **extra)
                 progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val {headline.label} {score:.4f} "
                                           f"(best {best:.4f})")
             if ctx.is_main:
@@ -247,7 +273,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                 log.append(row, upto_epoch=epoch + 1 if epoch == start_epoch else None)
                 save_checkpoint(out / "last.pt", model, meta, epoch=epoch, best_metric=best, best_metrics=best_metrics,
                                 optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
-                                metrics=best_metrics)
+                                metrics=best_metrics, **extra)
             ctx.barrier()
 
     result: dict[str, Any] = {}
@@ -257,7 +283,7 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         train_s = time.perf_counter() - t_start
         figures = {f"best_{headline.key}": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
                    "world_size": ctx.world_size, "device": str(device),
-                   "train_images": len(train_set), "val_images": len(val_set)}
+                   "train_images": len(train_set), "val_images": len(val_set), **extra}
         atomic_write_json(out / "train.json", provenance("train", {"recipe": recipe.to_dict(),
                                                                     "recipe_hash": recipe.hash()}, figures))
         result = {"metrics": metrics, "out": str(out), **figures}

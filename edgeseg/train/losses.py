@@ -1,4 +1,4 @@
-"""Semantic segmentation losses: cross-entropy, soft Dice, or their sum; class weights and ignore_index."""
+"""Semantic segmentation losses: cross-entropy, focal, soft Dice, and sums; class weights and ignore_index."""
 
 from __future__ import annotations
 
@@ -38,22 +38,59 @@ class DiceLoss(nn.Module):
         return 1 - (dice * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
-class SegLoss(nn.Module):
-    """``ce``, ``dice`` or ``ce+dice`` (sum), with optional class weights and ignore_index."""
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al.): ``-w[c] (1 - p_c)^gamma log p_c``, a weighted mean over non-ignored pixels.
 
-    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None):
+    Easy, confident pixels (mostly the frequent classes) contribute little, so rare classes weigh
+    more even without class weights; ``gamma=0`` is weighted cross-entropy (same normalisation as
+    ``nn.CrossEntropyLoss(weight=...)``).
+    """
+
+    def __init__(self, gamma: float = 2.0, ignore_index: int = 255, class_weights: torch.Tensor | None = None):
         super().__init__()
-        if kind not in ("ce", "dice", "ce+dice"):
-            raise ValueError(f"train.loss: expected 'ce', 'dice' or 'ce+dice', got {kind!r}")
+        self.gamma = gamma
+        self.ignore_index = ignore_index
+        self.register_buffer("class_weights", class_weights if class_weights is not None else None)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = target != self.ignore_index
+        safe = torch.where(valid, target, 0)
+        logp = logits.float().log_softmax(1).gather(1, safe.unsqueeze(1)).squeeze(1)
+        weights = valid.to(logp.dtype)
+        if self.class_weights is not None:
+            weights = weights * self.class_weights.to(logp)[safe]
+        loss = -((1 - logp.exp()) ** self.gamma) * logp
+        return (loss * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+LOSSES = ("ce", "dice", "ce+dice", "focal", "focal+dice")
+
+
+class SegLoss(nn.Module):
+    """``ce``, ``dice``, ``focal`` or a ``+`` sum of them, with optional class weights and ignore_index.
+
+    Class weights apply to every term: cross-entropy and focal weight each pixel by its class, Dice
+    averages the per-class scores with the weights.
+    """
+
+    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None,
+                 focal_gamma: float = 2.0):
+        super().__init__()
+        if kind not in LOSSES:
+            raise ValueError(f"train.loss: expected one of {LOSSES}, got {kind!r}")
         w = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.use_ce, self.use_dice = "ce" in kind, "dice" in kind
+        terms = kind.split("+")
+        self.use_ce, self.use_dice, self.use_focal = "ce" in terms, "dice" in terms, "focal" in terms
         self.ce = nn.CrossEntropyLoss(weight=w, ignore_index=ignore_index)
         self.dice = DiceLoss(ignore_index, w)
+        self.focal = FocalLoss(focal_gamma, ignore_index, w)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = logits.new_zeros(())
         if self.use_ce:
             loss = loss + self.ce(logits.float(), target)
+        if self.use_focal:
+            loss = loss + self.focal(logits, target)
         if self.use_dice:
             loss = loss + self.dice(logits, target)
         return loss
@@ -62,9 +99,10 @@ class SegLoss(nn.Module):
 class SemanticCriterion(nn.Module):
     """The semantic task's criterion: :class:`SegLoss` on the ``logits`` output, as ``(loss, parts)``."""
 
-    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None):
+    def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None,
+                 focal_gamma: float = 2.0):
         super().__init__()
-        self.loss = SegLoss(kind, ignore_index, class_weights)
+        self.loss = SegLoss(kind, ignore_index, class_weights, focal_gamma=focal_gamma)
 
     def forward(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         from edgeseg.tasks.semantic import logits_of
