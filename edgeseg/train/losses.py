@@ -63,7 +63,7 @@ class FocalLoss(nn.Module):
         return (loss * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
-LOSSES = ("ce", "dice", "ce+dice", "focal", "focal+dice")
+SEMANTIC_LOSSES = ("ce", "dice", "ce+dice", "focal", "focal+dice")
 
 
 class SegLoss(nn.Module):
@@ -76,8 +76,8 @@ class SegLoss(nn.Module):
     def __init__(self, kind: str = "ce+dice", ignore_index: int = 255, class_weights: list[float] | None = None,
                  focal_gamma: float = 2.0):
         super().__init__()
-        if kind not in LOSSES:
-            raise ValueError(f"train.loss: expected one of {LOSSES}, got {kind!r}")
+        if kind not in SEMANTIC_LOSSES:
+            raise ValueError(f"train.loss: expected one of {SEMANTIC_LOSSES}, got {kind!r}")
         w = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         terms = kind.split("+")
         self.use_ce, self.use_dice, self.use_focal = "ce" in terms, "dice" in terms, "focal" in terms
