@@ -86,6 +86,14 @@ def _wrong_type(row: dict[str, Any]) -> str:
     return ""
 
 
+def _unknown_task(row: dict[str, Any]) -> str:
+    """'' unless the line names a task edgeseg does not know (the report lays out columns per task)."""
+    from edgeseg.tasks import TASKS  # no torch
+
+    task = (row.get("model") or {}).get("task")
+    return "" if task is None or task in TASKS else f"field model.task is {task!r}, expected one of {sorted(TASKS)}"
+
+
 def _lines(path: Path):
     """(line number, text) of ``path``, refusing a line longer than MAX_LINE_CHARS before reading it all."""
     with path.open(encoding="utf-8", errors="replace") as fh:
@@ -123,7 +131,7 @@ def load_rows(paths: list[str | Path]) -> list[dict[str, Any]]:
             missing = [k for k in REQUIRED if k not in row]
             if missing and not row.get("error"):
                 raise ResultsError(f"{path}:{lineno}: result line lacks {', '.join(missing)}")
-            problem = _oversized(row) or _wrong_type(row)
+            problem = _oversized(row) or _wrong_type(row) or _unknown_task(row)
             if problem:
                 raise ResultsError(f"{path}:{lineno}: {problem}")
             rows.append({**row, "source": f"{path}:{lineno}"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from edgeseg.errors import UserError
 from edgeseg.tasks.base import MetricColumn, OutputsError, ParityBars, Task, by_name, output
 
 # task name -> (module, class)
@@ -20,7 +21,7 @@ TASKS: dict[str, tuple[str, str]] = {
 _CACHE: dict[str, Task] = {}
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError, ValueError):
     """An artifact or model names a task edgeseg does not know."""
 
 

@@ -69,6 +69,7 @@ def _write(tmp_path, row_text: str):
      r"r.jsonl:2: field accuracy.per_class has 20000 items"),
     (lambda r: r["latency"].update(p50_ms="12 ms"), r"r.jsonl:2: field latency.p50_ms is str, expected a number"),
     (lambda r: r.update(batch=True), r"r.jsonl:2: field batch is bool, expected an integer"),
+    (lambda r: r["model"].update(task="<evil>"), r"r.jsonl:2: field model.task is '<evil>', expected one of"),
     (lambda r: r["accuracy"].update(mask_ap="<b>high</b>"), r"r.jsonl:2: field accuracy.mask_ap is str, expected a num"),
 ])
 def test_oversized_or_mistyped_line_is_refused(tmp_path, mutate, message):
