@@ -141,7 +141,9 @@ class YolactLoss(nn.Module):
             outs = [outputs.get(n) for n in OUTPUT_NAMES]
         else:
             outs = list(outputs) + [None] * (len(OUTPUT_NAMES) - len(outputs))
-        scores, boxes, coefs, protos, semantic = outs
+        # Under CUDA AMP the heads come out in fp16: the focal/GIoU/BCE terms are computed in fp32 (as
+        # autocast itself does for losses), which also keeps the target tensors' dtypes consistent.
+        scores, boxes, coefs, protos, semantic = (o.float() if o is not None else None for o in outs)
         n, _, hp, wp = protos.shape
         input_hw = tuple(int(v) for v in targets[0]["masks"].shape[-2:])
         ps = input_hw[0] // hp

@@ -69,6 +69,26 @@ def test_loss_terms_and_gradients(cls_loss: str) -> None:
         YolactLoss(2, cls_loss="ohem-typo")
 
 
+@pytest.mark.parametrize("cls_loss", ["quality_focal", "focal"])
+def test_loss_under_mixed_precision(cls_loss: str) -> None:
+    """Half-precision heads (CUDA AMP; bfloat16 autocast stands in for it on CPU) give the fp32 loss."""
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("yolact_test", num_classes=2).train()
+    x, targets = _batch(2)
+    loss_fn = YolactLoss(2, cls_loss=cls_loss)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(x)
+        assert outputs[0].dtype == torch.bfloat16
+        total, parts = loss_fn(outputs, targets)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert model.get_parameter("head.cls.weight").grad.abs().sum() > 0
+    reference, _ = loss_fn([o.detach().float() for o in outputs], targets)
+    assert float(total) == pytest.approx(float(reference), rel=1e-5)
+
+
 def test_tiny_model_learns_synthetic_instances() -> None:
     """yolact_test on 64 px synthetic discs: mask AP50 on unseen images well above chance in ~250 steps."""
     from torch.utils.data import DataLoader
