@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import re
 import warnings
 from collections import Counter
@@ -35,6 +36,7 @@ import torch
 from edgeseg.artifacts import ModelMeta, atomic_write_bytes
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.export.onnx2int8 import int8_decision, measure
 from edgeseg.artifacts.metadata import pte_constant_methods
 
 PTE_NAMES = {"fp32": "model.pte", "int8": "model.int8.pte"}
@@ -248,8 +250,6 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
                           f"{parity['agreement']:.4%}); see export.json")
     records = [record]
     if "int8" in ctx.precisions:
-        from edgeseg.export.pte_int8 import convert_int8
-
         records.append(convert_int8(ctx, static, model, meta, outputs, path))
     from edgeseg.export.phone_kit import write_phone_kit
 
@@ -257,4 +257,74 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     return records
 
 
-__all__ = ["convert", "delegable_model", "delegation", "lower", "quantize_int8"]
+# INT8: the same checks and policy as ONNX INT8 (onnx2int8.int8_decision / measure).
+OBSERVER = "HistogramObserver activations, per-channel MinMax weights (XNNPACK quantizer, symmetric int8)"
+
+
+def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tensor, meta: ModelMeta,
+                source: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from edgeseg.compress.calibration import calibration_images
+    from edgeseg.progress import track
+
+    cal = ctx.cfg.calibration
+    ctx.say(f"ExecuTorch INT8: PT2E calibration on {cal.images} training images (XNNPACK quantizer, "
+            f"per-channel={cal.per_channel})")
+    try:
+        images, info = calibration_images(ctx.recipe.data, meta.in_channels, num_classes=meta.num_classes,
+                                          count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
+        quantized = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
+                                  per_channel=cal.per_channel)
+    except Exception as exc:  # noqa: BLE001  (empty split, observer or torchao errors: one line)
+        raise ExportError(f"{source}: ExecuTorch INT8 calibration ({cal.images} training images) failed: "
+                          f"{first_line(exc)}") from exc
+    return quantized, {**info.to_dict(), "method": "pt2e", "observers": OBSERVER, "per_channel": cal.per_channel}
+
+
+def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Module, meta: ModelMeta,
+                 outputs: list[str], fp32: Path) -> ArtifactRecord:
+    """Write model.int8.pte (or model.int8.rejected.pte) with calibration, parity, latency and accuracy figures."""
+    example = example_input(static)
+    quantized, cal_info = _calibrated(ctx, model, example, meta, fp32)
+    data, info = lower(quantized, example, pte_constant_methods(meta, outputs, "int8"))
+    path, rejected = ctx.out / PTE_NAMES["int8"], ctx.out / REJECTED_INT8
+    tmp = write_pte(ctx.out / f".model.int8.tmp{os.getpid()}.pte", data)
+    try:
+        int8 = open_pte(tmp, ctx.threads)
+        parity = static.parity(int8)
+        bar = ctx.task.parity_bars.int8_min_agreement
+        parity["passed"] = parity["agreement"] >= bar
+        ctx.say(f"measuring ExecuTorch FP32 vs INT8 latency ({ctx.threads} threads, batch 1, "
+                f"{ctx.input_hw[0]}x{ctx.input_hw[1]})")
+        latency = measure(ctx, {"fp32": fp32, "int8": tmp}, opener=lambda p: open_pte(p, ctx.threads),
+                          backend="executorch-xnnpack")
+        ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy,
+                                     rejected_name=REJECTED_INT8)
+        busy = next((v["contention"] for v in latency.values() if v.get("contention")), "")
+        if busy:
+            reason += f"; timed on a busy machine ({busy})"
+        if not parity["passed"]:
+            ship = False
+            reason = f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below {bar:.0%}; " + reason
+        accuracy = {"fp32": static.accuracy(open_pte(fp32, ctx.threads), "pte fp32"),
+                    "int8": static.accuracy(int8, "pte int8")}
+        key = ctx.task.headline.key
+        accuracy[f"{key}_drop_points"] = 100 * (accuracy["fp32"][key] - accuracy["int8"][key])
+        del int8
+        final = path if ship else rejected
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    (rejected if ship else path).unlink(missing_ok=True)  # no stale file from an earlier export
+    if not ship:
+        ctx.say(f"ExecuTorch INT8 not shipped: {reason}", note=True)
+    figures = {"export": info, "calibration": cal_info, "parity": parity,
+               "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
+               "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
+               "policy": ctx.cfg.int8_policy}
+    ctx.say(f"ExecuTorch INT8 {ctx.task.headline.label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
+            f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x; "
+            f"{info['fraction_delegated']:.1%} delegated")
+    return ctx.add(ArtifactRecord(final, "executorch", "int8", shipped=ship, reason=reason, figures=figures))
+
+
+__all__ = ["convert", "convert_int8", "delegable_model", "delegation", "lower", "quantize_int8"]

@@ -57,6 +57,11 @@ def test_compare_and_indices_models_agree(name: str) -> None:
     by_indices = create_model(name, num_classes=3, in_channels=2, unpool="indices")
     by_compare = create_model(name, num_classes=3, in_channels=2, unpool="compare")
     by_compare.load_state_dict(by_indices.state_dict())
+    by_arith = create_model(name, num_classes=3, in_channels=2, unpool="arith")  # the form ExecuTorch ships
+    by_arith.load_state_dict(by_indices.state_dict())
+    x0 = torch.randn(1, 2, 32, 64)
+    with torch.no_grad():  # eval mode: post-ReLU zero ties galore
+        assert torch.equal(by_indices.eval()(x0), by_arith.eval()(x0))
     x = torch.randn(2, 2, 32, 64)
     for train in (True, False):  # train mode: batch-stat BN; eval mode: post-ReLU zero ties galore
         by_indices.train(train), by_compare.train(train)
@@ -83,4 +88,4 @@ def test_width_mult_and_bad_unpool() -> None:
     assert model.encoder[1][0][0].out_channels == 32
     with pytest.raises(ValueError, match="unpool must be one of"):
         create_model("segnet_test", num_classes=2, unpool="scatter")
-    assert segnet.UNPOOL_MODES == ("indices", "compare")
+    assert segnet.UNPOOL_MODES == ("indices", "compare", "arith")
