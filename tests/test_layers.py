@@ -119,7 +119,4 @@ def test_export_converters_import_no_cycle():
     deps = {m: {n for _, n in imported_modules(src, m) if n in modules and n != m} for m, src in modules.items()}
     cycles = sorted(f"{a} <-> {b}" for a in deps for b in deps[a] if a < b and a in deps[b])
     type_only = {"edgeseg.export.context <-> edgeseg.export.formats"}  # ExportContext in a TYPE_CHECKING block
-    # Known, not yet split: the ExecuTorch format runs its own INT8 fan-out (torch2executorch imports
-    # pte_int8 lazily, pte_int8 imports torch2executorch's helpers). Listed so no new cycle slips in.
-    known = {"edgeseg.export.pte_int8 <-> edgeseg.export.torch2executorch"}
-    assert set(cycles) <= type_only | known, cycles
+    assert set(cycles) <= type_only, cycles
