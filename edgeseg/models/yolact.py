@@ -26,6 +26,7 @@ from torch import nn
 
 from edgeseg.models.backbones import ConvBNAct, FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
+from edgeseg.models.blocks import init_weights
 from edgeseg.models.registry import register_model
 from edgeseg.tasks.instance_postprocess import Detections, logit, target_size
 
@@ -150,14 +151,7 @@ class Yolact(SegModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
         for pred in (self.head.cls, self.head.box, self.head.coef):
             nn.init.normal_(pred.weight, std=0.01)
         nn.init.constant_(self.head.cls.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
