@@ -20,7 +20,7 @@ TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.artifacts", "edgeseg.artifac
               "edgeseg.data.folder", "edgeseg.metrics", "edgeseg.metrics.semantic", "edgeseg.evaluate",
               "edgeseg.bench.core", "edgeseg.bench.sweep", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli",
               "edgeseg.tasks", "edgeseg.tasks.base", "edgeseg.tasks.semantic", "edgeseg.tasks.instance",
-              "edgeseg.tasks.instance_postprocess")
+              "edgeseg.tasks.instance_postprocess", "edgeseg.data.instance_folder", "edgeseg.metrics.instance")
 
 
 def imported_modules(source: str, module: str) -> list[tuple[int, str]]:

@@ -67,13 +67,36 @@ def _semantic_only(meta: Any, source: str) -> None:
                          f"{meta.task} model: bench it with `edgeseg bench --data RECIPE` for its accuracy")
 
 
+def _instance_folder_accuracy(backend: Any, root: Path, split: str, val_ratio: float, split_seed: int
+                              ) -> dict[str, Any]:
+    """Mask/box AP of an instance artifact on an instance-id folder (ROOT/images + ROOT/masks), numpy only."""
+    from edgeseg.data.instance_folder import instance_folder
+    from edgeseg.data.preprocess import normalize
+    from edgeseg.data.folder import list_pairs
+
+    meta = backend.meta
+    pairs = list_pairs(root, split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
+    loaded = instance_folder(root, split, meta.in_channels, val_ratio=val_ratio, test_ratio=0.0,
+                             split_seed=split_seed)
+    samples = ((normalize(s.image, meta.mean, meta.std), {"masks": s.mask_stack(), "labels": s.labels})
+               for s in loaded)
+    return _result(backend, samples, len(loaded), int(meta.ignore_index), split, str(root),
+                   _pairs_fingerprint(root.name, pairs, split))
+
+
 def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_encoding: str = "auto",
                     val_ratio: float = 0.2, split_seed: int = 0) -> dict[str, Any]:
-    """Metrics on a folder dataset's split, with numpy and PIL only (no torch)."""
+    """Metrics on a folder dataset's split, with numpy and PIL only (no torch).
+
+    Semantic artifacts read class-index masks; instance artifacts read instance-id masks (0 =
+    background, one value per instance, one class), e.g. ``dsb2018-nuclei``.
+    """
     from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs
     from edgeseg.data.preprocess import normalize
 
     meta = backend.meta
+    if meta.task == "instance":
+        return _instance_folder_accuracy(backend, Path(root), split, val_ratio, split_seed)
     _semantic_only(meta, str(root))
     ignore = int(meta.ignore_index)
     pairs = list_pairs(Path(root), split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)

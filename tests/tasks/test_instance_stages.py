@@ -90,3 +90,21 @@ def test_export_matches_pytorch_and_benches_end_to_end(trained, tmp_path, monkey
     assert rows[1]["accuracy"]["mask_ap"] == pytest.approx(rows[0]["accuracy"]["mask_ap"], abs=0.05, nan_ok=True)
     md = report([tmp_path / "bench.jsonl"], tmp_path / "rep")["md"].read_text()
     assert "mask AP" in md and "p50 + postprocess (ms)" in md
+    # the torch-free runner scores an instance artifact on an instance-id folder
+    from edgeseg import runtime
+    from edgeseg.bench.accuracy import folder_accuracy
+    from edgeseg.data.synthetic import generate
+
+    folder = tmp_path / "idfolder"
+    for sub in ("images", "masks", "splits"):
+        (folder / sub).mkdir(parents=True)
+    for i in range(3):
+        s = generate(0, "val", i, size=64, num_classes=2, max_shapes=3)
+        ids = np.zeros(s.mask.shape, np.uint16)
+        for j, m in enumerate(s.instance_masks):
+            ids[m] = j + 1
+        Image.fromarray(s.image).save(folder / "images" / f"{i}.png")
+        Image.fromarray(ids).save(folder / "masks" / f"{i}.png")
+    (folder / "splits" / "val.txt").write_text("0\n1\n2\n")
+    acc = folder_accuracy(runtime.open(files[0], threads=1), folder, "val")
+    assert acc["num_images"] == 3 and "mask_ap" in acc and acc["dataset"]["split"] == "val"
