@@ -41,3 +41,21 @@ def make_checkpoint(path: Path, model: str = "unet_test", num_classes: int = 4, 
 def tiny_checkpoint(tmp_path: Path) -> Path:
     """Path of an untrained unet_test checkpoint (4 classes, RGB, synthetic-data recipe)."""
     return make_checkpoint(tmp_path / "model.pt")
+
+
+@pytest.fixture
+def hide_package(monkeypatch):
+    """``hide_package("executorch")``: importing that package (or a submodule) raises ImportError."""
+    import builtins
+
+    real = builtins.__import__
+
+    def hide(prefix: str) -> None:
+        def guarded(name, *args, **kwargs):
+            if name == prefix or name.startswith(prefix + "."):
+                raise ImportError(name)
+            return real(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", guarded)
+
+    return hide

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from edgeseg.data.base import DataError, default_mean_std
 from edgeseg.data.preprocess import normalize
+from edgeseg.data.transforms import CropFlipAugment
 from edgeseg.data.instance_folder import InstanceSample
 
 INSTANCE_KINDS = ("synthetic", "coco", "instance_folder", "pennfudan")
@@ -44,22 +45,13 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class InstanceTransform:
-    """Training augmentation keeping image, masks and boxes consistent (masks use nearest).
+class InstanceTransform(CropFlipAugment):
+    """Training augmentation keeping image and instance masks consistent (boxes follow from the masks).
 
-    Args:
-        size: Output (H, W).
-        scale: Random resize factor range.
-        hflip, vflip: Random flips.
-        color_jitter: Contrast/brightness strength in normalised space.
+    Args (besides :class:`CropFlipAugment`'s):
         min_pixels: Instances with fewer visible pixels after cropping are dropped.
     """
 
-    size: tuple[int, int]
-    scale: tuple[float, float] = (0.75, 1.25)
-    hflip: bool = True
-    vflip: bool = False
-    color_jitter: float = 0.0
     min_pixels: int = 4
 
     def __call__(self, image: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,35 +59,7 @@ class InstanceTransform:
 
         Returns the transformed pair at ``size`` (same mask encoding).
         """
-        if self.color_jitter > 0:
-            s = self.color_jitter
-            contrast = 1.0 + s * (2 * torch.rand(()).item() - 1)
-            shift = s * (2 * torch.rand(()).item() - 1)
-            mean = image.mean()
-            image = (image - mean) * contrast + mean + shift
-        lo, hi = self.scale
-        if hi > lo or lo != 1.0:
-            f = lo + (hi - lo) * torch.rand(()).item()
-            h, w = image.shape[-2:]
-            nh, nw = max(1, round(h * f)), max(1, round(w * f))
-            if (nh, nw) != (h, w):
-                image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-                masks = F.interpolate(masks[None].float(), size=(nh, nw), mode="nearest")[0].to(masks.dtype)
-        th, tw = self.size
-        h, w = image.shape[-2:]
-        ph, pw = max(0, th - h), max(0, tw - w)
-        if ph or pw:
-            image = F.pad(image, (0, pw, 0, ph), value=0.0)
-            masks = F.pad(masks, (0, pw, 0, ph), value=0)
-        h, w = image.shape[-2:]
-        top = int(torch.randint(0, h - th + 1, ()).item())
-        left = int(torch.randint(0, w - tw + 1, ()).item())
-        image, masks = image[:, top:top + th, left:left + tw], masks[:, top:top + th, left:left + tw]
-        if self.hflip and torch.rand(()).item() < 0.5:
-            image, masks = image.flip(-1), masks.flip(-1)
-        if self.vflip and torch.rand(()).item() < 0.5:
-            image, masks = image.flip(-2), masks.flip(-2)
-        return image.contiguous(), masks.contiguous()
+        return self.augment(image, masks, 0)
 
 
 def make_target(masks: torch.Tensor, labels: torch.Tensor, min_pixels: int = 1) -> dict[str, torch.Tensor]:

@@ -14,57 +14,80 @@ import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
-class TrainTransform:
-    """Training augmentation producing fixed ``size`` crops from a normalised image and its mask."""
+class CropFlipAugment:
+    """Random contrast/brightness, scale, pad + crop to ``size`` and flips, applied jointly to an image
+    and an L x H x W stack of label maps (a semantic mask as L = 1, an instance mask stack as L = M).
+
+    Args:
+        size: Output (H, W).
+        scale: Random resize factor range.
+        hflip, vflip: Random flips.
+        color_jitter: Contrast/brightness strength in normalised space.
+    """
 
     size: tuple[int, int]
     scale: tuple[float, float] = (0.75, 1.25)
     hflip: bool = True
     vflip: bool = False
     color_jitter: float = 0.0
-    ignore_index: int = 255
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """image: C x H x W float (normalised); mask: H x W int64. Returns cropped copies."""
+    def augment(self, image: torch.Tensor, labels: torch.Tensor, fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """image C x H x W float (normalised); labels L x H x W integer, padded with ``fill``."""
         if self.color_jitter > 0:
             image = _jitter(image, self.color_jitter)
         lo, hi = self.scale
         if hi > lo or lo != 1.0:
-            s = lo + (hi - lo) * torch.rand(()).item()
-            image, mask = rescale(image, mask, s)
-        image, mask = _pad_to(image, mask, self.size, self.ignore_index)
+            image, labels = _rescale_stack(image, labels, lo + (hi - lo) * torch.rand(()).item())
+        image, labels = _pad_to(image, labels, self.size, fill)
         th, tw = self.size
-        h, w = mask.shape
+        h, w = labels.shape[-2:]
         top = int(torch.randint(0, h - th + 1, ()).item())
         left = int(torch.randint(0, w - tw + 1, ()).item())
-        image, mask = image[:, top:top + th, left:left + tw], mask[top:top + th, left:left + tw]
+        image, labels = image[:, top:top + th, left:left + tw], labels[:, top:top + th, left:left + tw]
         if self.hflip and torch.rand(()).item() < 0.5:
-            image, mask = image.flip(-1), mask.flip(-1)
+            image, labels = image.flip(-1), labels.flip(-1)
         if self.vflip and torch.rand(()).item() < 0.5:
-            image, mask = image.flip(-2), mask.flip(-2)
-        return image.contiguous(), mask.contiguous()
+            image, labels = image.flip(-2), labels.flip(-2)
+        return image.contiguous(), labels.contiguous()
+
+
+@dataclass(frozen=True)
+class TrainTransform(CropFlipAugment):
+    """Training augmentation producing fixed ``size`` crops from a normalised image and its mask."""
+
+    ignore_index: int = 255
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image: C x H x W float (normalised); mask: H x W int64. Returns cropped copies."""
+        image, labels = self.augment(image, mask[None], self.ignore_index)
+        return image, labels[0]
 
 
 def rescale(image: torch.Tensor, mask: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize by ``factor``: bilinear image, nearest mask."""
-    h, w = mask.shape
+    """Resize by ``factor``: bilinear image, nearest mask (H x W)."""
+    image, labels = _rescale_stack(image, mask[None], factor)
+    return image, labels[0]
+
+
+def _rescale_stack(image: torch.Tensor, labels: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = labels.shape[-2:]
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
     if (nh, nw) == (h, w):
-        return image, mask
+        return image, labels
     image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    mask = F.interpolate(mask[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
-    return image, mask
+    labels = F.interpolate(labels[None].float(), size=(nh, nw), mode="nearest")[0].to(labels.dtype)
+    return image, labels
 
 
-def _pad_to(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
-            ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad bottom/right to at least ``size``: image with 0 (the mean), mask with ignore_index."""
-    h, w = mask.shape
+def _pad_to(image: torch.Tensor, labels: torch.Tensor, size: tuple[int, int],
+            fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad bottom/right to at least ``size``: image with 0 (the mean), labels with ``fill``."""
+    h, w = labels.shape[-2:]
     ph, pw = max(0, size[0] - h), max(0, size[1] - w)
     if ph or pw:
         image = F.pad(image, (0, pw, 0, ph), value=0.0)
-        mask = F.pad(mask, (0, pw, 0, ph), value=ignore_index)
-    return image, mask
+        labels = F.pad(labels, (0, pw, 0, ph), value=fill)
+    return image, labels
 
 
 def _jitter(image: torch.Tensor, strength: float) -> torch.Tensor:

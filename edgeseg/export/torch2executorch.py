@@ -18,15 +18,11 @@ program itself (constant methods, :mod:`edgeseg.runtime.executorch_rt`), so the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import logging
 import os
 import re
-import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,32 +34,12 @@ from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2int8 import int8_decision, measure
 from edgeseg.artifacts.metadata import pte_constant_methods
+from edgeseg.quiet import first_line, quiet_tools
 
 PTE_NAMES = {"fp32": "model.pte", "int8": "model.int8.pte"}
 REJECTED_INT8 = "model.int8.rejected.pte"
 DELEGABLE_UNPOOL = "arith"
 _NOT_CORE_ATEN = re.compile(r"Operator (?:torch\._ops\.)?(\S+) is not (?:in )?(?:Core ATen|Aten Canonical)")
-
-
-def first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """torch.export / exir / torchao warn and print at length; failures are raised and reported instead."""
-    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._export", "executorch", "torchao", "root")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.Module, ModelMeta, str]:
@@ -154,7 +130,7 @@ def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with _quiet():
+    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
         try:
             program = torch.export.export(model, (example,))
         except Exception as exc:  # noqa: BLE001  (torch.export raises many types; one line for the user)
@@ -187,7 +163,7 @@ def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterabl
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-    with _quiet():
+    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
         prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
         with torch.no_grad():
             for image in images:

@@ -6,9 +6,7 @@ the FP16 and INT8 variants are converted from it (:data:`edgeseg.export.formats.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,10 @@ from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.artifacts.onnx_io import PROTOBUF_LIMIT, save_onnx
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.quiet import first_line, quiet_tools
 
 INPUT_NAME = "input"
 INPUT_AXES = {0: "batch", 2: "height", 3: "width"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic: bool,
@@ -35,19 +29,10 @@ def _dynamo_export(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic:
     # dynamo derives the outputs' dynamic axes from the input's
     dynamic_shapes = (INPUT_AXES,) if dynamic else None
     # The exporter logs its opset up/down-conversion and prints progress; the result is checked instead.
-    loggers = [logging.getLogger(n) for n in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                        output_names=output_names, dynamic_shapes=dynamic_shapes, optimize=True,
-                                        verbose=False)
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    with quiet_tools("onnxscript", "onnx_ir", "torch.onnx", "torch.export"):
+        program = torch.onnx.export(model, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                    output_names=output_names, dynamic_shapes=dynamic_shapes, optimize=True,
+                                    verbose=False)
     return program.model_proto
 
 
@@ -94,12 +79,12 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
     try:
         proto = _dynamo_export(model, x, opset, dynamic, output_names)
     except Exception as exc:  # noqa: BLE001  (any dynamo failure -> TorchScript fallback, reported)
-        info.update(exporter="torchscript", fallback_reason=_first_line(exc))
+        info.update(exporter="torchscript", fallback_reason=first_line(exc))
         try:
             proto = _torchscript_export(model, x, opset, dynamic, {n: task.output_axes(n) for n in output_names})
         except Exception as exc2:  # noqa: BLE001
             raise ExportError(f"ONNX export failed with both exporters: dynamo ({info['fallback_reason']}); "
-                              f"torchscript ({_first_line(exc2)})") from exc2
+                              f"torchscript ({first_line(exc2)})") from exc2
     info["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     info["nodes_exported"] = len(proto.graph.node)
     if simplify:
@@ -109,7 +94,7 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: Path, *, hw: tupl
             proto = onnxslim.slim(proto)
             info["simplified"] = "onnxslim"
         except Exception as exc:  # noqa: BLE001  (an unsimplified graph still works; say so)
-            info["simplified"] = f"no (onnxslim failed: {_first_line(exc)})"
+            info["simplified"] = f"no (onnxslim failed: {first_line(exc)})"
     info["nodes"] = len(proto.graph.node)
     info["op_types"] = sorted({n.op_type for n in proto.graph.node})
     embed_onnx(proto, meta, precision)

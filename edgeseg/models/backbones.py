@@ -31,15 +31,12 @@ class ConvBNAct(nn.Sequential):
         super().__init__(*layers)
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 convs and a (projected when the shape changes) shortcut."""
+class _ResidualBlock(nn.Module):
+    """``relu(body(x) + shortcut(x))``, the shortcut projected by a 1x1 conv when the shape changes."""
 
-    expansion = 1
-
-    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+    def __init__(self, body: nn.Module, in_channels: int, out: int, stride: int) -> None:
         super().__init__()
-        out = width * self.expansion
-        self.body = nn.Sequential(ConvBNAct(in_channels, width, 3, stride), ConvBNAct(width, out, 3, act=False))
+        self.body = body
         self.shortcut = (nn.Identity() if stride == 1 and in_channels == out
                          else ConvBNAct(in_channels, out, 1, stride, act=False))
         self.act = nn.ReLU(inplace=True)
@@ -48,22 +45,26 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """ResNet basic block: two 3x3 convs."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+        out = width * self.expansion
+        super().__init__(nn.Sequential(ConvBNAct(in_channels, width, 3, stride), ConvBNAct(width, out, 3, act=False)),
+                         in_channels, out, stride)
+
+
+class Bottleneck(_ResidualBlock):
     """ResNet bottleneck block: 1x1 reduce, 3x3 (strided), 1x1 expand by 4."""
 
     expansion = 4
 
     def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
-        super().__init__()
         out = width * self.expansion
-        self.body = nn.Sequential(ConvBNAct(in_channels, width, 1), ConvBNAct(width, width, 3, stride),
-                                  ConvBNAct(width, out, 1, act=False))
-        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out
-                         else ConvBNAct(in_channels, out, 1, stride, act=False))
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
+        super().__init__(nn.Sequential(ConvBNAct(in_channels, width, 1), ConvBNAct(width, width, 3, stride),
+                                       ConvBNAct(width, out, 1, act=False)), in_channels, out, stride)
 
 
 class ResNet(nn.Module):

@@ -89,19 +89,10 @@ def test_an_operator_that_cannot_be_lowered_is_named_with_its_layer():
     assert "operator aten.cumprod.default in layer head (_Cumulative)" in message
 
 
-def test_missing_package_is_a_one_line_error(monkeypatch):
-    import builtins
-
+def test_missing_package_is_a_one_line_error(hide_package):
     from edgeseg.export.torch2executorch import convert
 
-    real = builtins.__import__
-
-    def no_executorch(name, *args, **kwargs):
-        if name.startswith("executorch"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_executorch)
+    hide_package("executorch")
     with pytest.raises(ExportError, match=r"^ExecuTorch export needs the executorch package: pip install "
                                           r"'edgeseg\[executorch\]'$"):
         convert(None)

@@ -102,16 +102,7 @@ def test_program_without_metadata_and_broken_files_are_clear_errors(pte, tmp_pat
         ExecuTorchBackend(pte[0], device="cuda")
 
 
-def test_missing_package_names_the_extra(monkeypatch, tmp_path):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_executorch(name, *args, **kwargs):
-        if name.startswith("executorch"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_executorch)
+def test_missing_package_names_the_extra(hide_package, tmp_path):
+    hide_package("executorch")
     with pytest.raises(BackendError, match=r"pip install 'edgeseg\[executorch\]'"):
         ExecuTorchBackend(tmp_path / "model.pte")
