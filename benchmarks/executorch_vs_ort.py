@@ -27,28 +27,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 MODELS = ("unet-lite", "segnet-lite", "fcn-lite")
+EXPORT_DIR = "export_et"  # beside a run folder's own export/, which other benchmarks may own
 
 
-def train_and_export(model: str, work: Path, size: int, threads: int, epochs: int, val_images: int,
-                     calib_images: int) -> dict:
+def train_and_export(model: str, work: Path, size: int, threads: int, epochs: int | None, val_images: int,
+                     calib_images: int, recipe_path: Path | None = None) -> dict:
     from edgeseg.export import export
     from edgeseg.recipe import ExportCfg, load_recipe
     from edgeseg.train import train
 
     run = work / model
-    recipe = load_recipe(None, [f"model.name={model}", f"train.threads={threads}", f"train.epochs={epochs}",
-                                "train.eval_every=5"])
+    sets = [f"model.name={model}", f"train.threads={threads}"]
+    if epochs is not None:
+        sets.append(f"train.epochs={epochs}")
+    if recipe_path is None:
+        sets += [f"train.epochs={epochs or 6}", "train.eval_every=5"]
+    recipe = load_recipe(recipe_path, sets)
     if not (run / "train.json").exists():  # train.json marks a finished run; an interrupted one resumes
         train(recipe, run, resume=(run / "last.pt").exists())
-    done = run / "export" / "export.json"
+    done = run / EXPORT_DIR / "export.json"
     if done.exists():
         doc = json.loads(done.read_text())
         if not doc.get("error") and any(a["format"] == "executorch" for a in doc["artifacts"]):
             return doc
     cfg = ExportCfg(formats=["onnx", "executorch"], precisions=["fp32", "int8"], int8_policy="auto",
                     calibration={"images": calib_images})
+    if recipe_path is not None:  # a dataset recipe: its own input size and whole validation split
+        return export(run / "model.pt", run / EXPORT_DIR, cfg=cfg, overrides=[f"data.image_size={size}"])
     # Validation images rendered at SIZE (not 64 px resized up): every artifact sees the same pixels.
-    return export(run / "model.pt", run / "export", cfg=cfg,
+    return export(run / "model.pt", run / EXPORT_DIR, cfg=cfg,
                   overrides=[f"data.image_size={size}", f"data.synthetic.size={size}",
                              f"data.synthetic.num_val={val_images}"])
 
@@ -62,7 +69,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's; 6 synthetic)")
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="dataset recipe to train and measure on (default: the quickstart's synthetic shapes)")
     ap.add_argument("--val-images", type=int, default=32, help="validation split size (rendered at SIZE)")
     ap.add_argument("--calib-images", type=int, default=16, help="training images for INT8 calibration")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".runs" / "phone")
@@ -80,10 +89,10 @@ def main() -> None:
     docs, files = {}, {}
     for model in args.models.split(","):
         if args.timing_only:
-            docs[model] = json.loads((args.work / model / "export" / "export.json").read_text())
+            docs[model] = json.loads((args.work / model / EXPORT_DIR / "export.json").read_text())
         else:
             docs[model] = train_and_export(model, args.work, args.size, args.threads, args.epochs, args.val_images,
-                                           args.calib_images)
+                                           args.calib_images, args.recipe)
         for fmt in ("onnx", "executorch"):
             for precision in ("fp32", "int8"):
                 files[f"{model}/{fmt}/{precision}"] = Path(_artifact(docs[model], fmt, precision)["path"])
@@ -117,18 +126,22 @@ def main() -> None:
                     r["et_int8_speedup"] > 1.0 and abs(r["et_int8_miou_drop_points"]) <= 0.5 for r in rows})
     command = "flock /tmp/edgeseg-bench.lock python benchmarks/executorch_vs_ort.py " + " ".join(
         f"--{k} {v}" for k, v in (("size", args.size), ("threads", args.threads), ("rounds", args.rounds),
-                                  ("epochs", args.epochs), ("val-images", args.val_images),
-                                  ("calib-images", args.calib_images)))
+                                  ("val-images", args.val_images),
+                                  ("calib-images", args.calib_images), ("work", args.work))
+                                 + ((("recipe", args.recipe),) if args.recipe else ()))
     record = {"command": command, "machine": machine_info(), "versions": library_versions(
-        ("torch", "onnxruntime", "executorch", "torchao", "numpy")), "input": [1, 3, args.size, args.size],
+        ("torch", "onnxruntime", "executorch", "torchao", "numpy")), "input_size": [args.size, args.size],
         "rows": rows, "targets": targets, "latency": latency}
     atomic_write_json(args.results.with_suffix(".json"), record)
     m, v = record["machine"], record["versions"]
+    data_note = (f"mIoU on the whole validation split of `{args.recipe}` ({rows[0]['val_images']} images, models "
+                 "trained by that recipe)." if args.recipe else
+                 f"mIoU on the whole synthetic-shapes validation split rendered at {args.size} px (models trained "
+                 f"{args.epochs or 6} epochs at 64 px).")
     md = [f"# ExecuTorch (XNNPACK) vs ONNX Runtime, CPU, batch 1, {args.size}x{args.size}, {args.threads} threads", "",
           f"Machine: {m['cpu']}, {m['usable_cores']} cores; executorch {v.get('executorch')}, onnxruntime "
           f"{v.get('onnxruntime')}, torch {v.get('torch')}. Command: `{command}`. Latency: median of "
-          f"{args.rounds} alternating rounds of p50 (ms). mIoU on the whole synthetic-shapes validation split "
-          f"rendered at {args.size} px (models trained {args.epochs} epochs at 64 px); INT8 calibrated on the "
+          f"{args.rounds} alternating rounds of p50 (ms). {data_note} INT8 calibrated on the "
           "training split. `*` = not shipped by export's int8_policy=auto (not faster than FP32 when export "
           "timed it).", "",
           "| model | ORT FP32 | ORT INT8 | ET FP32 | ET INT8 | ET best vs ORT best shipped | ET INT8 speed-up | "

@@ -16,7 +16,6 @@ slower than its FP32.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -55,7 +54,8 @@ def side_by_side(files: dict[str, Path], size: int, threads: int, rounds: int) -
     from edgeseg.bench.latency import measure_latency
 
     backends = {k: runtime.open(p, threads=threads) for k, p in files.items()}
-    x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    xs = {k: rng.standard_normal((1, be.meta.in_channels, size, size), dtype=np.float32) for k, be in backends.items()}
     p50s: dict[str, list[float]] = {k: [] for k in files}
     noisy: dict[str, bool] = {k: False for k in files}
     others: dict[str, list[float]] = {k: [] for k in files}
@@ -63,7 +63,7 @@ def side_by_side(files: dict[str, Path], size: int, threads: int, rounds: int) -
     for _ in range(rounds):
         for k, be in backends.items():
             with CpuWatch() as watch:
-                s = measure_latency(lambda be=be: be(x), warmup=3, min_runs=10, min_time_s=1.5, max_time_s=60)
+                s = measure_latency(lambda be=be, x=xs[k]: be(x), warmup=3, min_runs=10, min_time_s=1.5, max_time_s=60)
             p50s[k].append(s.p50_ms)
             others[k].append(watch.other_cores or 0.0)
             why = contention_reason(watch.other_cores, threads=threads, cores=os.cpu_count() or 1,
