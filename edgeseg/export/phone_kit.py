@@ -43,7 +43,9 @@ mkdir -p "results"
 "$ADB" shell "mkdir -p '{DEVICE_DIR}'"
 for pte in "$@"; do
   name="${{pte##*/}}"; name="${{name%.pte}}"
-  dir="{DEVICE_DIR}/$name"          # minibench benches the first .pte of a folder: one folder per program
+  # adb shell re-parses its command line on the phone: the device-side folder keeps only [A-Za-z0-9._-]
+  slot="${{name//[^A-Za-z0-9._-]/_}}"
+  dir="{DEVICE_DIR}/$slot"          # minibench benches the first .pte of a folder: one folder per program
   "$ADB" shell "rm -rf '$dir' && mkdir -p '$dir'"
   "$ADB" push "$pte" "$dir/model.pte" >/dev/null
   case "$mode" in

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -176,6 +178,24 @@ def test_phone_kit_scripts_quote_file_names(exported):
                 continue
             bare = re.sub(r'"[^"]*"|\'[^\']*\'', "", line)
             assert not re.search(r"\$\{?(pte|dir|name|resources|RUNNER|ADB|EXECUTORCH)\b", bare), (script, line)
+
+
+def test_android_script_survives_any_file_name(exported, tmp_path):
+    """A .pte named with quotes, spaces and $(...) reaches adb as one safe device path; nothing runs."""
+    _, out, _ = exported
+    odd = tmp_path / "it's a $(touch pwned) model.pte"
+    shutil.copy(out / "model.pte", odd)
+    log = tmp_path / "adb.log"
+    fake_adb = tmp_path / "adb"
+    fake_adb.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$ADB_LOG"\n')
+    fake_adb.chmod(0o755)
+    env = {**os.environ, "ADB": str(fake_adb), "ADB_LOG": str(log), "RUNNER": str(fake_adb)}
+    subprocess.run(["bash", str(out / "phone" / "run_android.sh"), "runner", str(odd)], check=True, env=env,
+                   cwd=tmp_path, capture_output=True)
+    shell = [ln for ln in log.read_text().splitlines() if ln.startswith("shell ")]
+    assert any("/it_s_a___touch_pwned__model/model.pte" in ln for ln in shell)
+    assert not any("'s" in ln or "$(" in ln for ln in shell), shell
+    assert not (tmp_path / "pwned").exists() and not (out / "phone" / "pwned").exists()
 
 
 def test_int8_policy_rejects_a_slower_program_under_its_own_name():
