@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgeseg.bench.core import BenchSettings  # the one set of bench defaults (torch-free)
@@ -30,6 +31,38 @@ CustomOpOpt = Annotated[Optional[Path], typer.Option("--custom-op-library", help
 
 def _csv(text: str | None, cast: type = str) -> list[Any] | None:
     return [cast(t.strip()) for t in text.split(",") if t.strip()] if text else None
+
+
+def _counts(text: str | None, option: str) -> list[int] | None:
+    """A comma list of integers >= 1 (``--threads 1,2``, ``--batch 1,4``); a usage error otherwise."""
+    if text is None:
+        return None
+    values = []
+    for t in text.split(","):
+        try:
+            v = int(t.strip())
+        except ValueError:
+            raise typer.BadParameter(f"{t.strip()!r} is not an integer; expected a comma list such as 1,2",
+                                     param_hint=f"'{option}'") from None
+        if v < 1:
+            raise typer.BadParameter(f"{v} is not allowed; expected integers >= 1", param_hint=f"'{option}'")
+        values.append(v)
+    return values
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    """``--size 64`` or ``--size 48x64`` -> (H, W)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        hw = [int(p) for p in parts]
+    except ValueError:
+        hw = []
+    if len(hw) not in (1, 2) or min(hw) < 1:
+        raise typer.BadParameter(f"{text!r}: expected HxW or N with positive integers, e.g. 256x320",
+                                 param_hint="'--size'")
+    return (hw[0], hw[-1])
 
 
 def _fmt(v: Any) -> str:
@@ -87,10 +120,12 @@ def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOp
 
 @app.command("eval")
 def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="recipe describing the data "
-                                                                        "(default: the one stored in the artifact)")] = None,
+                                                                        "(default: the one stored in the artifact; "
+                                                                        "required for an ONNX file without "
+                                                                        "edgeseg metadata)")] = None,
           split: str = typer.Option("val", help="train | val | test"), set: SetOpt = None,
           backend: Optional[str] = typer.Option(None, help="runtime backend (default by suffix)"),
-          device: str = "cpu", threads: Optional[int] = None,
+          device: str = "cpu", threads: Optional[int] = typer.Option(None, min=1, help="intra-op threads"),
           json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
           trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
     """Evaluate a checkpoint or exported model on a whole split: mIoU, Dice, pixel acc (semantic); mask and box AP
@@ -107,14 +142,17 @@ def eval_(artifact: Path, data: Annotated[Optional[Path], typer.Option(help="rec
 
 @app.command()
 def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
-            backend: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
+            backend: Optional[str] = None, device: str = "cpu",
+            threads: Optional[int] = typer.Option(None, min=1, help="intra-op threads"),
+            data: Annotated[Optional[Path], typer.Option(help="recipe of an ONNX file without edgeseg metadata "
+                                                              "(classes, normalisation)")] = None,
             trust_checkpoint: TrustOpt = False, custom_op_library: CustomOpOpt = None) -> None:
     """Segment images: a class-index PNG and a colour overlay (semantic), or overlay, instance ids and detections
     (instance) per image."""
     from edgeseg.predict import predict as predict_api
 
     for row in predict_api(artifact, list(images), out, backend=backend, device=device, threads=threads,
-                           trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library):
+                           trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library, data=data):
         out_console.print(f"{row['image']} -> " + ", ".join(v for k, v in row.items() if k != "image"))
 
 
@@ -153,7 +191,9 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
                         overrides=overrides, trust_checkpoint=trust_checkpoint)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
-        out_console.print(f"{art['format']:>9} {art['precision']:>5}  {art['path']}  [{state}] {art.get('reason', '')}")
+        # escape(): rich would read "[shipped]" (and brackets in paths/reasons) as markup and drop it
+        out_console.print(escape(f"{art['format']:>9} {art['precision']:>5}  {art['path']}  [{state}] "
+                                 f"{art.get('reason', '')}"), soft_wrap=True)
     out_console.print(f"details: {Path(out) / 'export.json'}")
 
 
@@ -200,6 +240,8 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
           channels_last: bool = typer.Option(False, "--channels-last", help="torch: channels_last memory format"),
           compile: bool = typer.Option(False, "--compile", help="torch: torch.compile the model"),
           split: str = typer.Option("val", help="accuracy split (the whole split is used)"),
+          size: Optional[str] = typer.Option(None, help="HxW (or N) input of an ONNX file without edgeseg "
+                                                        "metadata whose spatial axes are dynamic"),
           warmup: int = typer.Option(BenchSettings.warmup, min=0, help="untimed calls first"),
           min_runs: int = typer.Option(BenchSettings.min_runs, min=1, help="timed calls, at least"),
           min_time: float = typer.Option(BenchSettings.min_time_s, min=0.0, help="timed seconds, at least"),
@@ -212,10 +254,10 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
     torch_options = {k: True for k, on in (("fp16", fp16), ("channels_last", channels_last), ("compile", compile))
                      if on}
     cfg = BenchCfg(warmup=warmup, min_runs=min_runs, min_time_s=min_time, threads=[], batch=[1])
-    rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device, threads=_csv(threads, int),
-                     batch=_csv(batch, int), cfg=cfg, data=data, accuracy=not no_accuracy, split=split,
-                     torch_options=torch_options, trust_checkpoint=trust_checkpoint,
-                     custom_op_library=custom_op_library)
+    rows = benchmark(list(artifacts), out=out, backends=_csv(backend), device=device,
+                     threads=_counts(threads, "--threads"), batch=_counts(batch, "--batch"), cfg=cfg, data=data,
+                     accuracy=not no_accuracy, split=split, torch_options=torch_options, size=_size(size),
+                     trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library)
     for r in rows:
         lat, acc = r.get("latency") or {}, r.get("accuracy") or {}
         e2e = r.get("latency_end_to_end") or {}
@@ -223,11 +265,14 @@ def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.js
         score = acc.get(head.key)
         figures = (f"p50 {lat['p50_ms']:.2f} ms{' (noisy)' if r.get('noisy') else ''}"
                    + (f", with postprocess {e2e['p50_ms']:.2f} ms" if e2e.get("p50_ms") else "")
-                   + (f", {head.label} {score:.4f} on {acc['num_images']} images"
-                      if isinstance(score, (int, float)) else "")) if lat else r["error"]
-        out_console.print(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: "
-                          f"{figures}")
+                   + (f", {head.label} {score:.4f} on {acc['num_images']} images" if isinstance(score, (int, float))
+                      else f" (no accuracy: {acc['error']})" if acc.get("error") else "")) if lat else r["error"]
+        out_console.print(escape(f"{r['artifact']['name']} {r['backend']} threads={r['threads']} batch={r['batch']}: "
+                                 f"{figures}"), soft_wrap=True)
     out_console.print(f"{len(rows)} result lines appended to {out}")
+    if not any(r.get("latency") for r in rows):
+        print(f"edgeseg: error: nothing was measured ({len(rows)} configurations failed)", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -248,7 +293,15 @@ def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = 
 
     summary = run_api(recipe, out, overrides=set, force=force, trust_checkpoint=trust_checkpoint)
     for stage, info in summary["stages"].items():
-        out_console.print(f"{stage:>8}: {info['status']:<8} {info.get('summary', '')}")
+        out_console.print(escape(f"{stage:>8}: {info['status']:<8} {info.get('summary', '')}"))
+    best = summary.get("headline") or {}
+    if best:
+        acc = (f", {best['metric']} {best['score']:.4f} on {best['num_images']} {best.get('split') or 'val'} images"
+               if best.get("score") is not None else "")
+        out_console.print(escape(f"    best: {best['artifact']} on {best['backend']} (threads {best['threads']}): "
+                                 f"p50 {best['p50_ms']:.2f} ms{' (noisy)' if best['noisy'] else ''}{acc}"), soft_wrap=True)
+    for kind, path in (summary.get("report") or {}).items():
+        out_console.print(escape(f"  report: {path}"), soft_wrap=True)  # a path must stay copyable
 
 
 def main() -> None:
@@ -258,13 +311,29 @@ def main() -> None:
     """
     from edgeseg.errors import UserError
 
+    # The click exceptions typer raises (typer may vendor its own click): their module, whichever it is.
+    click = sys.modules[typer.BadParameter.__module__]
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come back here to print as one line too
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        print(f"edgeseg: error: {exc.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("edgeseg: interrupted", file=sys.stderr)
+        sys.exit(130)
     except UserError as exc:
         if os.environ.get("EDGESEG_DEBUG", "") not in ("", "0"):
             raise
         print(f"edgeseg: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

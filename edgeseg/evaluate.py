@@ -90,7 +90,8 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
 
     Args:
         artifact: model.pt, model.onnx, model.int8.onnx, model.ort, ...
-        recipe: recipe describing the data; default: the recipe stored in the artifact.
+        recipe: recipe describing the data; default: the recipe stored in the artifact. An ONNX file
+            without edgeseg metadata needs it (classes and normalisation come from it).
         split: "train", "val" or "test"; the whole split is used.
         backend: runtime backend (default: by file suffix).
         device: "cpu" or "cuda".
@@ -103,11 +104,11 @@ def evaluate(artifact: str | Path, *, recipe: str | Path | None = None, split: s
         The task's metrics (semantic: miou, mean_dice, pixel_accuracy, per-class iou/dice; instance:
         mask_ap, mask_ap50, mask_ap75, box_ap, ...) plus num_images, split, artifact.
     """
-    from edgeseg import runtime
+    from edgeseg.foreign import open_artifact
     from edgeseg.recipe import load_recipe, stored_recipe
 
-    rt = runtime.open(artifact, backend=backend, device=device, threads=threads, trust_checkpoint=trust_checkpoint,
-                      custom_op_library=custom_op_library)
+    rt = open_artifact(artifact, recipe=recipe, overrides=overrides, command="eval", backend=backend, device=device,
+                       threads=threads, trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library)
     meta = rt.meta
     if recipe is not None:
         rcp = load_recipe(recipe, overrides)

@@ -2,8 +2,9 @@
 
 Layout: ``OUT/{1_train,4_export,5_bench,6_report}``; the chain is the :data:`STAGES` table (prune and
 quantize stages slot in as rows). Each stage records a fingerprint of its config and input artifacts
-in ``stage.json``; a stage whose fingerprint is unchanged and whose outputs exist is skipped. An
-interrupted training stage resumes from its ``last.pt``.
+(and of the dataset's files, for stages that read them) in ``stage.json``; a stage whose fingerprint
+is unchanged and whose outputs exist is skipped. An interrupted training stage resumes from its
+``last.pt`` when its model/data/train sections are unchanged. ``OUT`` is locked while a run works in it.
 """
 
 from __future__ import annotations
@@ -33,26 +34,32 @@ def _unchanged(folder: Path, fingerprint: str, outputs: list[Path]) -> bool:
 
 def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], force: bool,
            body: Callable[[], dict[str, Any]], log: dict[str, Any]) -> dict[str, Any]:
+    from edgeseg.progress import line_progress
+
     if not force and _unchanged(folder, fingerprint, outputs):
         info = json.loads((folder / "stage.json").read_text())
         log[name] = {"status": "skipped", "summary": "unchanged: " + info.get("summary", ""), "folder": str(folder)}
+        line_progress(f"run: {name} skipped (inputs unchanged)")
         return info.get("result", {})
+    line_progress(f"run: {name} ...")
     result = body()
     info = {"stage": name, "fingerprint": fingerprint, "summary": result.pop("_summary", ""), "result": result}
     atomic_write_json(folder / "stage.json", info)
     log[name] = {"status": "done", "summary": info["summary"], "folder": str(folder)}
+    line_progress(f"run: {name} done: {info['summary']}")
     return result
 
 
-def _resumable(last: Path, train_cfg: dict[str, Any], trust: bool = False) -> bool:
-    """An interrupted run resumes only if its model/data/train sections equal the current ones."""
+def _resumable(last: Path, recipe: Recipe, trust: bool = False) -> bool:
+    """An interrupted run resumes only if its model/data/train sections equal the current ones (the same
+    comparison `edgeseg train --resume` makes), else training starts over."""
     if not last.exists():
         return False
     from edgeseg.artifacts.checkpoint import read_checkpoint
+    from edgeseg.recipe import recipe_differences
 
     stored = read_checkpoint(last, trust=trust)["meta"].get("recipe") or {}
-    return all(json.dumps(stored.get(k), sort_keys=True, default=str) == json.dumps(v, sort_keys=True, default=str)
-               for k, v in train_cfg.items())
+    return not recipe_differences(stored, recipe.to_dict())
 
 
 def _has_test_split(recipe: Recipe) -> bool:
@@ -75,14 +82,21 @@ class RunState:
         results: The bench results file the report reads.
         trust_checkpoint: The run folder's checkpoints may be unpickled fully (files an earlier edgeseg
             wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).
+        data_files: Fingerprint of the dataset's files (:func:`edgeseg.data.fingerprint.dataset_fingerprint`),
+            part of the fingerprint of every stage that reads the data.
+        shipped: The exported files export shipped (the run's headline prefers them).
+        reports: Report files by format (md, html).
     """
 
     recipe: Recipe
     out: Path
     trust_checkpoint: bool = False
+    data_files: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     artifacts: list[Path] = field(default_factory=list)
     results: Path | None = None
+    shipped: list[Path] = field(default_factory=list)
+    reports: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,8 @@ class Stage:
 
     ``run(state, folder)`` does the work and returns its result (``_summary`` is the one-line
     summary); ``adopt(state, folder, result)`` hands its outputs to later stages, also when the stage
-    was skipped (the result then comes from its ``stage.json``).
+    was skipped (the result then comes from its ``stage.json``). ``reads_data``: the stage reads the
+    recipe's dataset (training, calibration, accuracy), so the data files are among its inputs.
     """
 
     name: str
@@ -101,6 +116,7 @@ class Stage:
     outputs: Callable[[Path], list[Path]]
     run: Callable[[RunState, Path], dict[str, Any]]
     adopt: Callable[[RunState, Path, dict[str, Any]], None] = lambda state, folder, result: None
+    reads_data: bool = False
 
 
 def _train_config(recipe: Recipe) -> dict[str, Any]:
@@ -113,7 +129,7 @@ def _run_train(state: RunState, folder: Path) -> dict[str, Any]:
 
     recipe = state.recipe
     trust = state.trust_checkpoint
-    result = train(recipe, folder, resume=_resumable(folder / "last.pt", _train_config(recipe), trust),
+    result = train(recipe, folder, resume=_resumable(folder / "last.pt", recipe, trust),
                    trust_checkpoint=trust)
     evals = {"val": result["metrics"]}
     if _has_test_split(recipe):
@@ -149,6 +165,7 @@ def _run_export(state: RunState, folder: Path) -> dict[str, Any]:
 
 def _adopt_export(state: RunState, folder: Path, result: dict[str, Any]) -> None:
     state.artifacts += [Path(p) for p in result.get("artifacts", []) if artifact_kind(p) not in (None, "checkpoint")]
+    state.shipped = [Path(p) for p in result.get("shipped", [])]
 
 
 def _run_bench(state: RunState, folder: Path) -> dict[str, Any]:
@@ -176,6 +193,10 @@ def _run_report(state: RunState, folder: Path) -> dict[str, Any]:
     return {"_summary": f"{paths.get('md', folder)}", "paths": {k: str(v) for k, v in paths.items()}}
 
 
+def _adopt_report(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.reports = {k: Path(v) for k, v in (result.get("paths") or {}).items() if k in ("md", "html")}
+
+
 def _section(name: str) -> Callable[[Recipe], Any]:
     return lambda recipe: getattr(recipe, name).model_dump(mode="json")
 
@@ -184,14 +205,15 @@ def _section(name: str) -> Callable[[Recipe], Any]:
 # and replaces it with its own output, which export then starts from.
 STAGES: list[Stage] = [
     Stage("train", enabled=lambda r: True, config=_train_config, inputs=lambda s: [],
-          outputs=lambda folder: [folder / "model.pt"], run=_run_train, adopt=_adopt_train),
+          outputs=lambda folder: [folder / "model.pt"], run=_run_train, adopt=_adopt_train, reads_data=True),
     Stage("export", enabled=lambda r: r.export is not None, config=_section("export"),
           inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_export,
-          adopt=_adopt_export),
+          adopt=_adopt_export, reads_data=True),
     Stage("bench", enabled=lambda r: r.bench is not None, config=_section("bench"), inputs=lambda s: s.artifacts,
-          outputs=lambda folder: [folder / "results.jsonl"], run=_run_bench, adopt=_adopt_bench),
+          outputs=lambda folder: [folder / "results.jsonl"], run=_run_bench, adopt=_adopt_bench, reads_data=True),
     Stage("report", enabled=lambda r: r.report is not None and r.bench is not None, config=_section("report"),
-          inputs=lambda s: [s.results], outputs=lambda folder: [folder / "report.md"], run=_run_report),
+          inputs=lambda s: [s.results], outputs=lambda folder: [folder / "report.md"], run=_run_report,
+          adopt=_adopt_report),
 ]
 
 
@@ -202,20 +224,62 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
     ``trust_checkpoint``: the run folder's checkpoints may be unpickled fully (files an earlier edgeseg
     wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).
 
-    Returns ``{"stages": {name: {status, summary, folder}}, "out": ...}``.
+    Returns ``{"stages": {name: {status, summary, folder}}, "out": ..., "headline": ..., "report": ...}``:
+    ``headline`` is the fastest measured artifact (shipped ones first) with its latency and accuracy,
+    ``report`` the report files by format. ``out`` is locked while the run works in it.
     """
+    from edgeseg.artifacts.outputs import folder_lock
+    from edgeseg.data.fingerprint import dataset_fingerprint
+
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint)
-    log: dict[str, Any] = {}
-    for stage in STAGES:
-        if not stage.enabled(recipe):
-            continue
-        folder = stage_dir(state.out, stage.name)
-        fingerprint = _fingerprint(stage.config(recipe), stage.inputs(state))
-        result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), force,
-                        lambda stage=stage, folder=folder: stage.run(state, folder), log)
-        stage.adopt(state, folder, result)
-    summary = {"recipe": recipe.name, "out": str(state.out), "stages": log}
-    atomic_write_json(state.out / "run.json", summary)
+    with folder_lock(out):  # two runs into one folder would mix their stages
+        state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint,
+                         data_files=dataset_fingerprint(recipe.data))
+        log: dict[str, Any] = {}
+        for stage in STAGES:
+            if stage.enabled(recipe):
+                _run_stage(stage, state, force, log)
+        summary = {"recipe": recipe.name, "out": str(state.out), "stages": log,
+                   "headline": headline(state.results, shipped=state.shipped),
+                   "report": {k: str(p) for k, p in state.reports.items() if p.exists()}}
+        atomic_write_json(state.out / "run.json", summary)
     return summary
+
+
+def _run_stage(stage: Stage, state: RunState, force: bool, log: dict[str, Any]) -> None:
+    """Run (or skip, when its fingerprint is unchanged) one stage and hand its outputs on."""
+    folder = stage_dir(state.out, stage.name)
+    config = stage.config(state.recipe)
+    if stage.reads_data:  # the data files are an input too: changed masks or deleted images re-run it
+        config = {"config": config, "data_files": state.data_files}
+    fingerprint = _fingerprint(config, stage.inputs(state))
+    result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), force,
+                    lambda: stage.run(state, folder), log)
+    stage.adopt(state, folder, result)
+
+
+def headline(results_file: Path | None, shipped: list[Path] | None = None) -> dict[str, Any]:
+    """The numbers a run is for: the fastest measured artifact (shipped ones first), its latency and its
+    task's headline accuracy (``metric`` names it: mIoU, mask AP)."""
+    if results_file is None or not results_file.exists():
+        return {}
+    from edgeseg.bench.rows import load_rows
+    from edgeseg.tasks import get_task
+
+    rows = [r for r in load_rows([results_file]) if (r.get("latency") or {}).get("p50_ms") is not None]
+    if not rows:
+        return {}
+    shipped_set = {str(Path(p).resolve()) for p in shipped or []}
+
+    def key(r: dict[str, Any]) -> tuple[bool, float]:
+        is_shipped = not shipped_set or str(Path(r["artifact"]["path"]).resolve()) in shipped_set
+        return (not is_shipped, r["latency"]["p50_ms"])
+
+    best = min(rows, key=key)
+    acc = best.get("accuracy") or {}
+    head = get_task((best.get("model") or {}).get("task", "semantic")).headline
+    return {"artifact": best["artifact"]["path"], "backend": best["backend"], "threads": best["threads"],
+            "batch": best["batch"], "p50_ms": best["latency"]["p50_ms"], "noisy": bool(best.get("noisy")),
+            "metric": head.label, "score": acc.get(head.key), "num_images": acc.get("num_images"),
+            "split": acc.get("split")}

@@ -49,23 +49,26 @@ def png_bytes(array: np.ndarray, palette: np.ndarray | None = None) -> bytes:
 
 def predict(artifact: str | Path, images: list[str | Path], out: str | Path, *, backend: str | None = None,
             device: str = "cpu", threads: int | None = None, trust_checkpoint: bool = False,
-            custom_op_library: str | Path | None = None) -> list[dict[str, str]]:
+            custom_op_library: str | Path | None = None, data: str | Path | None = None) -> list[dict[str, str]]:
     """Segment ``images`` with ``artifact`` (checkpoint, ONNX, ORT, engine) into ``out``.
 
     The artifact's task renders each image. Semantic: ``<stem>.mask.png`` (class indices as a
     paletted PNG: pixel value = class id) and ``<stem>.overlay.png``. Instance: ``<stem>.overlay.png``
     (masks, boxes, class and score), ``<stem>.instances.png`` (16-bit instance ids, 0 = background) and
     ``<stem>.detections.json``. Returns the written paths per image (keys: image, mask, overlay, ...).
-    ``trust_checkpoint`` / ``custom_op_library``: see :func:`edgeseg.runtime.trust_options`.
+    ``trust_checkpoint`` / ``custom_op_library``: see :func:`edgeseg.runtime.trust_options`. ``data``:
+    the recipe of an ONNX file without edgeseg metadata (its classes and normalisation; required then).
     """
-    from edgeseg import runtime
+    from edgeseg.artifacts.outputs import check_output_folder
     from edgeseg.data import load_image, normalize
     from edgeseg.evaluate import predict_image
+    from edgeseg.foreign import open_artifact
     from edgeseg.progress import track
     from edgeseg.tasks import get_task
 
-    rt = runtime.open(artifact, backend=backend, device=device, threads=threads, trust_checkpoint=trust_checkpoint,
-                      custom_op_library=custom_op_library)
+    check_output_folder(out)
+    rt = open_artifact(artifact, recipe=data, command="predict", backend=backend, device=device, threads=threads,
+                       trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library)
     meta = rt.meta
     task = get_task(meta.task)
     out = Path(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -17,6 +18,12 @@ console = Console(stderr=True)
 def enabled() -> bool:
     """Bars only on an interactive terminal and on rank 0 of a distributed run."""
     return console.is_terminal and os.environ.get("RANK", "0") == "0" and not os.environ.get("EDGESEG_QUIET")
+
+
+def line_progress(message: str) -> None:
+    """One plain line per epoch / stage when no bar is shown (a log file, CI), so a log never looks hung."""
+    if not console.is_terminal and os.environ.get("RANK", "0") == "0" and not os.environ.get("EDGESEG_QUIET"):
+        print(message, file=sys.stderr, flush=True)
 
 
 def make_progress() -> Progress:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from edgeseg.artifacts import text_sha256
 from edgeseg.bench.core import BenchSettings
@@ -154,8 +154,8 @@ class BenchCfg(_Strict):
 
     backends: list[BackendName] = Field(default_factory=lambda: ["onnxruntime"])
     device: Literal["cpu", "cuda"] = "cpu"
-    threads: list[int] = Field(default_factory=lambda: [2])
-    batch: list[int] = Field(default_factory=lambda: [1])
+    threads: list[PositiveInt] = Field(default_factory=lambda: [2])
+    batch: list[PositiveInt] = Field(default_factory=lambda: [1])
     warmup: int = Field(_BENCH.warmup, ge=0)
     min_runs: int = Field(_BENCH.min_runs, ge=1)
     min_time_s: float = Field(_BENCH.min_time_s, ge=0)
@@ -316,9 +316,12 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    if tree is None:  # silently training the defaults would hide a truncated or wrong file
+        raise RecipeError(f"{path}: the recipe is empty; expected sections (name, model, data, train, ...); "
+                          "run without a recipe for the built-in quickstart")
     if not isinstance(tree, dict):
         raise RecipeError(f"{path}: expected a mapping of sections (name, model, data, train, ...)")
     for text in overrides or []:
@@ -330,3 +333,36 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 def quickstart_path() -> Path:
     """The embedded default recipe shipped inside the package."""
     return Path(__file__).parent / "recipes" / "quickstart.yaml"
+
+
+TRAINING_SECTIONS = ("model", "data", "train")
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: tree}
+
+
+def recipe_differences(stored: dict[str, Any], current: dict[str, Any],
+                       sections: tuple[str, ...] = TRAINING_SECTIONS) -> list[str]:
+    """Every dotted field of ``sections`` whose value differs, as ``"train.lr: 0.001 -> 0.01"``.
+
+    The one comparison behind `--resume` and the pipeline's resume of an interrupted training: both
+    continue a run only when this list is empty. Values compare as JSON (tuples equal lists).
+    """
+    import json
+
+    def norm(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
+    diffs = []
+    for section in sections:
+        old, new = _flat(stored.get(section), section), _flat(current.get(section), section)
+        for key in sorted(set(old) | set(new)):
+            if norm(old.get(key)) != norm(new.get(key)):
+                diffs.append(f"{key}: {norm(old.get(key))} -> {norm(new.get(key))}")
+    return diffs

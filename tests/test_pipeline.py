@@ -35,6 +35,17 @@ def test_run_all_stages_then_skip_unchanged(tmp_path):
     report_md = (tmp_path / "6_report" / "report.md").read_text()
     assert "unet_test" in report_md and (tmp_path / "6_report" / "pareto.png").is_file()
 
+    assert first["headline"]["p50_ms"] > 0 and first["headline"]["num_images"] == 4
+    # the README tour names the files `edgeseg run` writes (runs/qs/<stage>/<file>)
+    import re
+    from pathlib import Path
+
+    tour = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    named = set(re.findall(r"runs/qs/(\d_\w+(?:/[\w.]*\w)?)", tour))
+    assert {"1_train/model.pt", "4_export/model.onnx", "5_bench/results.jsonl", "6_report/report.md"} <= named, named
+    assert [n for n in named if not (tmp_path / n).exists()] == []
+    assert first["report"] == {k: str(tmp_path / "6_report" / f"report.{k}") for k in ("md", "html")}
+
     second = run(_recipe(), tmp_path)
     assert [s["status"] for s in second["stages"].values()] == ["skipped"] * 4, second
 

@@ -78,6 +78,7 @@ OPTIONAL_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "optimizer": ((dict,), "an optimizer state_dict"), "scheduler": ((dict,), "a scheduler state_dict"),
     "scaler": ((dict,), "a GradScaler state_dict"),
     "class_weights": ((dict,), "the class weights training used (method, weights, pixels, images)"),
+    "data": ((dict,), "the datasets training read (kind, split, images, mask encoding) by split"),
 }
 RESUME_FIELDS = ("epoch", "best_metric", "optimizer", "scheduler", "scaler")
 TRUST_OPTION = "--trust-checkpoint"

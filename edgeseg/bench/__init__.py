@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeseg.artifacts.outputs import check_output_file
+from edgeseg.bench.backends import check_counts
 from edgeseg.bench.core import BenchSettings, usable_cores
 from edgeseg.bench.rows import SCHEMA, ResultsError, load_rows
 from edgeseg.bench.sweep import Sweep, run_sweep
@@ -26,7 +28,8 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
               device: str = "cpu", threads: list[int] | None = None, batch: list[int] | None = None,
               cfg: Any = None, data: str | Path | None = None, accuracy: bool = True,
               split: str = "val", torch_options: dict[str, bool] | None = None, trust_checkpoint: bool = False,
-              custom_op_library: str | Path | None = None) -> list[dict[str, Any]]:
+              custom_op_library: str | Path | None = None,
+              size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Measure every (artifact, backend, threads, batch) and append one JSON line each to ``out``.
 
     Args:
@@ -46,24 +49,43 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         torch_options: for the torch backend: ``fp16`` (autocast on CUDA), ``channels_last``, ``compile``.
         trust_checkpoint: unpickle checkpoints fully (only for files the user made himself).
         custom_op_library: native library for custom ONNX operators the user trusts (onnxruntime).
+        size: (H, W) input of an ONNX file without edgeseg metadata whose spatial axes are dynamic
+            (default: ``data``'s image size). Such a file is benched for latency and memory from the file
+            alone; with ``data`` its classes and normalisation come from that recipe and it is evaluated too.
 
     Returns:
         The rows written.
     """
-    from edgeseg.progress import make_progress
+    from edgeseg.foreign import adopt_foreign
+    from edgeseg.progress import line_progress, make_progress
 
+    check_counts("threads", threads)
+    check_counts("batch", batch)
     sweep = Sweep(artifacts=[Path(a) for a in artifacts], backends=list(backends or []), device=device,
                   threads=threads or (list(cfg.threads) if cfg is not None and cfg.threads else [usable_cores()]),
                   batches=batch or (list(cfg.batch) if cfg is not None else [1]), settings=_settings(cfg),
                   options=dict(torch_options or {}), trust_checkpoint=trust_checkpoint,
                   custom_op_library=custom_op_library)
+    check_output_file(out)  # before minutes of measurements, not after
+    announced: set[Path] = set()
+
+    def adopt(be: Any) -> None:  # bring-your-own ONNX: the file alone is enough to time it
+        note = adopt_foreign(be, data, size)
+        if be.path not in announced:
+            announced.add(be.path)
+            print(f"bench: {note}")
+
+    sweep.adopt = adopt
     plan = sweep.plan(lambda msg: print(f"bench: {msg}"))
     with make_progress() as progress:
         bar = progress.add_task("bench", total=len(plan) * len(sweep.threads) * len(sweep.batches), rate="", info="")
 
         def on_row(row: dict[str, Any]) -> None:
-            progress.update(bar, advance=1, info=f"{row['artifact']['name']} {row['backend']} "
-                                                 f"threads={row['threads']} batch={row['batch']}")
+            name = f"{row['artifact']['name']} {row['backend']} threads={row['threads']} batch={row['batch']}"
+            progress.update(bar, advance=1, info=name)
+            lat = row.get("latency") or {}
+            line_progress(f"bench: {name}: " + (f"p50 {lat['p50_ms']:.2f} ms" if lat
+                                                else f"failed ({str(row.get('error'))[:120]})"))
 
         return run_sweep(sweep, out, accuracy=_recipe_accuracy(data, split) if accuracy else None,
                          say=lambda msg: progress.console.print(f"bench: {msg}"), on_row=on_row, plan=plan)
@@ -73,6 +95,8 @@ def _recipe_accuracy(data: str | Path | None, split: str) -> Any:
     def measure(backend: Any) -> dict[str, Any]:
         from edgeseg.bench.accuracy import recipe_accuracy
 
+        if getattr(backend, "foreign", False) and data is None:
+            return {"error": f"{backend.path.name} has no edgeseg metadata; pass --data RECIPE to evaluate it"}
         return recipe_accuracy(backend, data, split)
 
     return measure

@@ -37,6 +37,14 @@ class BenchSettings:
     memory: bool = True
     memory_runs: int = 3
 
+    def __post_init__(self) -> None:
+        from edgeseg.bench.backends import BenchOptionError
+
+        for name, low in (("warmup", 0), ("min_runs", 1), ("min_time_s", 0), ("max_time_s", 0), ("memory_runs", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low:
+                raise BenchOptionError(f"bench setting {name}: {v!r} is not allowed; expected a number >= {low}")
+
 
 def usable_cores() -> int:
     """CPU cores this process may run on (the default thread count to pin and record)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,30 @@ class ResultsError(UserError, ValueError):
 
 
 def append_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Append ``rows`` as JSON lines to ``path`` atomically (existing lines are kept)."""
-    from edgeseg.artifacts import atomic_write_text
+    """Append ``rows`` as JSON lines to ``path``; existing lines are never rewritten.
+
+    The lines go out in one ``O_APPEND`` write under an exclusive ``flock``, so processes appending
+    to one file at the same time keep every line whole (a read-modify-write would lose lines). A
+    file whose last line lacks its newline (a killed writer) gets one first.
+    """
+    import fcntl
 
     path = Path(path)
-    old = path.read_text() if path.exists() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    return atomic_write_text(path, old + "".join(json.dumps(r, default=str) + "\n" for r in rows))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r, default=str) + "\n" for r in rows).encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the flock
+    return path
 
 
 # Result lines come from other machines and people: a report renders only lines within these limits

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg import runtime
-from edgeseg.bench.backends import check_backends, skip_reason
+from edgeseg.bench.backends import check_backends, check_counts, not_applicable_note, skip_reason
 from edgeseg.bench.core import BenchSettings, base_row, bench_input_hw, bench_one
 from edgeseg.bench.figures import model_figures
 from edgeseg.bench.rows import append_rows
@@ -41,18 +41,24 @@ class Sweep:
     allow_torch: bool = True  # count params/GMACs of non-ONNX files with torch
     trust_checkpoint: bool = False
     custom_op_library: str | Path | None = None
+    adopt: Callable[[Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        check_counts("threads", self.threads)  # a batch of 0 would time an empty call
+        check_counts("batch", self.batches)
 
     def plan(self, say: Callable[[str], None]) -> list[tuple[Path, str | None]]:
-        """(artifact, backend or None) pairs that can run; the others are reported through ``say``."""
+        """(artifact, backend or None) pairs that can run; the others are reported in one ``say`` line."""
         check_backends(self.backends)
-        pairs = []
+        pairs, not_applicable = [], []
         for path in map(Path, self.artifacts):
             for wanted in self.backends or [None]:
-                reason = skip_reason(path, wanted) if wanted is not None else None
-                if reason:
-                    say(reason)
+                if wanted is not None and skip_reason(path, wanted):
+                    not_applicable.append((path, wanted))
                     continue
                 pairs.append((path, wanted))
+        if not_applicable:
+            say(not_applicable_note(not_applicable))
         return pairs
 
 
@@ -71,6 +77,8 @@ def _one_backend(sweep: Sweep, path: Path, wanted: str | None, accuracy: Accurac
     options = {**(dict(sweep.options) if name == "torch" else {}),
                **runtime.trust_options(name, trust_checkpoint=sweep.trust_checkpoint,
                                        custom_op_library=sweep.custom_op_library)}
+    if sweep.adopt is not None and name == "onnxruntime":
+        options["foreign"] = True
     rows: list[dict[str, Any]] = []
     acc: dict[str, Any] | None = None
     figures: dict[tuple[int, int], dict[str, Any]] = {}
@@ -83,6 +91,10 @@ def _one_backend(sweep: Sweep, path: Path, wanted: str | None, accuracy: Accurac
                 rows.append(_error_row(path, name, where, t, b, exc))
                 on_row(rows[-1])
             continue
+        foreign = getattr(be, "foreign", False)
+        if foreign and sweep.adopt is not None:
+            sweep.adopt(be)  # outside the try: its errors are the user's options, not a backend failure
+        used = {k: v for k, v in options.items() if k != "foreign" or foreign}  # recorded in the row
         if accuracy is not None and acc is None:
             try:
                 acc = accuracy(be)
@@ -95,7 +107,7 @@ def _one_backend(sweep: Sweep, path: Path, wanted: str | None, accuracy: Accurac
         for b in sweep.batches:
             try:
                 row = bench_one(path, be, backend_name=name, device=where, threads=t, batch=b,
-                                settings=sweep.settings, accuracy=acc, model_figures=figures[hw], options=options)
+                                settings=sweep.settings, accuracy=acc, model_figures=figures[hw], options=used)
             except Exception as exc:  # noqa: BLE001  (a run that fails is a row; the others go on)
                 row = _error_row(path, name, where, t, b, exc)
                 say(f"{path.name} on {name} failed: {exc}")

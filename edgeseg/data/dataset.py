@@ -35,6 +35,8 @@ class SegDataset(Dataset):
         self.transform = transform
         self.repeats = repeats
         self._instances = instances
+        # What was loaded and how (kind, split, image count, mask encoding chosen): recorded by training.
+        self.summary: dict[str, Any] = {"images": len(samples)}
 
     def __len__(self) -> int:
         return len(self.samples) * self.repeats
@@ -79,14 +81,19 @@ def build_dataset(data_cfg: Any, split: str, *, in_channels: int, train: bool = 
         return _synthetic(data_cfg, split, in_channels, num_classes, mean, std, transform, repeats)
     if data_cfg.root is None:
         raise DataError("recipe field data.root: a folder dataset needs data.root (ROOT/images + ROOT/masks)")
-    from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs
+    from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs, probe_masks, read_mask_array
 
     pairs = list_pairs(Path(data_cfg.root), split, val_ratio=data_cfg.val_ratio, test_ratio=data_cfg.test_ratio,
                        split_seed=data_cfg.split_seed)
     decoder = MaskDecoder(data_cfg.mask_encoding, num_classes, data_cfg.ignore_index, data_cfg.palette,
                           resolve_classes(data_cfg, num_classes))
+    decoder.resolve([(m, *read_mask_array(m)) for m in probe_masks(Path(data_cfg.root))])
     samples = load_pairs(pairs, decoder, in_channels)
-    return SegDataset(samples, [p.stem for p, _ in pairs], mean, std, transform, repeats)
+    ds = SegDataset(samples, [p.stem for p, _ in pairs], mean, std, transform, repeats)
+    ds.summary = {"kind": "folder", "root": str(data_cfg.root), "split": split, "images": len(pairs),
+                  "mask_encoding": decoder.encoding, "mask_encoding_requested": decoder.requested,
+                  "note": decoder.note}
+    return ds
 
 
 def _synthetic(data_cfg: Any, split: str, in_channels: int, num_classes: int, mean: list[float],
@@ -101,7 +108,10 @@ def _synthetic(data_cfg: Any, split: str, in_channels: int, num_classes: int, me
         samples.append((_to_channels(s.image, in_channels), s.mask))
         instances.append((s.instance_masks, s.instance_classes))
     names = [f"{split}-{i:05d}" for i in range(len(samples))]
-    return SegDataset(samples, names, mean, std, transform, repeats, instances)
+    ds = SegDataset(samples, names, mean, std, transform, repeats, instances)
+    ds.summary = {"kind": "synthetic", "split": split, "images": len(samples), "mask_encoding": "index",
+                  "mask_encoding_requested": data_cfg.mask_encoding, "note": ""}
+    return ds
 
 
 def _to_channels(rgb: np.ndarray, in_channels: int) -> np.ndarray:

@@ -84,6 +84,11 @@ def _ratio_split(stems: list[str], split: str, val_ratio: float, test_ratio: flo
     return [stems[i] for i in sorted(parts[split])]
 
 
+def probe_masks(root: Path) -> list[Path]:
+    """The masks ``auto`` decoding looks at: the first few of the whole dataset, so every split decides alike."""
+    return list(_by_stem(Path(root) / "masks", MASK_SUFFIXES).values())[:AUTO_PROBE]
+
+
 def read_mask_array(path: Path) -> tuple[np.ndarray, str]:
     """The raw mask values and the PIL mode (``RGB`` masks come back H x W x 3)."""
     im = _open(path)
@@ -100,6 +105,8 @@ class MaskDecoder:
     def __init__(self, encoding: str, num_classes: int, ignore_index: int,
                  palette: dict[str, tuple[int, int, int]] | None, class_names: list[str]) -> None:
         self.encoding = encoding
+        self.requested = encoding
+        self.note = ""
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.colours: dict[tuple[int, int, int], int] = {}
@@ -114,19 +121,26 @@ class MaskDecoder:
                                     f"{class_names} (or 'ignore')")
 
     def resolve(self, samples: list[tuple[Path, np.ndarray, str]]) -> None:
-        """Fix ``auto`` to a concrete encoding from a few masks' values."""
+        """Fix ``auto`` to a concrete encoding from a few masks' values; :attr:`note` says what was chosen."""
         if self.encoding != "auto":
             return
         if any(arr.ndim == 3 for _, arr, _ in samples):
             self.encoding = "palette"
+            self.note = f"masks decoded as palette (auto: RGB masks among the first {len(samples)})"
             return
         values = set().union(*(np.unique(arr).tolist() for _, arr, _ in samples))
         allowed = set(range(self.num_classes)) | {self.ignore_index}
         binary_like = self.num_classes == 2 and 1 not in values and self.ignore_index in values
+        seen = ", ".join(map(str, sorted(values)[:8])) + (", ..." if len(values) > 8 else "")
         if values <= allowed and not binary_like:
             self.encoding = "index"
+            self.note = f"masks decoded as index (auto: values {{{seen}}} in the first {len(samples)} masks)"
         elif self.num_classes == 2:
             self.encoding = "binary"
+            # Said aloud: a stray value in a 0/1 dataset also lands here and silently becomes class 1.
+            self.note = (f"masks decoded as binary (auto: values {{{seen}}} in the first {len(samples)} masks; "
+                         "0 -> class 0, every other value -> class 1); set data.mask_encoding: index to "
+                         "refuse values outside the class table")
         else:
             for path, arr, _ in samples:
                 bad = sorted(set(np.unique(arr).tolist()) - allowed)[:5]

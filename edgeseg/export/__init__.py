@@ -26,10 +26,45 @@ def _recipe(ckpt: Any, recipe: str | Path | None, overrides: list[str] | None) -
     return stored_recipe(ckpt.meta.recipe, overrides, source=f"{ckpt.path} (stored recipe)"), "stored in checkpoint"
 
 
+def remove_previous_export(out: Path) -> list[str]:
+    """Delete what the ``export.json`` already in ``out`` lists (files, sidecars, its own folders)."""
+    import json
+    import shutil
+
+    listing = out / "export.json"
+    if not listing.is_file():
+        return []
+    try:
+        doc = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        return []
+    root = out.resolve()
+    removed = []
+    for art in doc.get("artifacts") or []:
+        p = Path(str(art.get("path", ""))) if isinstance(art, dict) else Path()
+        p = (p if p.is_absolute() else Path.cwd() / p).resolve()
+        if root not in p.parents:  # only what lies inside the folder being exported into
+            continue
+        for victim in (p, p.with_name(p.name + ".data"), p.with_suffix(".bin") if p.suffix == ".xml" else None):
+            if victim is not None and victim.is_file():
+                victim.unlink()
+                removed.append(str(victim))
+        for sub in ("tensorrt", "openvino"):
+            if p.parent == root / sub and p.parent.is_dir():
+                shutil.rmtree(p.parent)
+                removed.append(str(p.parent))
+    listing.unlink()
+    return removed
+
+
 def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None = None,
            precisions: list[str] | None = None, cfg: Any = None, recipe: str | Path | None = None,
            overrides: list[str] | None = None, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out`` and return the export.json document.
+
+    ``out`` is locked meanwhile, and the files an earlier export there listed are removed first
+    (``removed_previous``), so the folder never holds an artifact the new ``export.json`` does not
+    describe (a stale ``model.int8.onnx``); a refused export (bad names, no checkpoint) keeps them.
 
     Args:
         checkpoint: ``model.pt`` written by `edgeseg train`.
@@ -55,20 +90,35 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
         ExportError: unknown format/precision, or an FP32 artifact failing its parity check
             (export.json is written first, with the figures).
     """
+    from edgeseg.artifacts import ArtifactError
+    from edgeseg.artifacts.outputs import folder_lock
+
+    _check_names(formats, precisions)  # an unknown name fails before anything is loaded or removed
+    if not Path(checkpoint).is_file():
+        raise ArtifactError(f"{checkpoint}: checkpoint not found")
+    with folder_lock(out):
+        removed = remove_previous_export(Path(out))
+        doc = _export_into(Path(out), Path(checkpoint), formats=formats, precisions=precisions, cfg=cfg,
+                           recipe=recipe, overrides=overrides, trust_checkpoint=trust_checkpoint)
+    if removed:
+        doc["removed_previous"] = removed
+    return doc
+
+
+def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, precisions: list[str] | None, cfg: Any,
+                 recipe: str | Path | None, overrides: list[str] | None, trust_checkpoint: bool) -> dict[str, Any]:
+    """Load, plan, convert and write export.json (``out`` is locked and holds no earlier export)."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.export.context import ExportContext
+    from edgeseg.tasks import get_task
 
-    _check_names(formats, precisions)  # an unknown name fails before anything is loaded
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    from edgeseg.tasks import get_task
 
     model = get_task(ckpt.meta.task).export_model(ckpt.model, rcp, cfg)  # + in-graph postprocess if asked
     ctx = ExportContext(out=out, model=model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp), recipe=rcp,
-                        cfg=cfg, precisions=precs, checkpoint=Path(checkpoint))
+                        cfg=cfg, precisions=precs, checkpoint=checkpoint)
     if model is not ckpt.model:
         ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
                 note=True)

@@ -21,6 +21,7 @@ from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.export.int8_timing import MAX_ROUNDS, RatioSamples, busy_decision, sample_ratios
 
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0}
 LATENCY_ROUNDS = 2  # FP32 and INT8 measured alternately, best p50 kept: drift hits both alike
@@ -96,6 +97,17 @@ def measure(ctx: ExportContext, paths: dict[str, Path], opener: Callable[[Path],
     ``opener`` loads a file as a Backend (default ONNX Runtime, :meth:`ExportContext.open`); ``backend``
     names it in the figures.
     """
+    return measure_paired(ctx, paths, opener, backend, max_rounds=LATENCY_ROUNDS)[0]
+
+
+def measure_paired(ctx: ExportContext, paths: dict[str, Path], opener: Callable[[Path], Any] | None = None,
+                   backend: str = "onnxruntime-cpu", max_rounds: int = MAX_ROUNDS,
+                   ) -> tuple[dict[str, dict[str, Any]], RatioSamples]:
+    """:func:`measure`, plus the per-round FP32/INT8 ratios when ``paths`` holds those two keys.
+
+    Then, on a busy machine, the rounds go on (up to ``max_rounds``) until the ratio's confidence
+    interval excludes 1 (:mod:`int8_timing`); other sets of models get ``LATENCY_ROUNDS`` rounds.
+    """
     from edgeseg.bench.contention import CpuWatch, contention_reason
     from edgeseg.bench.latency import measure_latency
 
@@ -103,19 +115,28 @@ def measure(ctx: ExportContext, paths: dict[str, Path], opener: Callable[[Path],
     backends = {k: (opener or ctx.open)(p) for k, p in paths.items()}
     best: dict[str, dict[str, Any]] = {}
     contention: dict[str, str] = {}
-    for _ in range(LATENCY_ROUNDS):
-        for key, be in backends.items():
+
+    def one_round(i: int) -> tuple[float, float, str]:
+        p50, busy = {}, ""
+        for key in (list(backends) if i % 2 == 0 else list(backends)[::-1]):  # alternate who goes first
+            be = backends[key]
             with CpuWatch() as watch:
                 stats = measure_latency(lambda be=be: be(x), sync=be.synchronize, **LATENCY_KW).to_dict()
             why = contention_reason(watch.other_cores, threads=ctx.threads, cores=os.cpu_count() or 1,
                                     wall_s=watch.wall_s)
             contention[key] = contention.get(key) or why
+            busy = busy or why
+            p50[key] = stats["p50_ms"]
             if key not in best or stats["p50_ms"] < best[key]["p50_ms"]:
                 best[key] = stats
+        return p50.get("fp32", 1.0), p50.get("int8", 1.0), busy
+
+    paired = {"fp32", "int8"} <= set(paths)
+    samples = sample_ratios(one_round, min_rounds=LATENCY_ROUNDS, max_rounds=max_rounds if paired else LATENCY_ROUNDS)
     for key, stats in best.items():
         stats.update(threads=ctx.threads, input=[1, ctx.meta.in_channels, *ctx.input_hw], backend=backend,
                      contention=contention[key])
-    return best
+    return best, samples
 
 
 def fp32_accuracy(ctx: ExportContext) -> dict[str, Any]:
@@ -219,12 +240,20 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         parity = ctx.parity(ctx.open(tmp))
         parity["passed"] = parity["agreement"] >= ctx.task.parity_bars.int8_min_agreement
         ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
-        latency = measure(ctx, {"fp32": fp32, "int8": tmp})
+        latency, samples = measure_paired(ctx, {"fp32": fp32, "int8": tmp})
         ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy)
-        busy = next((v["contention"] for v in latency.values() if v.get("contention")), "")
-        if busy:  # the decision stands (best of alternating rounds) but the user should know
-            reason += f"; timed on a busy machine ({busy})"
-            ctx.say(f"INT8 latency was measured on a busy machine: {busy}", note=True)
+        ci = samples.ci95()
+        decision: dict[str, Any] = {"rounds": len(samples.ratios), "ratios": [round(r, 4) for r in samples.ratios],
+                                    "ratio_ci95": [round(v, 4) for v in ci] if ci else None, "busy": samples.busy,
+                                    "certainty": f"quiet machine: best p50 of {len(samples.ratios)} paired rounds"}
+        if samples.busy:
+            ctx.say(f"INT8 latency was measured on a busy machine: {samples.busy}", note=True)
+            if ctx.cfg.int8_policy == "auto":  # best-of-rounds is not to be trusted here: the interval decides
+                f32, i8 = latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"]
+                ship, reason, decision = busy_decision(
+                    samples, f"best INT8 {i8:.2f} ms vs FP32 {f32:.2f} ms ({f32 / i8:.2f}x)")
+            else:
+                reason += f"; timed on a busy machine ({samples.busy})"
         if not parity["passed"]:
             ship = False
             reason = (f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below "
@@ -244,7 +273,7 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     figures = {"calibration": cal_info, "quantization": qinfo, "parity": parity,
                "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
                "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
-               "policy": ctx.cfg.int8_policy}
+               "policy": ctx.cfg.int8_policy, "decision": decision}
     label = ctx.task.headline.label
     ctx.say(f"INT8 {label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
             f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x")

@@ -34,6 +34,9 @@ def report(inputs: list[str | Path], out: str | Path, *, formats: list[str] | No
         raise ResultsError(f"unknown report format {unknown[0]!r}; expected one of {', '.join(FORMATS)}")
     if not inputs:
         raise ResultsError("no results files given: pass the JSON-lines files `edgeseg bench` wrote")
+    from edgeseg.artifacts.outputs import check_output_folder
+
+    check_output_folder(out)
     rows = load_rows(list(inputs))
     if not rows:
         raise ResultsError(f"{', '.join(map(str, inputs))}: no result lines")

@@ -69,19 +69,48 @@ def _md_row(values: list[str]) -> str:
     return "| " + " | ".join(md_text(v) for v in values) + " |"
 
 
+def intro(entries: list[Entry]) -> str:
+    """The paragraph under the title (Markdown and HTML alike): what the columns and marks mean."""
+    label = score_label(entries)
+    delta = f"Δ score ({label})" if " or " in label else f"Δ{label}"
+    return ("Latency per call (the network alone; instance models also with their postprocess); "
+            f"speed-up and {delta} are against the FP32 artifact of the same model on the same device, threads "
+            "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
+            "images, is both faster and more accurate); "
+            "~ marks a noisy latency (p90 more than 15% above p50, too few runs, stopped by the time cap, or "
+            "other processes competing for the cores; reasons under each table). Accuracy is on the whole "
+            "split named per row, with the image count.")
+
+
+def table_notes(entries: list[Entry]) -> list[tuple[str, str]]:
+    """(label, text) notes under a device's table: the same in Markdown and HTML."""
+    notes = []
+    no_acc = sorted({f"{e.artifact} on {e.backend} ({e.row['accuracy']['error']})"
+                     for e in entries if (e.row.get("accuracy") or {}).get("error")})
+    splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
+                     for e in entries if (e.row.get("accuracy") or {}).get("split")})
+    noisy = [e for e in entries if e.noisy]
+    if no_acc:
+        notes.append(("Accuracy failed", "; ".join(no_acc)))
+    if splits:
+        notes.append(("Accuracy data", "; ".join(splits)))
+    if noisy:
+        notes.append(("Noisy", "; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy)))
+    return notes
+
+
+def failed_text(r: dict[str, Any]) -> str:
+    """One 'Not measured' line."""
+    return (f"{r['artifact'].get('name')} on {r.get('backend')} (threads {r.get('threads')}, batch {r.get('batch')}): "
+            f"{r['error']}")
+
+
 def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, Any]], sources: list[str],
              images: dict[str, str]) -> str:
     """The report as Markdown (plots referenced by relative file name); every value is escaped text."""
-    label = score_label([e for g in groups.values() for e in g])
-    delta = f"Δ score ({label})" if " or " in label else f"Δ{label}"
-    out = [f"# {md_text(title)}", "", f"Results from {', '.join(md_text(s) for s in sources)}. Latency per call "
-           "(the network alone; instance models also with their postprocess); "
-           f"speed-up and {delta} are against the FP32 artifact of the same model on the same device, threads "
-           "and batch; ★ marks the Pareto frontier (no other result at the same batch size, scored on the same "
-           "images, is both faster and more accurate); "
-           "~ marks a noisy latency (p90 more than 15% above p50, too few runs, stopped by the time cap, or "
-           "other processes competing for the cores; reasons under each table). Accuracy is on the whole "
-           "split named per row, with the image count.", ""]
+    all_entries = [e for g in groups.values() for e in g]
+    out = [f"# {md_text(title)}", "", f"Results from {', '.join(md_text(s) for s in sources)}. "
+           f"{md_text(intro(all_entries))}", ""]
     for device, entries in groups.items():
         out += [f"## {md_text(device)}", "", f"Machine: {md_text(_machine_line(entries))}", ""]
         tasks = by_task(entries)
@@ -92,17 +121,8 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
             out += [_md_row(cols), "|" + "---|" * len(cols)]
             out += [_md_row(cells(e)) for e in rows] + [""]
         out.pop()
-        splits = sorted({f"{e.row['accuracy'].get('split')} of {e.row['accuracy'].get('data')}"
-                         for e in entries if (e.row.get("accuracy") or {}).get("split")})
-        no_acc = sorted({f"{e.artifact} on {e.backend} ({e.row['accuracy']['error']})"
-                         for e in entries if (e.row.get("accuracy") or {}).get("error")})
-        if no_acc:
-            out += ["", "Accuracy failed: " + md_text("; ".join(no_acc))]
-        if splits:
-            out += ["", "Accuracy data: " + md_text("; ".join(splits))]
-        noisy = [e for e in entries if e.noisy]
-        if noisy:
-            out += ["", "Noisy: " + md_text("; ".join(f"{e.artifact} ({', '.join(e.notes)})" for e in noisy))]
+        for label, text in table_notes(entries):
+            out += ["", f"{label}: " + md_text(text)]
         out.append("")
     if len(groups) > 1:
         headers, rows = side_by_side(groups)
@@ -110,9 +130,7 @@ def markdown(title: str, groups: dict[str, list[Entry]], failed: list[dict[str, 
                 "~ noisy.", "", _md_row(headers), "|" + "---|" * len(headers)]
         out += [_md_row(r) for r in rows] + [""]
     if failed:
-        out += ["## Not measured", ""] + ["- " + md_text(f"{r['artifact'].get('name')} on {r.get('backend')} "
-                                                       f"(threads {r.get('threads')}, batch {r.get('batch')}): "
-                                                       f"{r['error']}") for r in failed] + [""]
+        out += ["## Not measured", ""] + ["- " + md_text(failed_text(r)) for r in failed] + [""]
     out += [f"![{alt}]({name})" for alt, name in images.items()] + [""]
     return "\n".join(out)
 
@@ -131,8 +149,8 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
              "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
              "td:nth-child(-n+4){text-align:left}tr.pareto{background:#eef8ee}"
              "img{max-width:100%}</style></head><body>",
-             f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. Speed-up and Δ score against the "
-             "FP32 artifact of the same model, device, threads and batch; ★ Pareto frontier; ~ noisy latency.</p>"]
+             f"<h1>{esc(title)}</h1><p>Results from {esc(', '.join(sources))}. "
+             f"{esc(intro([e for g in groups.values() for e in g]))}</p>"]
     for device, entries in groups.items():
         parts.append(f"<h2>{esc(device)}</h2><p>Machine: {esc(_machine_line(entries))}</p>")
         tasks = by_task(entries)
@@ -144,6 +162,7 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
                 parts.append(f"<tr class='{'pareto' if e.pareto else ''}'>"
                              + "".join(f"<td>{esc(c)}</td>" for c in cells(e)) + "</tr>")
             parts.append("</table>")
+        parts += [f"<p><strong>{esc(label)}:</strong> {esc(text)}</p>" for label, text in table_notes(entries)]
     if len(groups) > 1:
         headers, rows = side_by_side(groups)
         parts.append("<h2>Devices side by side</h2><p>Best p50 over the thread settings at the smallest batch "
@@ -152,8 +171,7 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
                      + "</table>")
     if failed:
         parts.append("<h2>Not measured</h2><ul>" + "".join(
-            f"<li>{esc(r['artifact'].get('name'))} on {esc(r.get('backend'))}: {esc(r['error'])}</li>"
-            for r in failed) + "</ul>")
+            f"<li>{esc(failed_text(r))}</li>" for r in failed) + "</ul>")
     for alt, path in images.items():
         parts.append(f"<h2>{esc(alt)}</h2><img alt='{esc(alt)}' src='{_png_data_uri(path)}'>")
     parts.append("</body></html>")

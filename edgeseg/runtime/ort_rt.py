@@ -23,9 +23,12 @@ class OrtBackend:
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
                  provider: str | None = None, meta: ModelMeta | None = None,
-                 optimization: str = "all", custom_op_library: str | Path | None = None) -> None:
+                 optimization: str = "all", custom_op_library: str | Path | None = None,
+                 foreign: bool = False) -> None:
         """Open ``path``; ``custom_op_library`` is a native library the user trusts for custom operators
-        (without it a model with custom-domain operators is refused, see :mod:`edgeseg.artifacts.onnx_safety`)."""
+        (without it a model with custom-domain operators is refused, see :mod:`edgeseg.artifacts.onnx_safety`).
+        ``foreign=True`` also opens a file without edgeseg metadata (``meta`` then comes from its graph
+        and :attr:`foreign` is set): enough for latency and memory; accuracy needs a recipe."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -59,10 +62,13 @@ class OrtBackend:
         self.device = device
         self.threads = threads
         self.provider = self.session.get_providers()[0]
+        self.foreign = False
         try:
             self.meta = meta or read_ort_session(self.session, source=str(path))
         except ArtifactError as exc:
-            raise BackendError(str(exc)) from None
+            if not foreign:
+                raise BackendError(str(exc)) from None
+            self.meta, self.foreign = graph_meta(self.session, path), True
         self.precision = self.meta.precision
         self.inputs = [TensorSpec(i.name, tuple(d if isinstance(d, int) else str(d) for d in i.shape),
                                   _ORT_TYPES.get(i.type, i.type)) for i in self.session.get_inputs()]
@@ -90,3 +96,22 @@ class OrtBackend:
 
     def synchronize(self) -> None:
         """``session.run`` returns host arrays, so it has already synchronised."""
+
+
+def graph_meta(session: object, path: Path) -> ModelMeta:
+    """What the graph alone says about a file without edgeseg metadata (bring-your-own ONNX).
+
+    Channels and a fixed input size come from the first input's shape, the class count from the first
+    output's channel axis when it is fixed; normalisation is unknown (identity), the stride 1.
+    """
+    shape = list(session.get_inputs()[0].shape)  # type: ignore[attr-defined]
+    out_shape = list(session.get_outputs()[0].shape)  # type: ignore[attr-defined]
+
+    def fixed(dims: list[object], i: int) -> int:
+        return dims[i] if len(dims) > i and isinstance(dims[i], int) and dims[i] > 0 else 0  # type: ignore[return-value]
+
+    channels = fixed(shape, 1) or 3
+    classes = fixed(out_shape, 1)
+    return ModelMeta(model_name=path.stem, family="foreign", task="semantic", num_classes=classes,
+                     in_channels=channels, classes=[], mean=[0.0] * channels, std=[1.0] * channels,
+                     input_size=(fixed(shape, 2), fixed(shape, 3)), stride=1, precision="unknown")

@@ -8,13 +8,16 @@ model's task (:mod:`edgeseg.tasks`) gives the datasets, collation, loss and metr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import math
 import os
 import random
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +126,87 @@ def _with_weights(recipe: Recipe, weights: ClassWeights | None) -> Recipe:
     return resolved
 
 
+def check_image_size(recipe: Recipe, stride: int) -> None:
+    """``data.image_size`` must be a multiple of the built model's stride (checked before anything is written)."""
+    stride = max(1, int(stride))
+    h, w = recipe.data.size_hw
+    if h % stride or w % stride:
+        def near(v: int) -> str:
+            lo, hi = v // stride * stride, -(-v // stride) * stride
+            return f"{lo} or {hi}" if lo else str(hi)
+
+        raise RecipeError(f"recipe field data.image_size: {h}x{w} is not a multiple of {recipe.model.name}'s "
+                          f"stride {stride} (use {near(h)}" + (f" by {near(w)}" if w != h else "") + ")")
+
+
+def data_summary(recipe: Recipe, dataset: Any, split: str) -> dict[str, Any]:
+    """What was loaded and how (kind, split, images; for semantic masks the encoding chosen), as recorded
+    in checkpoints and train.json. Datasets without their own summary (instance data) get the basics."""
+    own = getattr(dataset, "summary", None)
+    if own:
+        return dict(own)
+    return {"kind": recipe.data.kind, "split": split, "images": len(getattr(dataset, "samples", dataset))}
+
+
+def check_resumable(last: Path, state: dict[str, Any], recipe: Recipe) -> None:
+    """``--resume`` continues only the run that was stored; only ``train.epochs`` may grow."""
+    from edgeseg.recipe import recipe_differences
+
+    stored = state.get("meta", {}).get("recipe") or {}
+    diffs = [d for d in recipe_differences(stored, recipe.to_dict()) if not d.startswith("train.epochs:")]
+    if diffs:
+        raise RecipeError(f"{last}: cannot resume with changed settings ({'; '.join(diffs)}); resume with the "
+                          "stored recipe.yaml, or train into a new --out")
+
+
+def _finished(out: Path, state: dict[str, Any], epochs: int, label: str, ctx: Any) -> dict[str, Any]:
+    """``--resume`` of a run that already did all its epochs: report it, rewrite nothing."""
+    if ctx.is_main:
+        best = state.get("best_metric", -1.0)
+        print(f"{out / 'last.pt'} already finished epoch {state['epoch'] + 1}/{epochs}"
+              + (f" (best {label} {best:.4f})" if state.get("best_metrics") else "")
+              + "; nothing to resume (raise train.epochs to train longer)")
+    ctx.teardown()
+    if not ctx.is_main:
+        return {}
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else \
+        {**state.get("best_metrics", {}), "split": "val", "checkpoint": str(out / "model.pt")}
+    figures = json.loads((out / "train.json").read_text()).get("figures", {}) if (out / "train.json").exists() else {}
+    return {"metrics": metrics, "out": str(out), **figures, "resumed": "already finished"}
+
+
+def restart_schedule(sched: torch.optim.lr_scheduler.LambdaLR, opt: torch.optim.Optimizer) -> None:
+    """Put the learning rate where the (rebuilt) schedule says it is at the restored step.
+
+    The stored scheduler state holds only its step count; the schedule itself is ``make_scheduler``'s,
+    built for the current ``train.epochs``. The optimizer state, though, carries the rate of the stored
+    run's last step: when ``--resume`` extends ``train.epochs`` that is the old schedule's end, so it is
+    replaced here by the new schedule's value (an unchanged run gets the same number back).
+    """
+    values = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
+    for group, lr in zip(opt.param_groups, values):
+        group["lr"] = lr
+    sched._last_lr = values  # what get_last_lr() reports until the next step
+
+
+@contextlib.contextmanager
+def _say_where_on_interrupt(out: Path, epochs: int, is_main: bool) -> Iterator[None]:
+    """Ctrl-C: say which checkpoint survives and the command that continues from it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if is_main:
+            last = out / "last.pt"
+            if last.exists():
+                done = read_checkpoint(last)["epoch"] + 1
+                print(f"\ninterrupted: {last} holds epoch {done}/{epochs}; continue with "
+                      f"`edgeseg train RECIPE --out {out} --resume` (same recipe and --set options)",
+                      file=sys.stderr)
+            else:
+                print(f"\ninterrupted before the first epoch ended: no checkpoint in {out} yet", file=sys.stderr)
+        raise
+
+
 class _CsvLog:
     """Append-only CSV log; rewritten atomically so a crash never truncates it."""
 
@@ -183,10 +267,14 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                              in_channels=recipe.model.in_channels, **recipe.model.args)
     model = model.to(device)
     meta = meta_for(model, recipe)
+    check_image_size(recipe, meta.stride)
     output_names = tuple(model.output_names)
     weights = training_class_weights(recipe, train_set) if task.name == "semantic" else None
     criterion = criterion_for(task, _with_weights(recipe, weights)).to(device)
-    extra = {"class_weights": weights.to_dict()} if weights is not None else {}
+    data = {"train": data_summary(recipe, train_set, "train"), "val": data_summary(recipe, val_set, "val")}
+    extra: dict[str, Any] = {"data": data}
+    if weights is not None:
+        extra["class_weights"] = weights.to_dict()
     opt = make_optimizer(model, cfg)
     loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx,
                                                  collate_fn=task.collate())
@@ -196,18 +284,30 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, best, best_metrics = 0, -1.0, {}
+    resumed: dict[str, Any] = {}
     if resume and (out / "last.pt").exists():
         state = read_checkpoint(out / "last.pt", trust=trust_checkpoint, resume=True)
+        check_resumable(out / "last.pt", state, recipe)
+        if state["epoch"] + 1 >= cfg.epochs:
+            return _finished(out, state, cfg.epochs, headline.label, ctx)
         unwrap(model).load_state_dict(state["model_state"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        restart_schedule(sched, opt)
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, best_metrics = state["epoch"] + 1, state["best_metric"], state.get("best_metrics", {})
+        stored_epochs = int(((state.get("meta") or {}).get("recipe") or {}).get("train", {}).get("epochs", cfg.epochs))
+        resumed = {"from_epoch": start_epoch}
+        if stored_epochs != cfg.epochs:
+            resumed["extended"] = {"from_epochs": stored_epochs, "to_epochs": cfg.epochs}
         if ctx.is_main:
-            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} "
-                  f"(best {headline.label} {best:.4f})")
+            so_far = f"best {headline.label} {best:.4f}" if best_metrics else "not validated yet"
+            longer = f"; train.epochs extended from {stored_epochs}, schedule rebuilt" if "extended" in resumed else ""
+            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} ({so_far}{longer})")
     elif ctx.is_main and (out / "last.pt").exists():
         print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
+    if ctx.is_main and data["train"].get("note"):
+        print(f"data: {data['train']['note']}")  # once per run, for every split (decided once)
 
     model = ctx.wrap(model)
     if ctx.is_main:
@@ -219,9 +319,9 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         print(f"class weights ({weights.method}): {pairs}")
     t_start = time.perf_counter()
 
-    from edgeseg.progress import make_progress
+    from edgeseg.progress import line_progress, make_progress
 
-    with make_progress() as progress:
+    with make_progress() as progress, _say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
         bar = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch, rate="", info="")
         for epoch in range(start_epoch, cfg.epochs):
             # Re-seeding per epoch makes the data order and augmentation of epoch e independent of
@@ -274,6 +374,8 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                 save_checkpoint(out / "last.pt", model, meta, epoch=epoch, best_metric=best, best_metrics=best_metrics,
                                 optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
                                 metrics=best_metrics, **extra)
+                score_text = f", val {headline.label} {row[f'val_{headline.key}']}" if f"val_{headline.key}" in row else ""
+                line_progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']}{score_text} ({epoch_s:.1f} s)")
             ctx.barrier()
 
     result: dict[str, Any] = {}
@@ -283,7 +385,8 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         train_s = time.perf_counter() - t_start
         figures = {f"best_{headline.key}": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
                    "world_size": ctx.world_size, "device": str(device),
-                   "train_images": len(train_set), "val_images": len(val_set), **extra}
+                   "train_images": len(train_set), "val_images": len(val_set), **extra,
+                   **({"resumed": resumed} if resumed else {})}
         atomic_write_json(out / "train.json", provenance("train", {"recipe": recipe.to_dict(),
                                                                     "recipe_hash": recipe.hash()}, figures))
         result = {"metrics": metrics, "out": str(out), **figures}
