@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from edgeseg.bench.latency import NOISE_THRESHOLD, measure_latency, stats_from_times
@@ -26,11 +24,33 @@ def test_too_few_runs_are_flagged():
     assert s.noisy and "only 3 runs" in s.noise_reason
 
 
-def test_min_runs_and_min_time_both_hold():
+class FakeClock:
+    """perf_counter that only moves when the timed call 'takes' 2 ms: no test depends on an idle machine."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+    def call(self) -> None:
+        self.t += 0.002
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    import edgeseg.bench.latency as latency
+
+    fake = FakeClock()
+    monkeypatch.setattr(latency, "time", fake)
+    return fake
+
+
+def test_min_runs_and_min_time_both_hold(clock):
     calls = []
-    s = measure_latency(lambda: calls.append(time.sleep(0.002)), warmup=2, min_runs=5, min_time_s=0.05, max_time_s=10)
-    assert s.runs >= 5 and s.runs * 2 >= 20  # 0.05 s of 2 ms calls
-    assert len(calls) == s.runs + 2
+    s = measure_latency(lambda: calls.append(clock.call()), warmup=2, min_runs=5, min_time_s=0.05, max_time_s=10)
+    assert s.runs >= 5 and s.runs * 2 >= 50 - 2  # 0.05 s of 2 ms calls (the clock's float steps)
+    assert len(calls) == s.runs + 2 and s.p50_ms == pytest.approx(2.0)
 
 
 def test_empty_timings_raise():
@@ -38,9 +58,9 @@ def test_empty_timings_raise():
         stats_from_times([])
 
 
-def test_a_time_cap_before_min_runs_is_flagged():
-    s = measure_latency(lambda: time.sleep(0.002), warmup=0, min_runs=1000, min_time_s=0.0, max_time_s=0.03)
-    assert 5 <= s.runs < 1000 and s.noisy and f"at {s.runs} of 1000 runs" in s.noise_reason
+def test_a_time_cap_before_min_runs_is_flagged(clock):
+    s = measure_latency(clock.call, warmup=0, min_runs=1000, min_time_s=0.0, max_time_s=0.03)
+    assert 14 <= s.runs <= 16 and s.noisy and f"at {s.runs} of 1000 runs" in s.noise_reason
 
 
 def test_noise_threshold_boundary():
