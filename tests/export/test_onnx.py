@@ -116,7 +116,7 @@ def test_auto_policy_rejects_a_slower_int8(tmp_path, monkeypatch, quick_latency)
     def fake_measure(ctx, paths):  # INT8 twice as slow, whatever this machine does
         return {"fp32": {"p50_ms": 1.0}, "int8": {"p50_ms": 2.0}}, q.RatioSamples([0.5])
 
-    monkeypatch.setattr(q, "measure", fake_measure)
+    monkeypatch.setattr(q, "measure_paired", fake_measure)
     ckpt = fitted_checkpoint(tmp_path / "model.pt", steps=5)
     doc = export(ckpt, tmp_path / "out", precisions=["int8"], cfg=ExportCfg(calibration={"images": 4}))
     int8 = _record(doc, "onnx", "int8")
