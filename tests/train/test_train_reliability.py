@@ -115,3 +115,43 @@ def test_auto_mask_decoding_is_recorded_and_said_once(tmp_path, capsys):
         assert data["train"]["mask_encoding_requested"] == "auto"
     figures = json.loads((tmp_path / "out" / "train.json").read_text())["figures"]
     assert figures["data"]["train"]["mask_encoding"] == "binary"
+
+
+def test_resume_that_extends_epochs_rebuilds_the_schedule_and_says_so(tmp_path):
+    import csv
+
+    extended, straight = tmp_path / "extended", tmp_path / "straight"
+    train(_recipe(epochs=2), extended)
+    train(_recipe(epochs=4), extended, resume=True)
+    train(_recipe(epochs=4), straight)
+
+    def lrs(out):
+        return [float(r["lr"]) for r in csv.DictReader((out / "train_log.csv").open())]
+
+    # Epochs 3-4 follow the 4-epoch schedule, not the end of the 2-epoch one (1% of train.lr).
+    assert lrs(extended)[2:] == pytest.approx(lrs(straight)[2:])
+    assert lrs(extended)[2] > 0.1 * 1e-3
+    figures = json.loads((extended / "train.json").read_text())["figures"]
+    assert figures["resumed"] == {"from_epoch": 2, "extended": {"from_epochs": 2, "to_epochs": 4}}
+    assert figures["epochs"] == 4
+
+
+def test_restart_schedule_replaces_the_stored_runs_last_rate():
+    import torch
+
+    net = torch.nn.Linear(2, 2)
+    short, long_ = _recipe(epochs=2).train, _recipe(epochs=4).train
+    opt = loop.make_optimizer(net, short)
+    sched = loop.make_scheduler(opt, short, steps_per_epoch=3)
+    for _ in range(6):  # the whole 2-epoch run: its rate ends at 1% of train.lr
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * short.lr)
+    opt2 = loop.make_optimizer(net, long_)
+    sched2 = loop.make_scheduler(opt2, long_, steps_per_epoch=3)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(sched.state_dict())
+    loop.restart_schedule(sched2, opt2)
+    halfway = 0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 6 / 12))  # step 6 of 12 on the cosine
+    assert opt2.param_groups[0]["lr"] == pytest.approx(long_.lr * halfway)
+    assert sched2.get_last_lr()[0] == pytest.approx(long_.lr * halfway)
