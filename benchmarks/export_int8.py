@@ -53,7 +53,9 @@ def side_by_side(files: dict[str, Path], size: int, threads: int, rounds: int) -
     from edgeseg.bench.contention import CpuWatch, contention_reason
     from edgeseg.bench.latency import measure_latency
 
-    backends = {k: runtime.open(p, threads=threads) for k, p in files.items()}
+    # all sessions live in this process and are timed in turn: ORT's idle threads must not spin
+    backends = {k: runtime.open(p, threads=threads, **({"spinning": False} if Path(p).suffix == ".onnx" else {}))
+                for k, p in files.items()}
     rng = np.random.default_rng(0)
     xs = {k: rng.standard_normal((1, be.meta.in_channels, size, size), dtype=np.float32) for k, be in backends.items()}
     p50s: dict[str, list[float]] = {k: [] for k in files}

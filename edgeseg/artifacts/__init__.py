@@ -193,6 +193,7 @@ class ModelMeta:
     recipe_hash: str = ""
     precision: str = "fp32"
     edgeseg_version: str = ""
+    output_names: list[str] = field(default_factory=list)  # the graph's outputs in order ([]: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -261,6 +262,8 @@ _META_CHECKS: dict[str, tuple[Any, str]] = {
     "model_args": (lambda v: isinstance(v, dict), "a dict"), "recipe": (lambda v: isinstance(v, dict), "a dict"),
     "recipe_hash": (lambda v: isinstance(v, str), "a string"), "precision": (lambda v: isinstance(v, str), "a string"),
     "edgeseg_version": (lambda v: isinstance(v, str), "a string"),
+    "output_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) and n for n in v),
+                     "a list of non-empty strings"),
 }
 
 

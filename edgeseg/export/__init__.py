@@ -117,7 +117,7 @@ def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, prec
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
 
     model = get_task(ckpt.meta.task).export_model(ckpt.model, rcp, cfg)  # + in-graph postprocess if asked
-    ctx = ExportContext(out=out, model=model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp), recipe=rcp,
+    ctx = ExportContext(out=out, model=model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp, model), recipe=rcp,
                         cfg=cfg, precisions=precs, checkpoint=checkpoint)
     if model is not ckpt.model:
         ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
@@ -153,16 +153,20 @@ def _plan(rcp: Any, cfg: Any, formats: list[str] | None, precisions: list[str] |
     return cfg, fmts, precs
 
 
-def artifact_meta(model: Any, meta: Any, rcp: Any) -> Any:
-    """The checkpoint's metadata as the exported files record it: the BUILT model's stride, and the
-    export recipe's input size (``--set data.image_size=N`` applies) rounded up to that stride."""
+def artifact_meta(model: Any, meta: Any, rcp: Any, exported: Any = None) -> Any:
+    """The checkpoint's metadata as the exported files record it: the BUILT model's stride, the
+    exported graph's output names (``exported``: the model as exported, e.g. with its in-graph
+    postprocess), and the export recipe's input size (``--set data.image_size=N`` applies) rounded up
+    to that stride."""
     import dataclasses
 
     from edgeseg.data.preprocess import round_up_to_stride
     from edgeseg.models.base import model_stride
 
     stride = model_stride(model, meta.stride)
-    return dataclasses.replace(meta, stride=stride, input_size=round_up_to_stride(rcp.data.size_hw, stride))
+    outputs = list(getattr(exported if exported is not None else model, "output_names", meta.output_names))
+    return dataclasses.replace(meta, stride=stride, input_size=round_up_to_stride(rcp.data.size_hw, stride),
+                               output_names=outputs)
 
 
 def _convert(ctx: Any, fmts: list[Format]) -> str:

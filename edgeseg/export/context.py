@@ -121,10 +121,13 @@ class ExportContext:
         return self.shared["reference_outputs"]
 
     def open(self, path: Path, **options: Any) -> Any:
-        """An ONNX Runtime backend on ``path`` with this machine's cores (meta read from the file)."""
+        """An ONNX Runtime backend on ``path`` with this machine's cores (meta read from the file).
+
+        Spinning is off: export keeps FP32 and INT8 sessions open together and times them in turn.
+        """
         from edgeseg.runtime.ort_rt import OrtBackend
 
-        return OrtBackend(path, device="cpu", threads=self.threads, **options)
+        return OrtBackend(path, device="cpu", threads=self.threads, **{"spinning": False, **options})
 
     def compare(self, backend: Any, reference: Any = None) -> dict[str, Any]:
         """The task's parity figures of ``backend`` against ``reference`` (a backend; default PyTorch)."""

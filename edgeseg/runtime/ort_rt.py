@@ -24,11 +24,13 @@ class OrtBackend:
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
                  provider: str | None = None, meta: ModelMeta | None = None,
                  optimization: str = "all", custom_op_library: str | Path | None = None,
-                 foreign: bool = False) -> None:
+                 foreign: bool = False, spinning: bool = True) -> None:
         """Open ``path``; ``custom_op_library`` is a native library the user trusts for custom operators
         (without it a model with custom-domain operators is refused, see :mod:`edgeseg.artifacts.onnx_safety`).
         ``foreign=True`` also opens a file without edgeseg metadata (``meta`` then comes from its graph
-        and :attr:`foreign` is set): enough for latency and memory; accuracy needs a recipe."""
+        and :attr:`foreign` is set): enough for latency and memory; accuracy needs a recipe.
+        ``spinning=False`` stops idle intra-op threads from spin-waiting: needed when several sessions
+        live in one process and are timed in turn (an idle session's spinning threads steal the cores)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -46,6 +48,8 @@ class OrtBackend:
             except Exception as exc:  # noqa: BLE001  (ORT raises its own exception types)
                 raise BackendError(f"{custom_op_library}: onnxruntime cannot load this custom-op library: "
                                    f"{str(exc).splitlines()[0]}") from None
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

@@ -11,7 +11,8 @@ from edgeseg.recipe import Recipe
 def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> ModelMeta:
     """Metadata for ``model`` trained by ``recipe`` (classes, normalisation, sizes, recipe + hash).
 
-    The stride is the built model's (not the registry default); the input size is the recipe's.
+    The stride and output names are the built model's (not the registry defaults); the input size is
+    the recipe's.
     """
     from edgeseg.data import default_mean_std, resolve_classes
     from edgeseg.artifacts.checkpoint import unwrap
@@ -27,4 +28,4 @@ def meta_for(model: nn.Module, recipe: Recipe, precision: str = "fp32") -> Model
                      classes=resolve_classes(recipe.data, cfg["num_classes"]), mean=mean, std=std,
                      input_size=recipe.data.size_hw, stride=model_stride(model, info.stride), ignore_index=recipe.data.ignore_index,
                      model_args=args, recipe=recipe.to_dict(), recipe_hash=recipe.hash(), precision=precision,
-                     edgeseg_version=edgeseg_version())
+                     edgeseg_version=edgeseg_version(), output_names=list(unwrap(model).output_names))

@@ -40,6 +40,25 @@ def test_meta_records_the_built_models_stride():
     assert meta_for(net, recipe_from_dict({"model": {"name": "unet-lite", "args": {"depth": 5}}})).stride == 32
 
 
+def test_meta_records_the_exported_graphs_output_names():
+    from edgeseg.artifacts import ModelMeta
+    from edgeseg.export import artifact_meta
+    from edgeseg.models import create_model
+    from edgeseg.models.yolact import YolactWithPostprocess
+    from edgeseg.recipe import recipe_from_dict
+    from edgeseg.train.meta import meta_for
+
+    recipe = recipe_from_dict({"model": {"name": "yolact_test", "num_classes": 2}, "data": {"kind": "synthetic"}})
+    net = create_model("yolact_test", num_classes=2)
+    meta = meta_for(net, recipe)
+    assert meta.output_names == ["scores", "boxes", "coefs", "protos"]
+    assert ModelMeta.from_dict(meta.to_dict()).output_names == meta.output_names  # stored and read back
+    with_postprocess = artifact_meta(net, meta, recipe, YolactWithPostprocess(net))
+    assert with_postprocess.output_names == ["det_boxes", "det_scores", "det_labels", "det_masks"]
+    older = {k: v for k, v in meta.to_dict().items() if k != "output_names"}
+    assert ModelMeta.from_dict(older).output_names == []  # artifacts from before the field still load
+
+
 def test_cli_export_without_flags_follows_the_recipe(tmp_path):
     from typer.testing import CliRunner
 
@@ -56,4 +75,5 @@ def test_cli_export_without_flags_follows_the_recipe(tmp_path):
         meta = read_onnx(out / name)
         assert meta.stride == 8, name  # the built network's, not the stale stored figure
         assert meta.input_size == (48, 48), name  # --set data.image_size at export time
+        assert meta.output_names == ["logits"], name
     assert doc["inputs"]["input_size"] == [48, 48]

@@ -47,6 +47,16 @@ def test_onnx_file_alone_gives_meta_inputs_and_outputs(tmp_path):
     assert out.shape == (2, 2, 5, 7) and np.allclose(out[:, 0], 3.0) and np.allclose(out[:, 1], 12.0)
 
 
+def test_spinning_off_for_sessions_timed_in_turn(tmp_path):
+    path = _toy_onnx(tmp_path / "toy.onnx")
+    key = "session.intra_op.allow_spinning"
+    quiet = OrtBackend(path, threads=1, spinning=False).session.get_session_options()
+    assert quiet.get_session_config_entry(key) == "0"
+    default = OrtBackend(path, threads=1).session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: ORT's default (spin)
+        default.get_session_config_entry(key)
+
+
 def test_ort_format_file_keeps_the_metadata(tmp_path):
     from edgeseg.export.onnx2ort import required_operators, to_ort
 
