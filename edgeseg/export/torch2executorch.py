@@ -22,7 +22,7 @@ import dataclasses
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -154,21 +154,38 @@ def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]
 
 
 def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterable[np.ndarray],
-                  per_channel: bool = True) -> torch.nn.Module:
-    """PT2E static INT8 for XNNPACK: symmetric int8 weights (per channel) and activations observed on ``images``."""
+                  per_channel: bool = True,
+                  float_nodes: Callable[[Any], dict[str, str]] | None = None) -> tuple[torch.nn.Module, dict[str, str]]:
+    """PT2E static INT8 for XNNPACK: symmetric int8 weights (per channel) and activations observed on ``images``.
+
+    ``float_nodes(graph_module)`` names the exported graph's nodes that stay in float (their
+    quantization annotations are dropped after the XNNPACK quantizer annotated the graph); returns the
+    quantized model and those nodes with the reason.
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    kept: dict[str, str] = {}
+
+    class _FloatTailQuantizer(XNNPACKQuantizer):
+        def annotate(self, gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            gm = super().annotate(gm)
+            kept.update(float_nodes(gm) if float_nodes else {})
+            for node in gm.graph.nodes:
+                if node.name in kept:
+                    node.meta.pop("quantization_annotation", None)
+            return gm
+
+    quantizer = _FloatTailQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
     with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
         prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
         with torch.no_grad():
             for image in images:
                 prepared(torch.from_numpy(image))
-        return convert_pt2e(prepared)
+        return convert_pt2e(prepared), kept
 
 
 def write_pte(path: Path, data: bytes) -> Path:
@@ -248,12 +265,17 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
     try:
         images, info = calibration_images(ctx.recipe.data, meta.in_channels, num_classes=meta.num_classes,
                                           count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
-        quantized = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
-                                  per_channel=cal.per_channel)
+        names = tuple(getattr(model, "output_names", ctx.task.output_names))
+        quantized, kept = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
+                                        per_channel=cal.per_channel,
+                                        float_nodes=lambda gm: ctx.task.int8_float_fx_nodes(gm, names))
     except Exception as exc:  # noqa: BLE001  (empty split, observer or torchao errors: one line)
         raise ExportError(f"{source}: ExecuTorch INT8 calibration ({cal.images} training images) failed: "
                           f"{first_line(exc)}") from exc
-    return quantized, {**info.to_dict(), "method": "pt2e", "observers": OBSERVER, "per_channel": cal.per_channel}
+    if kept:
+        ctx.say(f"ExecuTorch INT8: {len(kept)} nodes stay in float ({ctx.task.name} task: {next(iter(kept.values()))}, ...)")
+    return quantized, {**info.to_dict(), "method": "pt2e", "observers": OBSERVER, "per_channel": cal.per_channel,
+                       "float_nodes": kept}
 
 
 def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Module, meta: ModelMeta,

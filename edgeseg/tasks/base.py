@@ -87,6 +87,10 @@ class Task(ABC):
         """ONNX node name -> why it stays in float when quantizing ``model`` (an ``onnx.ModelProto``)."""
         return {}
 
+    def int8_float_fx_nodes(self, graph_module: Any, output_names: tuple[str, ...]) -> dict[str, str]:
+        """The same choice on an exported ATen graph (PT2E quantization for ExecuTorch): FX node name -> why."""
+        return {}
+
     # --- decoding ----------------------------------------------------------------------------------
     @abstractmethod
     def decode(self, outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],

@@ -18,6 +18,7 @@ from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
 HEADS = ("scores", "boxes", "coefs", "protos")
 GRAPH_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_masks")  # YolactWithPostprocess
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+WEIGHTED_ATEN = ("aten.conv2d", "aten.convolution", "aten.conv_transpose2d", "aten.linear", "aten.matmul")
 MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much
 
 
@@ -101,6 +102,24 @@ def tail_nodes(model: Any, outputs: tuple[str, ...]) -> dict[str, str]:
     return keep
 
 
+def fx_tail_nodes(graph_module: Any, output_names: tuple[str, ...]) -> dict[str, str]:
+    """:func:`tail_nodes` on an exported ATen graph (``torch.export``): FX node name -> why it stays float."""
+    out = next(n for n in graph_module.graph.nodes if n.op == "output")
+    results = out.args[0] if isinstance(out.args[0], (list, tuple)) else (out.args[0],)
+    keep: dict[str, str] = {}
+    stack = list(zip(results, output_names))
+    while stack:
+        node, head = stack.pop()
+        if getattr(node, "op", None) != "call_function" or node.name in keep:
+            continue
+        weighted = str(node.target).startswith(WEIGHTED_ATEN)  # by name: this module imports no torch
+        keep[node.name] = (f"last layer of the {head!r} head" if weighted
+                           else f"decodes the {head!r} head") + " (instance heads stay in float)"
+        if not weighted:
+            stack += [(n, head) for n in node.all_input_nodes]
+    return keep
+
+
 POSTPROCESS_KEYS = ("score_thresh", "iou_thresh", "top_k", "max_dets", "mask_thresh")
 
 
@@ -144,6 +163,9 @@ class InstanceTask(Task):
 
     def int8_float_nodes(self, model: Any) -> dict[str, str]:
         return tail_nodes(model, tuple(o.name for o in model.graph.output))
+
+    def int8_float_fx_nodes(self, graph_module: Any, output_names: tuple[str, ...]) -> dict[str, str]:
+        return fx_tail_nodes(graph_module, output_names)
 
     def export_model(self, model: Any, recipe: Any, cfg: Any) -> Any:
         """The raw-heads model, or with ``cfg.postprocess == "graph"`` the model plus its postprocess with

@@ -242,3 +242,27 @@ def test_cli_export_format_executorch_int8(tmp_path):
     assert (tmp_path / "out" / "model.pte").is_file() and (tmp_path / "out" / "phone" / "run_android.sh").is_file()
     int8 = _record(doc, "executorch", "int8")
     assert (tmp_path / "out" / ("model.int8.pte" if int8["shipped"] else "model.int8.rejected.pte")).is_file()
+
+
+def test_instance_int8_keeps_the_decode_tail_in_float():
+    """PT2E INT8 of a YOLACT keeps each head's last conv and its decode in float, as the ONNX INT8 does:
+    its boxes end closer to FP32 than those of a graph quantized whole."""
+    from edgeseg.export.torch2executorch import quantize_int8
+    from edgeseg.models import create_model
+    from edgeseg.tasks import get_task
+
+    torch.manual_seed(0)
+    model = create_model("yolact_test", num_classes=2).eval()
+    names = tuple(model.output_names)
+    x = torch.randn(1, 3, 64, 64)
+    images = [np.random.default_rng(i).standard_normal((1, 3, 64, 64)).astype(np.float32) for i in range(4)]
+    tail, kept = quantize_int8(model, x, images, float_nodes=lambda gm: get_task("instance").int8_float_fx_nodes(gm, names))
+    whole, none_kept = quantize_int8(model, x, images)
+    assert none_kept == {}
+    heads = {why.split("'")[1] for why in kept.values() if why.startswith("last layer")}
+    assert heads == set(names)  # one float last layer per head
+    assert get_task("semantic").int8_float_fx_nodes(None, ("logits",)) == {}
+    with torch.no_grad():
+        ref, a, b = model(x), tail(x), whole(x)
+    box = names.index("boxes")
+    assert (a[box] - ref[box]).abs().max() < 0.75 * (b[box] - ref[box]).abs().max()
