@@ -67,7 +67,22 @@ class Bottleneck(_ResidualBlock):
                                        ConvBNAct(width, out, 1, act=False)), in_channels, out, stride)
 
 
-class ResNet(nn.Module):
+class _StagedBackbone(nn.Module):
+    """A stem then ``stages``; returns the features of every stage but the first (C3, C4, C5)."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats[1:]
+
+
+class ResNet(_StagedBackbone):
     """ResNet (He et al., 2016) returning C3, C4, C5 (strides 8, 16, 32).
 
     Args:
@@ -97,14 +112,6 @@ class ResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.out_channels = [base_width * 2 ** i * cls.expansion for i in (1, 2, 3)]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats[1:]
-
 
 class FusedMBConv(nn.Module):
     """Inverted residual with a fused expansion: 3x3 conv ``c_in -> c_in * expand``, 1x1 project to ``c_out``.
@@ -124,7 +131,7 @@ class FusedMBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class FusedMobileNet(nn.Module):
+class FusedMobileNet(_StagedBackbone):
     """Mobile backbone of Fused-MBConv stages returning features at strides 8, 16, 32.
 
     Args:
@@ -150,11 +157,3 @@ class FusedMobileNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         self.out_channels = list(widths[1:])
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats[1:]
