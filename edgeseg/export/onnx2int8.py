@@ -22,6 +22,7 @@ from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.int8_timing import MAX_ROUNDS, RatioSamples, busy_decision, sample_ratios
+from edgeseg.quiet import first_line
 
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 60.0}
 LATENCY_ROUNDS = 2  # FP32 and INT8 measured alternately, best p50 kept: drift hits both alike
@@ -46,11 +47,6 @@ def int8_decision(fp32_ms: float, int8_ms: float, policy: str = "auto", min_spee
                    "(int8_policy=always would ship it)")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-
-
 def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") -> tuple[Any, dict[str, Any]]:
     """Tensor ranges of ``model_path`` on training images, computed once per ``key`` and cached in ctx."""
     cache = ctx.shared.setdefault("calibration", {})
@@ -66,7 +62,7 @@ def calibration_ranges(ctx: ExportContext, model_path: Path, key: str = "fp32") 
             ranges = calibrate(model_path, images, method=cal.method, total=cal.images)
         except (ValueError, RuntimeError) as exc:  # empty split, ORT session failure: one line, not a trace
             raise ExportError(f"{model_path}: INT8 calibration ({cal.method}, {cal.images} training images) "
-                              f"failed: {_first_line(exc)}") from exc
+                              f"failed: {first_line(exc)}") from exc
         cache[key] = (ranges, {**info.to_dict(), "method": cal.method, "tensors": len(list(ranges))})
     return cache[key]
 
@@ -80,7 +76,7 @@ def quantize_checked(src: Path, dst: Path, ranges: Any, settings: Any, method: s
     try:
         return quantize(src, dst, ranges, settings, method=method, exclude=exclude or {})
     except Exception as exc:  # noqa: BLE001  (ORT's quantizer raises bare exceptions of many kinds)
-        raise ExportError(f"{src}: INT8 quantization for {settings.target} failed: {_first_line(exc)}") from exc
+        raise ExportError(f"{src}: INT8 quantization for {settings.target} failed: {first_line(exc)}") from exc
 
 
 def task_float_nodes(ctx: ExportContext, model_path: Path) -> dict[str, str]:
@@ -167,7 +163,7 @@ def qat_int8(ctx: ExportContext, dst: Path) -> tuple[dict[str, Any], dict[str, A
                                 dynamic=ctx.cfg.dynamic, output_names=tuple(getattr(ctx.model, "output_names",
                                                                                     ("logits",))))
     except (RuntimeError, ValueError) as exc:
-        raise ExportError(f"{ctx.checkpoint}: quantization-aware training failed: {_first_line(exc)}") from exc
+        raise ExportError(f"{ctx.checkpoint}: quantization-aware training failed: {first_line(exc)}") from exc
     save_onnx(proto, dst)
     return {"method": "qat", "qat": figures, **quantized_counts(proto)}, {**info.to_dict(), "method": "qat"}
 
@@ -206,7 +202,7 @@ def _quantize_excluding(fp32: Path, dst: Path, ranges: Any, settings: Any, metho
     try:
         return quantize(fp32, dst, ranges, settings, method=method, exclude=excluded)
     except Exception as exc:  # noqa: BLE001  (ORT's quantizer raises bare exceptions of many kinds)
-        raise ExportError(f"{fp32}: INT8 quantization for {settings.target} failed: {_first_line(exc)}") from exc
+        raise ExportError(f"{fp32}: INT8 quantization for {settings.target} failed: {first_line(exc)}") from exc
 
 
 def convert(ctx: ExportContext) -> list[ArtifactRecord]:
