@@ -1,6 +1,8 @@
 """The training loop: one code path for CPU, CUDA (AMP) and DDP under torchrun.
 
-Run-folder contents: ``model.pt`` (best validation headline metric of the task: mIoU or mask AP),
+:func:`train` runs the steps below, each a function with one job (set up, resume, start, train
+one epoch, validate, checkpoint, finish) over a :class:`TrainRun`; :mod:`edgeseg.train.resume` holds
+what ``--resume`` decides. Run-folder contents: ``model.pt`` (best validation headline metric of the task: mIoU or mask AP),
 ``last.pt`` (full training state, for ``--resume``), ``train_log.csv``, ``metrics.json`` (validation
 metrics of ``model.pt`` at native resolution), ``recipe.yaml`` and ``train.json`` (provenance). The
 model's task (:mod:`edgeseg.tasks`) gives the datasets, collation, loss and metric.
@@ -8,16 +10,12 @@ model's task (:mod:`edgeseg.tasks`) gives the datasets, collation, loss and metr
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
 import math
 import os
 import random
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +28,19 @@ from edgeseg.artifacts import atomic_write_json, atomic_write_text, provenance
 from edgeseg.artifacts.checkpoint import read_checkpoint, save_checkpoint, unwrap
 from edgeseg.errors import UserError
 from edgeseg.recipe import Recipe, RecipeError, TrainCfg
+from edgeseg.tasks import Task, by_name, get_task
 from edgeseg.train import distributed as dist_utils
 from edgeseg.train.class_weights import ClassWeights, compute_class_weights
-from edgeseg.tasks import Task, by_name, get_task
+from edgeseg.train.log import CsvLog, log_fields
 from edgeseg.train.losses import criterion_for
 from edgeseg.train.meta import meta_for
-
-BASE_LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "images_per_s", "epoch_s"]
-
-
-def log_fields(task: Task) -> list[str]:
-    """train_log.csv columns: the common ones, then ``val_<metric>`` per column of the task."""
-    return BASE_LOG_FIELDS + [f"val_{c.key}" for c in task.columns]
+from edgeseg.train.resume import (
+    check_resumable,
+    finished_run,
+    restart_schedule,
+    say_where_on_interrupt,
+    stored_epochs,
+)
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -148,106 +147,56 @@ def data_summary(recipe: Recipe, dataset: Any, split: str) -> dict[str, Any]:
     return {"kind": recipe.data.kind, "split": split, "images": len(getattr(dataset, "samples", dataset))}
 
 
-def check_resumable(last: Path, state: dict[str, Any], recipe: Recipe) -> None:
-    """``--resume`` continues only the run that was stored; only ``train.epochs`` may grow."""
-    from edgeseg.recipe import recipe_differences
+@dataclass
+class TrainRun:
+    """What one training run holds between its steps (set up once, then updated epoch by epoch).
 
-    stored = state.get("meta", {}).get("recipe") or {}
-    diffs = [d for d in recipe_differences(stored, recipe.to_dict()) if not d.startswith("train.epochs:")]
-    if diffs:
-        raise RecipeError(f"{last}: cannot resume with changed settings ({'; '.join(diffs)}); resume with the "
-                          "stored recipe.yaml, or train into a new --out")
-
-
-def _finished(out: Path, state: dict[str, Any], epochs: int, label: str, ctx: Any) -> dict[str, Any]:
-    """``--resume`` of a run that already did all its epochs: report it, rewrite nothing."""
-    if ctx.is_main:
-        best = state.get("best_metric", -1.0)
-        print(f"{out / 'last.pt'} already finished epoch {state['epoch'] + 1}/{epochs}"
-              + (f" (best {label} {best:.4f})" if state.get("best_metrics") else "")
-              + "; nothing to resume (raise train.epochs to train longer)")
-    ctx.teardown()
-    if not ctx.is_main:
-        return {}
-    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else \
-        {**state.get("best_metrics", {}), "split": "val", "checkpoint": str(out / "model.pt")}
-    figures = json.loads((out / "train.json").read_text()).get("figures", {}) if (out / "train.json").exists() else {}
-    return {"metrics": metrics, "out": str(out), **figures, "resumed": "already finished"}
-
-
-def restart_schedule(sched: torch.optim.lr_scheduler.LambdaLR, opt: torch.optim.Optimizer) -> None:
-    """Put the learning rate where the (rebuilt) schedule says it is at the restored step.
-
-    The stored scheduler state holds only its step count; the schedule itself is ``make_scheduler``'s,
-    built for the current ``train.epochs``. The optimizer state, though, carries the rate of the stored
-    run's last step: when ``--resume`` extends ``train.epochs`` that is the old schedule's end, so it is
-    replaced here by the new schedule's value (an unchanged run gets the same number back).
+    Attributes:
+        extras: Fields every checkpoint and train.json carry besides the model (``data`` summaries,
+            resolved ``class_weights``).
+        best, best_metrics: The best validation headline metric so far and its metrics (model.pt's).
+        resumed: What ``--resume`` continued (``from_epoch``; ``extended`` when train.epochs grew).
     """
-    values = [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
-    for group, lr in zip(opt.param_groups, values):
-        group["lr"] = lr
-    sched._last_lr = values  # what get_last_lr() reports until the next step
+
+    recipe: Recipe
+    out: Path
+    ctx: Any
+    device: torch.device
+    task: Task
+    train_set: Any
+    val_set: Any
+    model: nn.Module
+    meta: Any
+    criterion: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: Any
+    loader_for_epoch: Callable[[int], Any]
+    steps_per_epoch: int
+    weights: ClassWeights | None
+    extras: dict[str, Any]
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    start_epoch: int = 0
+    best: float = -1.0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    resumed: dict[str, Any] = field(default_factory=dict)
+    log: CsvLog | None = None
+
+    @property
+    def cfg(self) -> TrainCfg:
+        return self.recipe.train
+
+    @property
+    def use_amp(self) -> bool:
+        return self.cfg.amp and self.device.type == "cuda"
 
 
-@contextlib.contextmanager
-def _say_where_on_interrupt(out: Path, epochs: int, is_main: bool) -> Iterator[None]:
-    """Ctrl-C: say which checkpoint survives and the command that continues from it."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        if is_main:
-            last = out / "last.pt"
-            if last.exists():
-                done = read_checkpoint(last)["epoch"] + 1
-                print(f"\ninterrupted: {last} holds epoch {done}/{epochs}; continue with "
-                      f"`edgeseg train RECIPE --out {out} --resume` (same recipe and --set options)",
-                      file=sys.stderr)
-            else:
-                print(f"\ninterrupted before the first epoch ended: no checkpoint in {out} yet", file=sys.stderr)
-        raise
-
-
-class _CsvLog:
-    """Append-only CSV log; rewritten atomically so a crash never truncates it."""
-
-    def __init__(self, path: Path, resume: bool, fields: list[str]) -> None:
-        self.path = path
-        self.fields = fields
-        self.rows: list[dict[str, Any]] = []
-        if resume and path.exists():
-            self.rows = list(csv.DictReader(path.open()))
-
-    def append(self, row: dict[str, Any], upto_epoch: int | None = None) -> None:
-        if upto_epoch is not None:  # drop rows of epochs being redone after a resume
-            self.rows = [r for r in self.rows if int(r["epoch"]) < upto_epoch]
-        self.rows.append(row)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.fields)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-
-def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False,
-          model: nn.Module | None = None,
-          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
-    """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
-
-    Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
-    rank 0 validates and writes every file.
-
-    Args:
-        recipe: Model, data and training settings.
-        out: Run folder.
-        resume: Continue from ``out/last.pt``.
-        trust_checkpoint: Unpickle ``out/last.pt`` fully (one an earlier edgeseg wrote; off: safe load).
-        model: Fine-tune this model (e.g. a pruned one, keeping its weights) instead of building
-            ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
-        extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).
-    """
+def set_up(recipe: Recipe, out: Path, model: nn.Module | None = None,
+           extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> TrainRun:
+    """Device, seeds, datasets, model, loss, optimizer, schedule; checks the recipe against the built
+    model. Writes nothing, so a refused recipe leaves no trace."""
     from edgeseg.models import create_model, get_model_info
 
-    out = Path(out)
     cfg = recipe.train
     ctx = dist_utils.setup(cfg.device)
     device = pick_device(cfg) if ctx.world_size == 1 else ctx.device
@@ -260,7 +209,6 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                                    num_classes=recipe.model.num_classes)
     val_set = task.build_dataset(recipe.data, "val", in_channels=recipe.model.in_channels, train=False,
                                  num_classes=recipe.model.num_classes)
-    headline = task.headline
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     if model is None:
         model = create_model(recipe.model.name, num_classes=recipe.model.num_classes,
@@ -268,127 +216,196 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     model = model.to(device)
     meta = meta_for(model, recipe)
     check_image_size(recipe, meta.stride)
-    output_names = tuple(model.output_names)
     weights = training_class_weights(recipe, train_set) if task.name == "semantic" else None
     criterion = criterion_for(task, _with_weights(recipe, weights)).to(device)
-    data = {"train": data_summary(recipe, train_set, "train"), "val": data_summary(recipe, val_set, "val")}
-    extra: dict[str, Any] = {"data": data}
+    extras: dict[str, Any] = {"data": {"train": data_summary(recipe, train_set, "train"),
+                                       "val": data_summary(recipe, val_set, "val")}}
     if weights is not None:
-        extra["class_weights"] = weights.to_dict()
+        extras["class_weights"] = weights.to_dict()
     opt = make_optimizer(model, cfg)
     loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx,
                                                  collate_fn=task.collate())
     steps_per_epoch = len(loader_for_epoch(0))
     sched = make_scheduler(opt, cfg, steps_per_epoch)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    return TrainRun(recipe=recipe, out=out, ctx=ctx, device=device, task=task, train_set=train_set, val_set=val_set,
+                    model=model, meta=meta, criterion=criterion, opt=opt, sched=sched, scaler=scaler,
+                    loader_for_epoch=loader_for_epoch, steps_per_epoch=steps_per_epoch, weights=weights,
+                    extras=extras, extra_loss=extra_loss)
 
-    start_epoch, best, best_metrics = 0, -1.0, {}
-    resumed: dict[str, Any] = {}
-    if resume and (out / "last.pt").exists():
-        state = read_checkpoint(out / "last.pt", trust=trust_checkpoint, resume=True)
-        check_resumable(out / "last.pt", state, recipe)
-        if state["epoch"] + 1 >= cfg.epochs:
-            return _finished(out, state, cfg.epochs, headline.label, ctx)
-        unwrap(model).load_state_dict(state["model_state"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        restart_schedule(sched, opt)
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best, best_metrics = state["epoch"] + 1, state["best_metric"], state.get("best_metrics", {})
-        stored_epochs = int(((state.get("meta") or {}).get("recipe") or {}).get("train", {}).get("epochs", cfg.epochs))
-        resumed = {"from_epoch": start_epoch}
-        if stored_epochs != cfg.epochs:
-            resumed["extended"] = {"from_epochs": stored_epochs, "to_epochs": cfg.epochs}
-        if ctx.is_main:
-            so_far = f"best {headline.label} {best:.4f}" if best_metrics else "not validated yet"
-            longer = f"; train.epochs extended from {stored_epochs}, schedule rebuilt" if "extended" in resumed else ""
-            print(f"resuming {out / 'last.pt'} at epoch {start_epoch + 1}/{cfg.epochs} ({so_far}{longer})")
-    elif ctx.is_main and (out / "last.pt").exists():
-        print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
-    if ctx.is_main and data["train"].get("note"):
-        print(f"data: {data['train']['note']}")  # once per run, for every split (decided once)
 
-    model = ctx.wrap(model)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    log = _CsvLog(out / "train_log.csv", resume=resume, fields=log_fields(task)) if ctx.is_main else None
-    if ctx.is_main and weights is not None:
-        pairs = ", ".join(f"{n} {w:.3f}" for n, w in zip(meta.classes, weights.weights))
-        print(f"class weights ({weights.method}): {pairs}")
-    t_start = time.perf_counter()
+def restore(run: TrainRun, state: dict[str, Any]) -> None:
+    """Continue from a ``last.pt`` that :func:`check_resumable` accepted: weights, optimizer, schedule
+    (rebuilt for the current train.epochs), scaler, epoch and best metric."""
+    cfg = run.cfg
+    unwrap(run.model).load_state_dict(state["model_state"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    restart_schedule(run.sched, run.opt)
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.best = state["epoch"] + 1, state["best_metric"]
+    run.best_metrics = state.get("best_metrics", {})
+    before = stored_epochs(state, cfg.epochs)
+    run.resumed = {"from_epoch": run.start_epoch}
+    if before != cfg.epochs:
+        run.resumed["extended"] = {"from_epochs": before, "to_epochs": cfg.epochs}
+    if run.ctx.is_main:
+        label = run.task.headline.label
+        so_far = f"best {label} {run.best:.4f}" if run.best_metrics else "not validated yet"
+        longer = f"; train.epochs extended from {before}, schedule rebuilt" if before != cfg.epochs else ""
+        print(f"resuming {run.out / 'last.pt'} at epoch {run.start_epoch + 1}/{cfg.epochs} ({so_far}{longer})")
 
+
+def start(run: TrainRun, resume: bool) -> None:
+    """Wrap the model for DDP; rank 0 writes recipe.yaml, opens the log and says the data decisions."""
+    ctx = run.ctx
+    if ctx.is_main and run.extras["data"]["train"].get("note"):
+        print(f"data: {run.extras['data']['train']['note']}")  # once per run, for every split (decided once)
+    run.model = ctx.wrap(run.model)
+    if not ctx.is_main:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.out / "recipe.yaml", yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
+    run.log = CsvLog(run.out / "train_log.csv", resume=resume, fields=log_fields(run.task))
+    if run.weights is not None:
+        pairs = ", ".join(f"{n} {w:.3f}" for n, w in zip(run.meta.classes, run.weights.weights))
+        print(f"class weights ({run.weights.method}): {pairs}")
+
+
+def train_epoch(run: TrainRun, epoch: int, on_step: Callable[[float, float], None]) -> dict[str, Any]:
+    """One pass over the training split; returns the epoch's log row. ``on_step(loss, images_per_s)``
+    follows each step."""
+    cfg, ctx, model, task = run.cfg, run.ctx, run.model, run.task
+    output_names = tuple(unwrap(model).output_names)
+    # Re-seeding per epoch makes the data order and augmentation of epoch e independent of earlier
+    # epochs, so a resumed run repeats an uninterrupted one exactly.
+    torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + ctx.rank)
+    model.train()
+    t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+    for images, targets in run.loader_for_epoch(epoch):
+        images, targets = images.to(run.device, non_blocking=True), task.targets_to(targets, run.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=run.use_amp):
+            raw = model(images)
+            outputs = by_name(output_names, raw, task.training_outputs)
+        loss, _parts = run.criterion(outputs, targets)
+        if run.extra_loss is not None:
+            loss = loss + run.extra_loss(images, raw)
+        if not ctx.all_finite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch + 1}; stopped. The last good checkpoint "
+                f"is {run.out / 'last.pt'} (try a lower train.lr or train.grad_clip)")
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            run.scaler.unscale_(run.opt)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        run.sched.step()
+        seen += images.shape[0]
+        loss_sum += loss.item() * images.shape[0]
+        on_step(loss.item(), seen * ctx.world_size / (time.perf_counter() - t0))
+    epoch_s = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "step": (epoch + 1) * run.steps_per_epoch, "lr": f"{run.sched.get_last_lr()[0]:.6g}",
+            "train_loss": f"{loss_sum / max(1, seen):.5f}", "images_per_s": f"{seen * ctx.world_size / epoch_s:.2f}",
+            "epoch_s": f"{epoch_s:.2f}"}
+
+
+def validate(run: TrainRun, epoch: int, row: dict[str, Any]) -> float:
+    """Validate (rank 0), add the metrics to ``row``, save model.pt when the headline metric improved;
+    returns the epoch's headline score."""
+    task = run.task
+    val = _validate(run.model, run.meta, run.val_set, run.device, task)
+    row.update({f"val_{c.key}": f"{val[c.key]:.5f}" for c in task.columns if c.key in val})
+    score = float(val[task.headline.key])
+    if score > run.best or not run.best_metrics:  # an all-NaN/-1 first epoch still gives a model.pt
+        run.best, run.best_metrics = score, val
+        save_checkpoint(run.out / "model.pt", run.model, run.meta, epoch=epoch, metrics=val, best_metric=run.best,
+                        **run.extras)
+    return score
+
+
+def checkpoint(run: TrainRun, epoch: int, row: dict[str, Any]) -> None:
+    """Rank 0: append the epoch's log row and write last.pt (the full state ``--resume`` continues from)."""
+    assert run.log is not None
+    run.log.append(row, upto_epoch=epoch + 1 if epoch == run.start_epoch else None)
+    save_checkpoint(run.out / "last.pt", run.model, run.meta, epoch=epoch, best_metric=run.best,
+                    best_metrics=run.best_metrics, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
+                    scaler=run.scaler.state_dict(), metrics=run.best_metrics, **run.extras)
+
+
+def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
+    """Rank 0 writes metrics.json and train.json; every rank leaves the process group. Returns the
+    validation metrics of model.pt and the run's figures (empty on other ranks)."""
+    result: dict[str, Any] = {}
+    if run.ctx.is_main:
+        out, headline = run.out, run.task.headline
+        metrics = {**run.best_metrics, "task": run.task.name, "split": "val", "checkpoint": str(out / "model.pt")}
+        atomic_write_json(out / "metrics.json", metrics)
+        figures = {f"best_{headline.key}": run.best, "train_seconds": round(train_s, 1), "epochs": run.cfg.epochs,
+                   "world_size": run.ctx.world_size, "device": str(run.device),
+                   "train_images": len(run.train_set), "val_images": len(run.val_set), **run.extras,
+                   **({"resumed": run.resumed} if run.resumed else {})}
+        atomic_write_json(out / "train.json", provenance("train", {"recipe": run.recipe.to_dict(),
+                                                                    "recipe_hash": run.recipe.hash()}, figures))
+        result = {"metrics": metrics, "out": str(out), **figures}
+    run.ctx.teardown()
+    return result
+
+
+def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False,
+          model: nn.Module | None = None,
+          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
+    """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
+    rank 0 validates and writes every file. Steps: :func:`set_up`, resume check (:func:`restore`),
+    :func:`start`, then per epoch :func:`train_epoch`, :func:`validate`, :func:`checkpoint`, and
+    :func:`finish`.
+
+    Args:
+        recipe: Model, data and training settings.
+        out: Run folder.
+        resume: Continue from ``out/last.pt``.
+        trust_checkpoint: Unpickle ``out/last.pt`` fully (one an earlier edgeseg wrote; off: safe load).
+        model: Fine-tune this model (e.g. a pruned one, keeping its weights) instead of building
+            ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
+        extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).
+    """
     from edgeseg.progress import line_progress, make_progress
 
-    with make_progress() as progress, _say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
-        bar = progress.add_task("train", total=(cfg.epochs - start_epoch) * steps_per_epoch, rate="", info="")
-        for epoch in range(start_epoch, cfg.epochs):
-            # Re-seeding per epoch makes the data order and augmentation of epoch e independent of
-            # earlier epochs, so a resumed run repeats an uninterrupted one exactly.
-            torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + ctx.rank)
-            model.train()
-            t0, seen, loss_sum = time.perf_counter(), 0, 0.0
-            for images, targets in loader_for_epoch(epoch):
-                images, targets = images.to(device, non_blocking=True), task.targets_to(targets, device)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                    raw = model(images)
-                    outputs = by_name(output_names, raw, task.training_outputs)
-                loss, _parts = criterion(outputs, targets)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(images, raw)
-                if not ctx.all_finite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch + 1}; stopped. The last good checkpoint "
-                        f"is {out / 'last.pt'} (try a lower train.lr or train.grad_clip)")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                seen += images.shape[0]
-                loss_sum += loss.item() * images.shape[0]
-                progress.update(bar, advance=1, rate=f"{seen * ctx.world_size / (time.perf_counter() - t0):.1f} img/s",
-                                info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.4f}")
-            epoch_s = time.perf_counter() - t0
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
-                                   "lr": f"{sched.get_last_lr()[0]:.6g}", "train_loss": f"{loss_sum / max(1, seen):.5f}",
-                                   "images_per_s": f"{seen * ctx.world_size / epoch_s:.2f}", "epoch_s": f"{epoch_s:.2f}"}
-            last_epoch = epoch + 1 == cfg.epochs
-            if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or last_epoch):
-                val = _validate(model, meta, val_set, device, task)
-                row.update({f"val_{c.key}": f"{val[c.key]:.5f}" for c in task.columns if c.key in val})
-                score = float(val[headline.key])
-                if score > best or not best_metrics:  # an all-NaN/-1 first epoch still gives a model.pt
-                    best, best_metrics = score, val
-                    save_checkpoint(out / "model.pt", model, meta, epoch=epoch, metrics=val, best_metric=best,
-                                    **extra)
-                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val {headline.label} {score:.4f} "
-                                          f"(best {best:.4f})")
-            if ctx.is_main:
-                assert log is not None
-                log.append(row, upto_epoch=epoch + 1 if epoch == start_epoch else None)
-                save_checkpoint(out / "last.pt", model, meta, epoch=epoch, best_metric=best, best_metrics=best_metrics,
-                                optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
-                                metrics=best_metrics, **extra)
-                score_text = f", val {headline.label} {row[f'val_{headline.key}']}" if f"val_{headline.key}" in row else ""
-                line_progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']}{score_text} ({epoch_s:.1f} s)")
-            ctx.barrier()
+    out = Path(out)
+    run = set_up(recipe, out, model, extra_loss)
+    cfg, ctx, headline = run.cfg, run.ctx, run.task.headline
+    last = out / "last.pt"
+    if resume and last.exists():
+        state = read_checkpoint(last, trust=trust_checkpoint, resume=True)
+        check_resumable(last, state, recipe)
+        if state["epoch"] + 1 >= cfg.epochs:
+            return finished_run(out, state, cfg.epochs, headline.label, ctx)
+        restore(run, state)
+    elif ctx.is_main and last.exists():
+        print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
+    start(run, resume)
+    t_start = time.perf_counter()
+    with make_progress() as progress, say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
+        bar = progress.add_task("train", total=(cfg.epochs - run.start_epoch) * run.steps_per_epoch, rate="",
+                                info="")
+        for epoch in range(run.start_epoch, cfg.epochs):
+            def on_step(loss: float, rate: float, epoch: int = epoch) -> None:
+                progress.update(bar, advance=1, rate=f"{rate:.1f} img/s",
+                                info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}")
 
-    result: dict[str, Any] = {}
-    if ctx.is_main:
-        metrics = {**best_metrics, "task": task.name, "split": "val", "checkpoint": str(out / "model.pt")}
-        atomic_write_json(out / "metrics.json", metrics)
-        train_s = time.perf_counter() - t_start
-        figures = {f"best_{headline.key}": best, "train_seconds": round(train_s, 1), "epochs": cfg.epochs,
-                   "world_size": ctx.world_size, "device": str(device),
-                   "train_images": len(train_set), "val_images": len(val_set), **extra,
-                   **({"resumed": resumed} if resumed else {})}
-        atomic_write_json(out / "train.json", provenance("train", {"recipe": recipe.to_dict(),
-                                                                    "recipe_hash": recipe.hash()}, figures))
-        result = {"metrics": metrics, "out": str(out), **figures}
-    ctx.teardown()
-    return result
+            row = train_epoch(run, epoch, on_step)
+            if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                score = validate(run, epoch, row)
+                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val {headline.label} {score:.4f} "
+                                          f"(best {run.best:.4f})")
+            if ctx.is_main:
+                checkpoint(run, epoch, row)
+                val = row.get(f"val_{headline.key}")
+                line_progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']}"
+                              + (f", val {headline.label} {val}" if val is not None else "")
+                              + f" ({float(row['epoch_s']):.1f} s)")
+            ctx.barrier()
+    return finish(run, time.perf_counter() - t_start)
