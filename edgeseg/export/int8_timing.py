@@ -71,7 +71,8 @@ def sample_ratios(round_fn: Callable[[int], tuple[float, float, str]], *, min_ro
             return samples
 
 
-def busy_decision(samples: RatioSamples, figures: str) -> tuple[bool, str, dict[str, Any]]:
+def busy_decision(samples: RatioSamples, figures: str,
+                  rejected_name: str = "model.int8.rejected.onnx") -> tuple[bool, str, dict[str, Any]]:
     """``int8_policy: auto`` on a busy machine: ship only when the whole interval says INT8 is faster."""
     ci = samples.ci95()
     record: dict[str, Any] = {"rounds": len(samples.ratios), "ratios": [round(r, 4) for r in samples.ratios],
@@ -83,11 +84,11 @@ def busy_decision(samples: RatioSamples, figures: str) -> tuple[bool, str, dict[
     if ci is not None and ci[1] < 1.0:
         record["certainty"] = "95% interval below 1"
         return False, (f"not faster than FP32 on this machine: {figures}; ratio 95% CI {ci[0]:.2f}-{ci[1]:.2f} "
-                       f"over {where}; kept as model.int8.rejected.onnx"), record
+                       f"over {where}; kept as {rejected_name}"), record
     record["certainty"] = "undecided"
     span = f"ratio 95% CI {ci[0]:.2f}-{ci[1]:.2f}" if ci else "a single round"
     return False, (f"not shipped: undecided on a busy machine ({span} includes 1 after {where}); {figures}; "
-                   "kept as model.int8.rejected.onnx: re-export on a quiet machine, or int8_policy=always"), record
+                   f"kept as {rejected_name}: re-export on a quiet machine, or int8_policy=always"), record
 
 
 __all__ = ["MAX_ROUNDS", "RatioSamples", "busy_decision", "sample_ratios", "t975"]

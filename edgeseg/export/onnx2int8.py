@@ -86,6 +86,25 @@ def task_float_nodes(ctx: ExportContext, model_path: Path) -> dict[str, str]:
     return ctx.task.int8_float_nodes(onnx.load(str(model_path), load_external_data=False))
 
 
+def decide_int8(ctx: ExportContext, latency: dict[str, dict[str, Any]], samples: RatioSamples,
+                rejected_name: str = "model.int8.rejected.onnx") -> tuple[bool, str, dict[str, Any]]:
+    """Ship INT8? From :func:`measure_paired`'s figures: best p50s on a quiet machine; on a busy one
+    (``int8_policy: auto``) the ratio's confidence interval decides. Returns (ship, reason, record)."""
+    f32, i8 = latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"]
+    ship, reason = int8_decision(f32, i8, ctx.cfg.int8_policy, rejected_name=rejected_name)
+    ci = samples.ci95()
+    decision: dict[str, Any] = {"rounds": len(samples.ratios), "ratios": [round(r, 4) for r in samples.ratios],
+                                "ratio_ci95": [round(v, 4) for v in ci] if ci else None, "busy": samples.busy,
+                                "certainty": f"quiet machine: best p50 of {len(samples.ratios)} paired rounds"}
+    if samples.busy:
+        ctx.say(f"INT8 latency was measured on a busy machine: {samples.busy}", note=True)
+        if ctx.cfg.int8_policy == "auto":  # best-of-rounds is not to be trusted here: the interval decides
+            return busy_decision(samples, f"best INT8 {i8:.2f} ms vs FP32 {f32:.2f} ms ({f32 / i8:.2f}x)",
+                                 rejected_name)
+        reason += f"; timed on a busy machine ({samples.busy})"
+    return ship, reason, decision
+
+
 def measure(ctx: ExportContext, paths: dict[str, Path], opener: Callable[[Path], Any] | None = None,
             backend: str = "onnxruntime-cpu") -> dict[str, dict[str, Any]]:
     """Batch-1 latency at the recipe input size with all cores, alternating models between rounds.
@@ -237,19 +256,7 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         parity["passed"] = parity["agreement"] >= ctx.task.parity_bars.int8_min_agreement
         ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
         latency, samples = measure_paired(ctx, {"fp32": fp32, "int8": tmp})
-        ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy)
-        ci = samples.ci95()
-        decision: dict[str, Any] = {"rounds": len(samples.ratios), "ratios": [round(r, 4) for r in samples.ratios],
-                                    "ratio_ci95": [round(v, 4) for v in ci] if ci else None, "busy": samples.busy,
-                                    "certainty": f"quiet machine: best p50 of {len(samples.ratios)} paired rounds"}
-        if samples.busy:
-            ctx.say(f"INT8 latency was measured on a busy machine: {samples.busy}", note=True)
-            if ctx.cfg.int8_policy == "auto":  # best-of-rounds is not to be trusted here: the interval decides
-                f32, i8 = latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"]
-                ship, reason, decision = busy_decision(
-                    samples, f"best INT8 {i8:.2f} ms vs FP32 {f32:.2f} ms ({f32 / i8:.2f}x)")
-            else:
-                reason += f"; timed on a busy machine ({samples.busy})"
+        ship, reason, decision = decide_int8(ctx, latency, samples)
         if not parity["passed"]:
             ship = False
             reason = (f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below "

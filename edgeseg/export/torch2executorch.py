@@ -32,7 +32,7 @@ import torch
 from edgeseg.artifacts import ModelMeta, atomic_write_bytes
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
-from edgeseg.export.onnx2int8 import int8_decision, measure
+from edgeseg.export.onnx2int8 import decide_int8, measure_paired
 from edgeseg.artifacts.metadata import pte_constant_methods
 from edgeseg.quiet import first_line, quiet_tools
 
@@ -250,7 +250,7 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     return records
 
 
-# INT8: the same checks and policy as ONNX INT8 (onnx2int8.int8_decision / measure).
+# INT8: the same checks and policy as ONNX INT8 (onnx2int8.measure_paired / decide_int8).
 OBSERVER = "HistogramObserver activations, per-channel MinMax weights (XNNPACK quantizer, symmetric int8)"
 
 
@@ -293,13 +293,9 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
         parity["passed"] = parity["agreement"] >= bar
         ctx.say(f"measuring ExecuTorch FP32 vs INT8 latency ({ctx.threads} threads, batch 1, "
                 f"{ctx.input_hw[0]}x{ctx.input_hw[1]})")
-        latency = measure(ctx, {"fp32": fp32, "int8": tmp}, opener=lambda p: open_pte(p, ctx.threads),
-                          backend="executorch-xnnpack")
-        ship, reason = int8_decision(latency["fp32"]["p50_ms"], latency["int8"]["p50_ms"], ctx.cfg.int8_policy,
-                                     rejected_name=REJECTED_INT8)
-        busy = next((v["contention"] for v in latency.values() if v.get("contention")), "")
-        if busy:
-            reason += f"; timed on a busy machine ({busy})"
+        latency, samples = measure_paired(ctx, {"fp32": fp32, "int8": tmp},
+                                          opener=lambda p: open_pte(p, ctx.threads), backend="executorch-xnnpack")
+        ship, reason, decision = decide_int8(ctx, latency, samples, rejected_name=REJECTED_INT8)
         if not parity["passed"]:
             ship = False
             reason = f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below {bar:.0%}; " + reason
@@ -318,7 +314,7 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
     figures = {"export": info, "calibration": cal_info, "parity": parity,
                "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
                "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
-               "policy": ctx.cfg.int8_policy}
+               "policy": ctx.cfg.int8_policy, "decision": decision}
     ctx.say(f"ExecuTorch INT8 {ctx.task.headline.label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
             f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x; "
             f"{info['fraction_delegated']:.1%} delegated")

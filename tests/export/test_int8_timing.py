@@ -50,6 +50,22 @@ def test_busy_machine_with_a_steady_slowdown_is_rejected_with_confidence():
     fn, _ = _rounds([0.80, 0.82, 0.79])
     ship, reason, record = busy_decision(sample_ratios(fn, min_rounds=2), "figures")
     assert not ship and record["certainty"] == "95% interval below 1" and "undecided" not in reason
+    assert "model.int8.rejected.onnx" in reason
+
+
+def test_executorch_programs_get_the_same_decision_under_their_own_name():
+    from types import SimpleNamespace
+
+    from edgeseg.export.onnx2int8 import decide_int8
+
+    fn, _ = _rounds([1.0, 1.3, 0.7, 1.2])  # a busy machine whose ratio swings around 1
+    samples = sample_ratios(fn, min_rounds=2)
+    notes = []
+    ctx = SimpleNamespace(cfg=SimpleNamespace(int8_policy="auto"), say=lambda msg, note=False: notes.append(msg))
+    latency = {"fp32": {"p50_ms": 10.0}, "int8": {"p50_ms": 8.0}}  # best-of-rounds alone would ship it
+    ship, reason, record = decide_int8(ctx, latency, samples, rejected_name="model.int8.rejected.pte")
+    assert not ship and record["certainty"] == "undecided" and "kept as model.int8.rejected.pte" in reason
+    assert notes and "busy machine" in notes[0]
 
 
 def test_interval_and_t_quantiles():
