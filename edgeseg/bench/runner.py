@@ -26,6 +26,17 @@ def _csv(text: str | None, kind: type = str) -> list[Any]:
     return [kind(v) for v in text.split(",") if v.strip()] if text else []
 
 
+def _hw(text: str) -> tuple[int, int]:
+    """``64`` or ``48x64`` -> (H, W), positive."""
+    try:
+        hw = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        hw = ()
+    if len(hw) not in (1, 2) or min(hw) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size like 256 or 192x256, got {text!r}")
+    return (hw[0], hw[-1])
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m edgeseg.bench.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-runs", type=int, default=BenchSettings.min_runs)
     ap.add_argument("--min-time", type=float, default=BenchSettings.min_time_s, help="seconds")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
+    ap.add_argument("--size", type=_hw, default=None, metavar="HxW",
+                    help="input size of an ONNX file without edgeseg metadata whose height/width are dynamic")
     ap.add_argument("--custom-op-library", type=Path, default=None,
                     help="native library for a model's custom ONNX operators (onnxruntime): only one you trust")
     return ap
@@ -49,9 +62,19 @@ def _parser() -> argparse.ArgumentParser:
 def _accuracy(backend: Any, data: Path, split: str) -> dict[str, Any]:
     from edgeseg.bench.accuracy import folder_accuracy, npz_accuracy
 
+    if getattr(backend, "foreign", False):  # no classes or normalisation to score it with
+        raise ValueError(f"{backend.path.name} has no edgeseg metadata: timed only; score it with "
+                         "`edgeseg eval FILE --data RECIPE`")
     if data.suffix.lower() == ".npz":
         return npz_accuracy(backend, data)
     return folder_accuracy(backend, data, split)
+
+
+def _adopt(backend: Any, size: tuple[int, int] | None) -> None:
+    """An ONNX file without edgeseg metadata: timed from its graph alone (accuracy needs edgeseg metadata here)."""
+    from edgeseg.foreign import adopt_foreign
+
+    print(f"runner: {adopt_foreign(backend, None, size)}", file=sys.stderr)
 
 
 def _print_row(row: dict[str, Any]) -> None:
@@ -71,6 +94,7 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
                   threads=_csv(args.threads, int) or [usable_cores()], batches=_csv(args.batch, int) or [1],
                   settings=settings, allow_torch=False,
                   custom_op_library=args.custom_op_library)
+    sweep.adopt = lambda backend: _adopt(backend, args.size)
     accuracy = (lambda backend: _accuracy(backend, args.data, args.split)) if args.data is not None else None
     rows = run_sweep(sweep, args.out, accuracy=accuracy, say=lambda msg: print(f"runner: {msg}", file=sys.stderr),
                      on_row=_print_row)

@@ -81,3 +81,21 @@ def test_npz_accuracy_matches_the_folder_reader(tiny_artifacts, tmp_path):
     np.savez(tmp_path / "bad.npz", images=images)
     with pytest.raises(ValueError, match="lacks the array 'masks'"):
         npz_accuracy(be, tmp_path / "bad.npz")
+
+
+def test_runner_times_an_onnx_file_without_metadata(tmp_path, capsys):
+    """Bring-your-own ONNX on a device: timed at --size from its graph alone; accuracy refused, in one line."""
+    from tests.runtime.test_ort_rt import _toy_onnx
+
+    from edgeseg.bench.runner import run
+
+    path = _toy_onnx(tmp_path / "theirs.onnx", meta=None)
+    out = tmp_path / "device.jsonl"
+    rows = run([str(path), "--size", "24x32", "--out", str(out), "--threads", "1", "--warmup", "1",
+                "--min-runs", "3", "--min-time", "0", "--no-memory", "--data", str(_folder(tmp_path / "ds"))])
+    assert len(rows) == 1 and not rows[0]["error"] and rows[0]["latency"]["p50_ms"] > 0
+    assert rows[0]["input_shape"] == [1, 3, 24, 32]
+    assert "no edgeseg metadata" in rows[0]["accuracy"]["error"]
+    assert "theirs.onnx has no edgeseg metadata" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error for a bad size
+        run([str(path), "--size", "0x32", "--out", str(out)])
