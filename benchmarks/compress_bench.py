@@ -1,24 +1,36 @@
-"""Step 2 of the compression benchmark, on this CPU: export, quantize and time what step 1 trained.
+"""The compression table on this CPU, in one run: export and evaluate (cached), then time side by side.
 
-Reads the run folder of compress_train_gpu.py (trained and pruned+fine-tuned checkpoints, summary.json),
-exports every artifact with edgeseg's own export path (FP32, PTQ INT8, QAT INT8, mixed precision),
-evaluates each on the whole validation split (6 images at 512x512) and times them all side by side on
-ONNX Runtime CPU (2 threads, batch 1, 256x256, alternating rounds, best median kept, contention
-recorded). The unpruned unet/segnet FP32 ONNX is timed from a freshly built model of the same
-architecture (latency does not depend on the weights; ANCHORS.md) because its trained weights stay on
-the GPU machine; its Dice comes from that run's whole-split validation (summary.json).
+Rows (each family's speed-up and Dice drop are against its own FP32 row):
 
-Usage: python benchmarks/compress_bench.py --runs DIR --data ROOT   (timing takes /tmp/edgeseg-bench.lock)
-Writes benchmarks/results/compress.json and compress.md.
+* ``unet`` / ``segnet`` (``--big``): FP32 unpruned, pruned 50% FP32, pruned PTQ INT8, pruned QAT INT8
+  (``--qat-families``), pruned mixed precision (``--mixed-families``). Their trained unpruned weights
+  stayed on the GPU machine of compress_train_gpu.py: the unpruned FP32 ONNX is a freshly built model of
+  the same architecture (latency does not depend on the weights) and its Dice is that run's whole-split
+  validation (``RUNS/summary.json``, torch FP32).
+* lite models (``--lite-models``, trained here, ``LITE/<model>/model.pt`` and pruned+fine-tuned
+  ``LITE/<model>-p<NN>/model.pt``): FP32, full PTQ INT8 and mixed precision of the trained model, and
+  FP32 / PTQ / mixed of every pruned variant.
+
+Every export (``edgeseg.export.export``: ONNX, PTQ/QAT/mixed INT8, whole-val-split accuracy) is cached in
+``OUT/<artifact>/export.json`` and reused when its checkpoint hash, precisions and overrides match, so
+``--prepare-only`` does the slow part once and the final run only times. Timing: ONNX Runtime CPU,
+``--threads`` threads, batch 1, 256x256, every file in alternating rounds (best median kept), sessions
+with ``session.intra_op.allow_spinning=0``, the other processes' CPU use recorded per round; it holds
+/tmp/edgeseg-bench.lock.
+
+Usage: python benchmarks/compress_bench.py --runs RUNS --lite LITE --data ROOT --out OUT [--prepare-only]
+Writes benchmarks/results/compress.json and compress.md (or ``--results DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,167 +38,230 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 2.0, "max_time_s": 60.0}
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}  # what OrtBackend(spinning=False) sets
 
 
-def time_side_by_side(paths: dict[str, Path], hw: tuple[int, int], rounds: int, threads: int = 2) -> dict[str, Any]:
-    """Best p50 per file over ``rounds`` alternating rounds, with the other processes' CPU use recorded."""
+@dataclass
+class Row:
+    """One line of the table: which file to time and where its Dice comes from."""
+
+    label: str
+    ref: str  # label of the family's FP32 row (speed-up and Dice drop against it)
+    export: str | None  # OUT sub-folder of the export (None: a freshly built FP32 model, latency only)
+    precision: str = "fp32"
+    dice: dict[str, Any] = field(default_factory=dict)  # given (GPU run) or read from export.json
+    file: Path | None = None
+
+
+@dataclass
+class Export:
+    """One cached ``edgeseg.export.export`` call."""
+
+    checkpoint: Path
+    precisions: list[str]
+    overrides: list[str]
+
+
+def plan(args: argparse.Namespace) -> tuple[list[Row], dict[str, Export], dict[str, dict[str, Any]]]:
+    """The rows, the exports they need (by OUT sub-folder) and the fresh FP32 models to build."""
+    common = ([f"data.root={args.data}"] if args.data else []) + [
+        f"export.calibration.images={args.calibration}", "export.int8_policy=always", *args.set]
+    mixed = [*common, f"export.max_drop={args.max_drop}"]
+    qat = [*common, f"export.qat.epochs={args.qat_epochs}", f"data.train_repeats={args.qat_repeats}"]
+    rows: list[Row] = []
+    exports: dict[str, Export] = {}
+    fresh: dict[str, dict[str, Any]] = {}
+    runs = Path(args.runs) if args.runs else None
+    summary = json.loads((runs / "summary.json").read_text()) if runs else {}
+    for fam in filter(None, args.big.split(",")):
+        tag, ckpt = f"{fam}-p50", runs / f"{fam}-p50" / "model.pt"  # type: ignore[operator]
+        val = summary[fam]["val"]
+        fresh[f"{fam} fp32"] = {"model": fam, "like": ckpt, "params": summary[tag]["figures"]["before"]["params"]}
+        rows.append(Row(f"{fam} fp32", f"{fam} fp32", None, dice={**_acc(val), "source": "GPU run, torch FP32"}))
+        exports[tag] = Export(ckpt, ["fp32", "int8"], common)
+        rows += [Row(f"{tag} fp32", f"{fam} fp32", tag), Row(f"{tag} int8 ptq", f"{fam} fp32", tag, "int8")]
+        if fam in args.qat_families.split(","):
+            exports[f"{tag}-qat"] = Export(ckpt, ["int8"], qat)
+            rows.append(Row(f"{tag} int8 qat", f"{fam} fp32", f"{tag}-qat", "int8"))
+        if fam in args.mixed_families.split(","):
+            exports[f"{tag}-mixed"] = Export(ckpt, ["int8"], mixed)
+            rows.append(Row(f"{tag} int8 mixed", f"{fam} fp32", f"{tag}-mixed", "int8"))
+    lite = Path(args.lite) if args.lite else None
+    for name in filter(None, args.lite_models.split(",")):
+        variants = [name] + sorted(p.parent.name for p in lite.glob(f"{name}-p*/model.pt"))  # type: ignore[union-attr]
+        for tag in variants:
+            ckpt = lite / tag / "model.pt"  # type: ignore[operator]
+            exports[tag] = Export(ckpt, ["fp32", "int8"], common)
+            exports[f"{tag}-mixed"] = Export(ckpt, ["int8"], mixed)
+            rows += [Row(f"{tag} fp32", f"{name} fp32", tag), Row(f"{tag} int8 ptq", f"{name} fp32", tag, "int8"),
+                     Row(f"{tag} int8 mixed", f"{name} fp32", f"{tag}-mixed", "int8")]
+    return rows, exports, fresh
+
+
+def export_cached(job: Export, out: Path) -> dict[str, Any]:
+    """``edgeseg.export.export``, reusing ``out/export.json`` when it was made from the same inputs."""
+    from edgeseg.artifacts import file_sha256
+    from edgeseg.export import export
+
+    done = out / "export.json"
+    if done.is_file():
+        doc = json.loads(done.read_text())
+        inp = doc.get("inputs", {})
+        if (not doc.get("error") and inp.get("checkpoint_sha256") == file_sha256(job.checkpoint)
+                and set(job.precisions) <= set(inp.get("precisions", []))
+                and inp.get("overrides") == job.overrides
+                and all(Path(a["path"]).is_file() for a in doc["artifacts"])):
+            return doc
+    print(f"export {out.name}: {job.precisions} {' '.join(job.overrides)}", flush=True)
+    return export(job.checkpoint, out, precisions=job.precisions, overrides=job.overrides)
+
+
+def fresh_onnx(model: str, like: Path, path: Path, hw: tuple[int, int], params: int | None) -> Path:
+    """FP32 ONNX of a freshly built ``model`` with ``like``'s classes and channels (latency only)."""
+    import torch
+
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.models import create_model
+    from edgeseg.models.profile import count_params
+    from edgeseg.recipe import recipe_from_dict
+    from edgeseg.train.meta import meta_for
+
+    if path.is_file():
+        return path
+    meta = load_checkpoint(like).meta
+    torch.manual_seed(0)
+    net = create_model(model, num_classes=meta.num_classes, in_channels=meta.in_channels).eval()
+    if params is not None and count_params(net) != params:
+        raise SystemExit(f"fresh {model}: {count_params(net)} params, the trained one had {params}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, meta_for(net, recipe_from_dict(meta.recipe)), path, hw=hw, dynamic=True)
+    return path
+
+
+def prepare(rows: list[Row], exports: dict[str, Export], fresh: dict[str, dict[str, Any]], out: Path,
+            hw: tuple[int, int]) -> None:
+    """Run (or reuse) every export and fill each row's file and Dice."""
+    docs = {}
+    for i, (name, job) in enumerate(exports.items(), 1):
+        t0 = time.time()
+        docs[name] = export_cached(job, out / name)
+        print(f"[{i}/{len(exports)}] {name} ready ({time.time() - t0:.0f} s)", flush=True)
+    for row in rows:
+        if row.export is None:
+            spec = fresh[row.label]
+            row.file = fresh_onnx(spec["model"], spec["like"], out / f"{spec['model']}-fresh.onnx", hw, spec["params"])
+            continue
+        arts = [a for a in docs[row.export]["artifacts"] if a["format"] == "onnx"]
+        art = next(a for a in arts if a["precision"] == row.precision)
+        int8 = next(a for a in arts if a["precision"] == "int8")
+        acc = int8["accuracy"]["int8" if row.precision == "int8" else "fp32"]
+        row.file, row.dice = Path(art["path"]), {**_acc(acc), "source": "this CPU, ONNX Runtime"}
+
+
+def time_side_by_side(paths: dict[str, Path], hw: tuple[int, int], rounds: int, threads: int) -> dict[str, Any]:
+    """Best p50 per file over ``rounds`` alternating rounds, with the other processes' CPU use per round."""
     from edgeseg.bench.contention import CpuWatch, contention_reason
     from edgeseg.bench.latency import measure_latency
     from edgeseg.runtime.ort_rt import OrtBackend
 
-    backends = {k: OrtBackend(p, device="cpu", threads=threads) for k, p in paths.items()}
-    x = np.random.default_rng(0).standard_normal((1, 1, *hw)).astype(np.float32)
+    backends = {k: OrtBackend(p, device="cpu", threads=threads, spinning=False) for k, p in paths.items()}
     best: dict[str, Any] = {}
     for r in range(rounds):
-        for key, be in backends.items():
+        order = list(backends) if r % 2 == 0 else list(backends)[::-1]  # nobody always goes first
+        for key in order:
+            be = backends[key]
+            x = np.random.default_rng(0).standard_normal((1, be.meta.in_channels, *hw)).astype(np.float32)
             with CpuWatch() as watch:
-                stats = measure_latency(lambda be=be: be(x), sync=be.synchronize, **LATENCY_KW).to_dict()
+                stats = measure_latency(lambda be=be, x=x: be(x), sync=be.synchronize, **LATENCY_KW).to_dict()
             busy = contention_reason(watch.other_cores, threads=threads, cores=os.cpu_count() or 1,
                                      wall_s=watch.wall_s)
-            row = best.setdefault(key, {"p50_ms": float("inf"), "rounds": [], "contention": []})
+            row = best.setdefault(key, {"p50_ms": float("inf"), "rounds": [], "contention": [],
+                                        "other_cores": []})
             row["rounds"].append(round(stats["p50_ms"], 3))
             row["contention"].append(busy)
+            row["other_cores"].append(round(watch.other_cores, 2))
             row["p50_ms"] = min(row["p50_ms"], stats["p50_ms"])
         print(f"latency round {r + 1}/{rounds}: " + ", ".join(f"{k} {v['rounds'][-1]:.1f}" for k, v in best.items()),
               flush=True)
     return best
 
 
-def fresh_onnx(name: str, recipe: Any, path: Path, hw: tuple[int, int], ratio: float = 0.0,
-               params: int | None = None) -> Path:
-    """FP32 ONNX of a freshly built ``name``, pruned per layer by ``ratio`` (latency only).
-
-    Per-layer pruning by a ratio removes the same channel counts whatever the weights, so the freshly
-    pruned architecture matches the trained one (``params`` checks it, within 1%); latency does not depend
-    on the weights.
-    """
-    import torch
-
-    from edgeseg.compress.prune import Probe, PruneConfig, prune_model
-    from edgeseg.export.torch2onnx import export_onnx
-    from edgeseg.models import create_model
-    from edgeseg.models.profile import count_params
-    from edgeseg.train.meta import meta_for
-
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=2, in_channels=1).eval()
-    if ratio:
-        prune_model(model, PruneConfig(ratio=ratio), Probe(meta=None, hw=hw), log=lambda _: None)
-    # Within 1%: a group or two may round differently (measured: 154658 vs 154574 params for unet-lite p25).
-    if params is not None and abs(count_params(model) - params) > 0.01 * params:
-        raise SystemExit(f"{name} pruned by {ratio}: {count_params(model)} params, the trained one has {params}")
-    export_onnx(model, meta_for(model, recipe), path, hw=hw, dynamic=True)
-    return path
-
-
-def export_once(ckpt: Path, out: Path, **kw: Any) -> dict[str, Any]:
-    """``edgeseg.export.export``, reusing an earlier complete export.json in ``out`` (re-runs of the timing)."""
-    from edgeseg.export import export
-
-    done = out / "export.json"
-    if done.is_file():
-        doc = json.loads(done.read_text())
-        if not doc.get("error") and all(Path(a["path"]).is_file() for a in doc["artifacts"]):
-            return doc
-    return export(ckpt, out, **kw)
-
-
-def exported(doc: dict[str, Any], precision: str) -> dict[str, Any]:
-    return next(a for a in doc["artifacts"] if a["format"] == "onnx" and a["precision"] == precision)
-
-
-def main() -> None:
-    from edgeseg.artifacts import library_versions
+def write_results(rows: list[Row], latency: dict[str, Any], args: argparse.Namespace, results: Path,
+                  prep_s: float) -> None:
+    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
     from edgeseg.bench.machine import cpu_model
-    from edgeseg.recipe import load_recipe
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", required=True, help="output folder of compress_train_gpu.py")
-    ap.add_argument("--data", required=True, help="membrane dataset root")
-    ap.add_argument("--out", default="runs/compress_bench")
-    ap.add_argument("--qat-epochs", type=int, default=1)
-    ap.add_argument("--qat-repeats", type=int, default=1, help="passes over the 24 training images per QAT epoch")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--qat-families", default="unet,segnet", help="families whose pruned model also gets QAT")
-    ap.add_argument("--families", default="unet,segnet,unet-lite,segnet-lite")
-    args = ap.parse_args()
-    runs, out = Path(args.runs), Path(args.out)
-    summary = json.loads((runs / "summary.json").read_text())
-    recipe = load_recipe(ROOT / "recipes" / "membrane_unet_lite.yaml", [f"data.root={args.data}"])
-    hw = (256, 256)
-    common = [f"data.root={args.data}", "data.workers=0", "export.calibration.images=32", "export.int8_policy=always"]
-    t0 = time.time()
-    files: dict[str, Path] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    for fam in args.families.split(","):
-        lite = fam.endswith("-lite")
-        if not lite:
-            files[f"{fam} fp32"] = fresh_onnx(fam, recipe, out / f"{fam}-fresh.onnx", hw)
-            rows[f"{fam} fp32"] = {"dice": summary[fam]["val"]["mean_dice"], "miou": summary[fam]["val"]["miou"],
-                                   "images": summary[fam]["val"]["num_images"], "source": "GPU run, torch"}
-            tag = f"{fam}-p50"
-            ptq = export_once(runs / tag / "model.pt", out / tag, precisions=["fp32", "int8"], overrides=common)
-            todo = [(f"{tag} fp32", ptq, "fp32"), (f"{tag} int8 ptq", ptq, "int8")]
-            if fam in args.qat_families.split(","):
-                qat = export_once(runs / tag / "model.pt", out / f"{tag}-qat", precisions=["int8"],
-                                  overrides=[*common, f"export.qat.epochs={args.qat_epochs}",
-                                             f"data.train_repeats={args.qat_repeats}"])
-                todo.append((f"{tag} int8 qat", qat, "int8"))
-            for label, doc, prec in todo:
-                art = exported(doc, prec)
-                acc = art["accuracy"]["int8"] if prec == "int8" else exported(ptq, "int8")["accuracy"]["fp32"]
-                files[label] = Path(art["path"])
-                rows[label] = {"dice": acc["mean_dice"], "miou": acc["miou"], "images": acc["num_images"],
-                               "source": "this CPU, ONNX Runtime"}
-        else:
-            # Trained lite checkpoints stayed on the GPU machine: latency from the same architectures,
-            # Dice from that run's whole-split validation (torch).
-            for tag, ratio in ((fam, 0.0), (f"{fam}-p25", 0.25), (f"{fam}-p50", 0.5)):
-                if tag not in summary:
-                    continue
-                after = summary[tag]["figures"]["after"] if ratio else None
-                files[f"{tag} fp32"] = fresh_onnx(fam, recipe, out / f"{tag}-fresh.onnx", hw, ratio,
-                                                  after["params"] if after else None)
-                val = after["val"] if after else summary[tag]["val"]
-                rows[f"{tag} fp32"] = {**_acc(val), "source": "GPU run, torch"}
-    prep_s = time.time() - t0
-    import fcntl
-
-    # Exports, QAT and accuracy run unlocked; only the timing holds the machine-wide bench lock.
-    with open("/tmp/edgeseg-bench.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        latency = time_side_by_side(files, hw, args.rounds)
-    for key, row in rows.items():
-        row.update(latency_ms=latency[key]["p50_ms"], latency_rounds=latency[key]["rounds"],
-                   contention=[c for c in latency[key]["contention"] if c], file=str(files[key]))
-    for key, row in rows.items():  # ratios against the family's reference FP32 row
-        fam = key.split(" ")[0].rsplit("-p", 1)[0]
-        ref = rows[f"{fam} fp32"]
-        row["speedup_vs_fp32"] = ref["latency_ms"] / row["latency_ms"]
+    table = {r.label: {**r.dice, "file": str(r.file), **({"latency_ms": latency[r.label]["p50_ms"],
+                       "latency_rounds": latency[r.label]["rounds"], "other_cores": latency[r.label]["other_cores"],
+                       "contention": [c for c in latency[r.label]["contention"] if c]} if latency else {})}
+             for r in rows}
+    for r in rows:
+        ref, row = table[r.ref], table[r.label]
         row["dice_drop_points"] = 100 * (ref["dice"] - row["dice"])
+        if latency:
+            row["speedup_vs_fp32"] = ref["latency_ms"] / row["latency_ms"]
     doc = {"command": " ".join([sys.executable, *sys.argv]),
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
-           "cores": os.cpu_count(), "threads": 2, "input": [1, 1, *hw], "versions": library_versions(),
-           "training": {k: {kk: vv for kk, vv in v.items() if kk != "figures"} for k, v in summary.items()},
-           "prepare_seconds": round(prep_s, 1), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compress.json").write_text(json.dumps(doc, indent=1, default=str))
-    lines = [f"# Compression on membranes ({doc['date']}, {doc['machine']}, ONNX Runtime CPU, 2 threads, batch 1, "
-             f"256x256; Dice on the whole val split, 6 images at 512x512)", "",
-             "| artifact | latency ms | speed-up vs FP32 | mean Dice | Dice drop (pts) | busy rounds |",
-             "|---|---|---|---|---|---|"]
-    for key, row in rows.items():
-        lines.append(f"| {key} | {row['latency_ms']:.1f} | {row['speedup_vs_fp32']:.2f}x | {row['dice']:.4f} | "
-                     f"{row['dice_drop_points']:+.2f} | {len(row['contention'])}/{args.rounds} |")
+           "cores": os.cpu_count(), "threads": args.threads, "session_config": SESSION_CONFIG,
+           "input": [1, "C", 256, 256], "versions": library_versions(), "prepare_seconds": round(prep_s, 1),
+           "rows": table}
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results / "compress.json", doc)
+    lines = [f"# Compression on membranes ({doc['date']}, {doc['machine']}, ONNX Runtime CPU, {args.threads} "
+             "threads, batch 1, 256x256; Dice on the whole val split)", "",
+             "| artifact | latency ms | speed-up vs FP32 | mean Dice | Dice drop (pts) | Dice from | busy rounds |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for label, row in table.items():
+        lat = (f"{row['latency_ms']:.1f} | {row['speedup_vs_fp32']:.2f}x" if latency else "- | -")
+        busy = f"{len(row.get('contention', []))}/{args.rounds}" if latency else "-"
+        lines.append(f"| {label} | {lat} | {row['dice']:.4f} | {row['dice_drop_points']:+.2f} | {row['source']} | {busy} |")
     lines += ["", f"Command: `{doc['command']}`"]
-    (RESULTS / "compress.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(results / "compress.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def _acc(m: dict[str, Any]) -> dict[str, Any]:
     return {"dice": m["mean_dice"], "miou": m["miou"], "images": m["num_images"]}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", help="compress_train_gpu.py output: summary.json, <big>-p50/model.pt")
+    ap.add_argument("--lite", help="folder with <model>/model.pt and <model>-pNN/model.pt trained here")
+    ap.add_argument("--data", help="dataset root (default: the one stored in each checkpoint's recipe)")
+    ap.add_argument("--out", default="runs/compress_bench", help="export cache")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--big", default="unet,segnet")
+    ap.add_argument("--qat-families", default="unet,segnet")
+    ap.add_argument("--mixed-families", default="segnet")
+    ap.add_argument("--lite-models", default="unet-lite,segnet-lite")
+    ap.add_argument("--max-drop", type=float, default=0.5, help="mixed precision budget (mIoU points)")
+    ap.add_argument("--qat-epochs", type=int, default=2)
+    ap.add_argument("--qat-repeats", type=int, default=2, help="passes over the training images per QAT epoch")
+    ap.add_argument("--calibration", type=int, default=32, help="PTQ calibration images (training split)")
+    ap.add_argument("--set", action="append", default=[], help="extra export overrides (tiny test runs)")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--prepare-only", action="store_true", help="exports and accuracy only, no timing")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out, hw = Path(args.out), (args.size, args.size)
+    t0 = time.time()
+    rows, exports, fresh = plan(args)
+    prepare(rows, exports, fresh, out, hw)
+    prep_s = time.time() - t0
+    latency: dict[str, Any] = {}
+    if not args.prepare_only:
+        with open("/tmp/edgeseg-bench.lock", "w") as lock:  # only the timing holds the machine-wide lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            latency = time_side_by_side({r.label: r.file for r in rows if r.file}, hw, args.rounds, args.threads)
+    write_results(rows, latency, args, Path(args.results), prep_s)
 
 
 if __name__ == "__main__":
