@@ -340,15 +340,25 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     teacher = copy.deepcopy(model) if cfg.distill else None
     torch.set_num_threads(max(1, cfg.threads))
 
-    val_set = _dataset(rcp, meta, "val") if measure_accuracy else None
+    from edgeseg.tasks import get_task
+
+    task = get_task(meta.task)
+    if cfg.distill and meta.task != "semantic":
+        raise PruneError(f"--distill (per-pixel logit distillation) supports semantic models only "
+                         f"({meta.model_name} is {meta.task})")
+    val_set = _dataset(task, rcp, meta, "val") if measure_accuracy else None
     timed = measure_latency or cfg.mode == "latency"
     latency = (lambda m: onnx_latency_ms(m, meta, hw, cfg.threads)) if timed else None
-    accuracy = (lambda m: _val_accuracy(m, meta, rcp, val_set)) if val_set is not None else None
+    accuracy = (lambda m: _val_accuracy(m, meta, rcp, val_set, task)) if val_set is not None else None
     probe = Probe(meta=meta, hw=hw, latency=latency, accuracy=accuracy)
 
     taylor, loss_fn = None, None
     if cfg.importance == "taylor":
         from edgeseg.train.losses import SegLoss
+
+        if meta.task != "semantic":
+            raise PruneError(f"importance 'taylor' supports semantic models only ({meta.model_name} is "
+                             f"{meta.task}); use l1, l2 or bn")
 
         taylor = _train_batches(rcp, meta, cfg.taylor_batches)
         loss_fn = SegLoss(rcp.train.loss, rcp.data.ignore_index, rcp.train.class_weights)
@@ -386,15 +396,18 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     reloaded = load_checkpoint(model_pt).model
     check = torch.randn(1, meta.in_channels, *hw)
     with torch.no_grad():
-        if not torch.allclose(reloaded(check), model.eval()(check), atol=1e-5, rtol=1e-4):
+        got, want = _as_tuple(reloaded(check)), _as_tuple(model.eval()(check))
+        if len(got) != len(want) or not all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(got, want)):
             raise PruneError(f"{model_pt}: the reloaded pruned model differs from the pruned model")
 
     figures = {"before": before, "pruned": pruned, "after": after,
                "macs_ratio": after["macs"] / before["macs"], "params_ratio": after["params"] / before["params"],
                "speedup": before["latency_ms"] / after["latency_ms"] if timed else None, "seconds": round(time.perf_counter() - t0, 1)}
-    if "val" in before and "val" in after:
-        figures["mean_dice_drop_points"] = 100 * (before["val"]["mean_dice"] - after["val"]["mean_dice"])
-        figures["miou_drop_points"] = 100 * (before["val"]["miou"] - after["val"]["miou"])
+    if "val" in before and "val" in after:  # the task's own figures: mIoU and Dice, or mask AP
+        for col in task.columns:
+            b, a = before["val"].get(col.key), after["val"].get(col.key)
+            if isinstance(b, (int, float)) and isinstance(a, (int, float)):
+                figures[f"{col.key}_drop_points"] = 100 * (b - a)
     inputs = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "recipe": recipe_source,
               "overrides": list(overrides or []), "config": cfg.to_dict(), "model": meta.model_name,
               "input_size": list(hw), "threads": cfg.threads}
@@ -404,22 +417,27 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     return doc
 
 
-def _dataset(rcp: Any, meta: Any, split: str) -> Any:
-    from edgeseg.data import build_dataset
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+    """A forward result (one tensor, or a tuple of named outputs) as a tuple of tensors."""
+    return (out,) if isinstance(out, torch.Tensor) else tuple(t for t in out if isinstance(t, torch.Tensor))
 
-    return build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False, num_classes=meta.num_classes)
+
+def _dataset(task: Any, rcp: Any, meta: Any, split: str) -> Any:
+    return task.build_dataset(rcp.data, split, in_channels=meta.in_channels, train=False,
+                              num_classes=meta.num_classes)
 
 
-def _val_accuracy(model: nn.Module, meta: Any, rcp: Any, val_set: Any) -> dict[str, Any]:
+def _val_accuracy(model: nn.Module, meta: Any, rcp: Any, val_set: Any, task: Any) -> dict[str, Any]:
+    """The task's metrics on the whole split (semantic: mIoU, Dice, pixel accuracy; instance: mask/box AP)."""
     from edgeseg.evaluate import dataset_samples, evaluate_arrays
     from edgeseg.runtime.torch_rt import TorchBackend
 
     backend = TorchBackend.from_model(model.eval(), meta)
     m = evaluate_arrays(backend, dataset_samples(val_set), num_classes=meta.num_classes,
                         ignore_index=rcp.data.ignore_index, stride=meta.stride, class_names=meta.classes,
-                        total=len(val_set), description="validate")
-    return {"split": "val", "num_images": m["num_images"], "miou": m["miou"], "mean_dice": m["mean_dice"],
-            "pixel_accuracy": m["pixel_accuracy"]}
+                        total=len(val_set), description="validate", task=task)
+    return {"split": "val", "num_images": m["num_images"], "task": task.name,
+            **{c.key: m[c.key] for c in task.columns if c.key in m}}
 
 
 def _train_batches(rcp: Any, meta: Any, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

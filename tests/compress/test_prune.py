@@ -198,3 +198,20 @@ def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
     torch.save(payload, path)
     with pytest.raises(ArtifactError, match="layer_shapes.*encoder.0.0"):
         load_checkpoint(path)
+
+
+def test_instance_model_accuracy_is_the_tasks_mask_ap(tmp_path: Path) -> None:
+    from edgeseg.compress.prune import prune
+
+    src = make_checkpoint(tmp_path / "model.pt", model="yolact_test", num_classes=2)
+    doc = prune(src, tmp_path / "pruned", PruneConfig(ratio=0.5, round_to=2, threads=1), measure_latency=False)
+    fig = doc["figures"]
+    for row in (fig["before"], fig["after"]):
+        val = row["val"]
+        assert val["task"] == "instance" and val["num_images"] == 6
+        assert {"mask_ap", "mask_ap50", "box_ap"} <= set(val) and "miou" not in val
+    assert "mask_ap_drop_points" in fig and "miou_drop_points" not in fig
+    with pytest.raises(PruneError, match="semantic models only"):
+        prune(src, tmp_path / "taylor", PruneConfig(ratio=0.5, importance="taylor"), measure_latency=False)
+    with pytest.raises(PruneError, match="semantic models only"):
+        prune(src, tmp_path / "kd", PruneConfig(ratio=0.5, distill=True, finetune_epochs=1), measure_latency=False)
