@@ -9,7 +9,8 @@ needs a second training loop over a ``GraphModule`` and whose quantized-decompos
 settled ONNX path in torch 2.13 (see docs/compress.md).
 
 The preset follows the target: ``mixed`` (symmetric int8 weights, asymmetric uint8 activations: the
-fast u8*s8 path of ONNX Runtime on AVX2 CPUs) or ``performance`` (symmetric both: TensorRT).
+fast u8*s8 path of ONNX Runtime on AVX2 CPUs) or ``performance`` with signed activations (symmetric
+int8 everywhere, zero points 0: what TensorRT's explicit quantization runs).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import torch
 from torch import nn
 
 PRESETS = {"onnxruntime-cpu": "mixed", "tensorrt": "performance"}
+# TensorRT runs only signed int8 Q/DQ; NNCF's symmetric activation quantizers go unsigned (uint8) after a
+# ReLU, and nncf 3.4 refuses ``signedness_to_force`` with its default HW config: they are flipped to
+# signed after placement (same maximum, half the resolution: what TensorRT does anyway), before training.
+SIGNED_ACTIVATIONS = {"tensorrt"}
 
 
 @contextlib.contextmanager
@@ -82,10 +87,25 @@ def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], ta
     with _quiet():
         qmodel = nncf.quantize(model.eval(), nncf.Dataset(calibration), preset=preset,
                                subset_size=len(calibration))
+    if target in SIGNED_ACTIVATIONS:
+        _force_signed(qmodel)
     for attr in ("config", "num_classes", "in_channels", "stride", "output_names"):
         if hasattr(model, attr) and not hasattr(qmodel, attr):
             setattr(qmodel, attr, getattr(model, attr))
     return qmodel
+
+
+def _force_signed(qmodel: nn.Module) -> int:
+    """Make every symmetric quantizer signed int8 (zero point 0); returns how many were unsigned."""
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    flipped = 0
+    for module in [*get_hook_storage(qmodel).modules(), *qmodel.modules()]:
+        if isinstance(module, SymmetricQuantizer) and not module.signed:
+            module.signed = True
+            flipped += 1
+    return flipped
 
 
 def export_qdq_onnx(qmodel: nn.Module, example: torch.Tensor, *, opset: int = 17, dynamic: bool = True,

@@ -161,8 +161,14 @@ def fp32_accuracy(ctx: ExportContext) -> dict[str, Any]:
     return ctx.shared["fp32_accuracy"]
 
 
-def qat_int8(ctx: ExportContext, dst: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """INT8 by quantization-aware training (no PTQ): NNCF fake quantizers, fine-tuning, QDQ export to ``dst``."""
+def qat_int8(ctx: ExportContext, dst: Path, target: str = "onnxruntime-cpu", model: Any = None
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """INT8 by quantization-aware training (no PTQ): NNCF fake quantizers, fine-tuning, QDQ export to ``dst``.
+
+    ``target`` picks the flavour (:data:`edgeseg.compress.qat.PRESETS`: ``tensorrt`` is symmetric);
+    ``model`` defaults to the checkpoint's (the TensorRT kit passes its TensorRT-friendly twin). The
+    fine-tuning log lands in ``OUT/qat`` (``OUT/qat-<target>`` for other targets).
+    """
     import copy
 
     import torch
@@ -174,10 +180,13 @@ def qat_int8(ctx: ExportContext, dst: Path) -> tuple[dict[str, Any], dict[str, A
     cal, qat = ctx.cfg.calibration, ctx.cfg.qat
     images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
                                       count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
-    ctx.say(f"QAT: fake quantizers from {cal.images} training images, then {qat.epochs} epochs of fine-tuning")
+    ctx.say(f"QAT ({target}): fake quantizers from {cal.images} training images, then {qat.epochs} epochs of "
+            "fine-tuning")
     try:
-        qmodel, figures = qat_finetune(copy.deepcopy(ctx.model), ctx.recipe, ctx.out / "qat", epochs=qat.epochs,
-                                       lr=qat.lr, calibration=[torch.from_numpy(a) for a in images])
+        log_dir = ctx.out / ("qat" if target == "onnxruntime-cpu" else f"qat-{target}")
+        qmodel, figures = qat_finetune(copy.deepcopy(ctx.model if model is None else model), ctx.recipe, log_dir,
+                                       epochs=qat.epochs, lr=qat.lr, calibration=[torch.from_numpy(a) for a in images],
+                                       target=target)
         proto = export_qdq_onnx(qmodel, torch.from_numpy(ctx.parity_inputs()[0]), opset=ctx.cfg.opset,
                                 dynamic=ctx.cfg.dynamic, output_names=tuple(getattr(ctx.model, "output_names",
                                                                                     ("logits",))))

@@ -39,13 +39,16 @@ def tensorrt_status() -> tuple[bool, str]:
     return False, f"TensorRT {trt.__version__} is installed but no CUDA GPU is visible; build on the target with tensorrt/build_engine.sh"
 
 
-def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]]:
-    """The kit's FP32 graph: a copy of model.onnx, or a TensorRT-friendly re-export. Returns (path, key, info)."""
+def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any], Any]:
+    """The kit's FP32 graph: a copy of model.onnx, or a TensorRT-friendly re-export.
+
+    Returns (path, calibration key, info, the torch model the graph comes from).
+    """
     config = dict(getattr(ctx.model, "config", {}))
     path = kit / "model.onnx"
     if config.get("unpool") != "indices":
         shutil.copyfile(ctx.onnx["fp32"], path)
-        return path, "fp32", {"source": "model.onnx"}
+        return path, "fp32", {"source": "model.onnx"}, ctx.model
     from edgeseg.artifacts.checkpoint import build_from_config
 
     from edgeseg.models.shapes import layer_shapes, reshape_layers
@@ -63,15 +66,15 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
         raise ExportError(f"{path}: the unpool='compare' graph differs from PyTorch (agreement "
                           f"{parity['agreement']:.4%}); see export.json")
     return path, "tensorrt", {"source": "re-exported with unpool='compare' (TensorRT has no MaxUnpool)",
-                              "export": info, "parity": parity}
+                              "export": info, "parity": parity}, twin
 
 
 def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, Path], dict[str, str]]:
     """Write the kit folder; returns its record, its ONNX files by role, and the trtexec shape flags."""
-    from edgeseg.export.onnx2int8 import calibration_ranges, quantize_checked, task_float_nodes
+    from edgeseg.export.onnx2int8 import calibration_ranges, qat_int8, quantize_checked, task_float_nodes
 
     kit.mkdir(parents=True, exist_ok=True)
-    fp32, key, figures = _kit_model(ctx, kit)
+    fp32, key, figures, source_model = _kit_model(ctx, kit)
     files = {"fp32": fp32, "fp16": kit / "model.fp16.onnx"}
     to_fp16(fp32, files["fp16"], ctx.meta)
     int8 = "int8" in ctx.precisions
@@ -82,7 +85,15 @@ def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, 
         b = shapes["maxShapes"].split(":")[1].split("x")[0]
         shapes["maxShapes"] = f"{INPUT_NAME}:{b}x{ctx.meta.in_channels}x{max(h, largest[0])}x{max(w, largest[1])}"
     calib = None
-    if int8:
+    qat = int8 and ctx.cfg.qat is not None
+    if qat:  # the symmetric QAT flavour (NNCF preset "performance"); no PTQ, so no calibration cache
+        files["int8"] = kit / "model.int8.qdq.onnx"
+        qinfo, calib = qat_int8(ctx, files["int8"], target="tensorrt", model=source_model)
+        import onnx
+
+        save_onnx(embed_onnx(onnx.load(str(files["int8"])), ctx.meta, "int8"), files["int8"])
+        figures.update(quantization=qinfo, calibration=calib, qdq_parity_ort=ctx.parity(ctx.open(files["int8"])))
+    elif int8:
         ranges, calib = calibration_ranges(ctx, fp32, key)
         files["int8"] = kit / "model.int8.qdq.onnx"
         qinfo = quantize_checked(fp32, files["int8"], ranges, TENSORRT_SETTINGS, ctx.cfg.calibration.method,
@@ -95,14 +106,14 @@ def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, 
         trt_kit.write_text(kit / "calibration.cache", cache)
         figures.update(quantization=qinfo, calibration=calib, cache_tensors=len(amax),
                        qdq_parity_ort=ctx.parity(ctx.open(files["int8"])))
-    for engine in ["model.fp16.engine", "model.int8.engine", "model.int8.calib.engine"][:3 if int8 else 1]:
+    for engine in ["model.fp16.engine", "model.int8.engine", "model.int8.calib.engine"][:(2 if qat else 3) if int8 else 1]:
         # so engines built on the target by build_engine.sh are usable by `edgeseg eval/predict/bench`
         write_sidecar(kit / engine, ctx.meta, "int8" if "int8" in engine else "fp16")
     notes = [n for n in [figures["source"] if key == "tensorrt" else ""] if n]
-    trt_kit.write_text(kit / "build_engine.sh", trt_kit.build_script(shapes=shapes, int8=int8,
+    trt_kit.write_text(kit / "build_engine.sh", trt_kit.build_script(shapes=shapes, int8=int8, cache=not qat,
                                                                      workspace_mib=WORKSPACE_MIB), executable=True)
     trt_kit.write_text(kit / "README.txt", trt_kit.readme(model_name=ctx.meta.model_name, input_name=INPUT_NAME,
-                                                          shapes=shapes, int8=int8, calib=calib,
+                                                          shapes=shapes, int8=int8, calib=calib, qat=qat,
                                                           trt_version=trt_kit.DEFAULT_TRT_VERSION, notes=notes))
     figures.update(files=sorted(p.name for p in kit.iterdir() if not p.name.startswith(".")), shapes=shapes,
                    trt_cache_header_version=trt_kit.DEFAULT_TRT_VERSION)

@@ -78,15 +78,17 @@ def _run_line(log: str, *args: str) -> str:
     return "run " + " ".join(shlex.quote(a) for a in (log, *args))
 
 
-def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 1024) -> str:
+def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 1024, cache: bool = True) -> str:
     """``build_engine.sh``: trtexec lines for FP16 and INT8 on TensorRT 10 (Jetson) and 11.
+
+    ``cache=False`` (a QAT kit: its INT8 scales live in the Q/DQ model only) leaves out ``int8-calib``.
 
     Every file name and argument is written through :func:`shlex.quote` (shapes as a bash array), so no
     name can run a command; ``--dry-run`` prints the trtexec commands instead of running anything.
     """
     f = KIT_FILES
     shape_args = " ".join(shlex.quote(f"--{k}={v}") for k, v in shapes.items())
-    cache = shlex.quote(f["cache"])
+    cache_q = shlex.quote(f["cache"])
     int8_fns = f"""
 int8_qdq() {{   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 10 and 11)
   if [ "$TRT_MAJOR" -ge 11 ]; then
@@ -98,13 +100,16 @@ int8_qdq() {{   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 1
 
 int8_calib() {{ # implicit quantization from our calibration cache (TensorRT 10 only; removed in 11)
   if [ "$TRT_MAJOR" -ge 11 ]; then echo "TensorRT $TRT_MAJOR has no calibration caches: use int8-qdq" >&2; return 1; fi
-  if [ -n "$TRT_CODE" ] && [ -z "$DRY_RUN" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${{TRT_CODE}}-/" {cache}; fi
+  if [ -n "$TRT_CODE" ] && [ -z "$DRY_RUN" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${{TRT_CODE}}-/" {cache_q}; fi
   {_run_line("build_int8_calib.log", "--onnx=" + f["fp32"], "--saveEngine=model.int8.calib.engine", "--int8",
              "--fp16", "--calib=" + f["cache"])}
 }}
 """ if int8 else ""
-    modes = "fp16 | int8-qdq | int8-calib | all" if int8 else "fp16 | all"
-    all_cmds = "fp16; int8_qdq; int8_calib" if int8 else "fp16"
+    if int8 and not cache:
+        int8_fns = int8_fns[:int8_fns.index("int8_calib() {")]
+    calib = int8 and cache
+    modes = ("fp16 | int8-qdq | int8-calib | all" if calib else "fp16 | int8-qdq | all") if int8 else "fp16 | all"
+    all_cmds = ("fp16; int8_qdq; int8_calib" if calib else "fp16; int8_qdq") if int8 else "fp16"
     return f"""#!/usr/bin/env bash
 # Build TensorRT engines ON THE TARGET (Jetson or any NVIDIA GPU); engines are tied to GPU + TensorRT version.
 # Usage: ./build_engine.sh [--dry-run] [{modes}]   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
@@ -141,24 +146,32 @@ fp16() {{
 {int8_fns}
 case "${{1:-all}}" in
   fp16) fp16 ;;
-{"  int8-qdq) int8_qdq ;;" + chr(10) + "  int8-calib) int8_calib ;;" + chr(10) if int8 else ""}  all) {all_cmds} ;;
+{"  int8-qdq) int8_qdq ;;" + chr(10) if int8 else ""}{"  int8-calib) int8_calib ;;" + chr(10) if calib else ""}  all) {all_cmds} ;;
   *) echo "usage: $0 [--dry-run] [{modes}]" >&2; exit 2 ;;
 esac
 """
 
 
 def readme(*, model_name: str, input_name: str, shapes: Mapping[str, str], int8: bool, calib: dict | None,
-           trt_version: str, notes: list[str]) -> str:
-    """README.txt of the kit: what each file is and how to build and check an engine."""
-    files = ["model.onnx            FP32 graph (FP16 builds on TensorRT 10; INT8 builds with calibration.cache)",
+           trt_version: str, notes: list[str], qat: bool = False) -> str:
+    """README.txt of the kit: what each file is and how to build and check an engine.
+
+    ``qat``: the Q/DQ model comes from quantization-aware training (no calibration cache, no int8-calib).
+    """
+    files = ["model.onnx            FP32 graph (FP16 builds on TensorRT 10"
+             + ("" if qat else "; INT8 builds with calibration.cache") + ")",
              "model.fp16.onnx       FP16 graph with float32 I/O (strongly typed FP16 builds on TensorRT 11)"]
-    if int8:
+    if int8 and qat:
+        files += ["model.int8.qdq.onnx   INT8 Q/DQ graph from quantization-aware training, symmetric int8 "
+                  "activations and weights (TensorRT 10 and 11)"]
+    elif int8:
         files += ["model.int8.qdq.onnx   INT8 Q/DQ graph, symmetric int8 activations and weights (TensorRT 10 and 11)",
                   f"calibration.cache     TensorRT calibration cache (header TRT-{trt_version_code(trt_version)}-"
                   f"{CACHE_ALGORITHM}; rewritten to the installed version by build_engine.sh)"]
-    files += ["build_engine.sh       trtexec commands (fp16, int8-qdq, int8-calib)", "README.txt            this file"]
+    modes = "fp16, int8-qdq" if qat else "fp16, int8-qdq, int8-calib"
+    files += [f"build_engine.sh       trtexec commands ({modes})", "README.txt            this file"]
     calib_text = ""
-    if calib:
+    if calib and not qat:
         calib_text = (f"\nCalibration: {calib.get('images')} images of the TRAINING split "
                       f"({calib.get('distinct_images')} distinct), method {calib.get('method')}, "
                       f"{calib.get('size')} px; scales = amax / 127 of the ranges ONNX Runtime's calibrator measured.\n")
@@ -171,7 +184,7 @@ Files:
 {calib_text}
 Build on the target (engines do not move between GPUs or TensorRT versions):
   ./build_engine.sh fp16        # FP16 engine -> model.fp16.engine
-{"  ./build_engine.sh int8-qdq    # INT8 from Q/DQ nodes -> model.int8.engine (TensorRT 10 and 11)" + chr(10) + "  ./build_engine.sh int8-calib  # INT8 from calibration.cache -> model.int8.calib.engine (TensorRT 10 only)" + chr(10) if int8 else ""}
+{"  ./build_engine.sh int8-qdq    # INT8 from Q/DQ nodes -> model.int8.engine (TensorRT 10 and 11)" + chr(10) if int8 else ""}{"  ./build_engine.sh int8-calib  # INT8 from calibration.cache -> model.int8.calib.engine (TensorRT 10 only)" + chr(10) if int8 and not qat else ""}
 TensorRT 10 (JetPack 6) builds FP16 with --fp16 and INT8 either way. TensorRT 11 removed implicit
 calibration and the --int8/--fp16 flags: networks are strongly typed, so INT8 comes only from the
 Q/DQ model and FP16 from model.fp16.onnx (--stronglyTyped).

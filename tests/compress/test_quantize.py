@@ -80,3 +80,37 @@ def test_qat_and_max_drop_together_are_refused(fitted: Path, tmp_path: Path) -> 
 
     with pytest.raises(ExportError, match="cannot be combined"):
         export(fitted, tmp_path, precisions=["int8"], overrides=["export.qat.epochs=1", "export.max_drop=1"])
+
+
+def test_tensorrt_kit_qat_is_symmetric_signed_qdq_without_ptq(fitted: Path, tmp_path: Path, quick: None,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnx import numpy_helper
+
+    from edgeseg.export import export
+
+    def no_ptq(*args: object, **kwargs: object) -> None:
+        raise AssertionError("PTQ ran on the QAT path")
+
+    monkeypatch.setattr(onnx2int8, "quantize", no_ptq)
+    monkeypatch.setattr(onnx2int8, "calibrate", no_ptq)
+    doc = export(fitted, tmp_path, formats=["tensorrt"], precisions=["int8"],
+                 overrides=["export.qat.epochs=1", "export.calibration.images=4", "export.int8_policy=always"])
+    kit = tmp_path / "tensorrt"
+    model = onnx.load(str(kit / "model.int8.qdq.onnx"))
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:  # constants and their Identity copies (shared zero points)
+        if node.op_type == "Constant":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) >= 10
+    for node in qdq:
+        zero = values[node.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), f"{node.name}: zero point {zero} ({zero.dtype})"
+    record = next(a for a in doc["artifacts"] if a["format"] == "tensorrt" and a["precision"] == "kit")
+    assert record["quantization"]["qat"]["preset"] == "performance"
+    assert not (kit / "calibration.cache").exists() and "int8-calib" not in (kit / "build_engine.sh").read_text()
+    assert (tmp_path / "qat-tensorrt" / "train_log.csv").is_file()
