@@ -220,12 +220,14 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
                       importance=importance, global_pruning=global_pruning, round_to=round_to,
                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
     doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
+    from edgeseg.tasks import get_task
+
     for label in ("before", "after"):
         row = doc["figures"][label]
         val = row.get("val") or {}
+        accuracy = f", val {get_task(val.get('task', 'semantic')).summary(val)}" if val else ""
         out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs, "
-                          f"{row.get('latency_ms', float('nan')):.2f} ms" + (f", mean Dice {val['mean_dice']:.4f} on "
-                                                          f"{val['num_images']} val images" if val else ""))
+                          f"{row.get('latency_ms', float('nan')):.2f} ms{accuracy}")
     out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup'] or float('nan'):.2f}x faster); details: {Path(out) / 'prune.json'}")
 
 

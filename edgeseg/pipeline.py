@@ -1,7 +1,8 @@
 """``edgeseg run``: the one place the whole chain is written.
 
-Layout: ``OUT/{1_train,4_export,5_bench,6_report}``; the chain is the :data:`STAGES` table (prune and
-quantize stages slot in as rows). Each stage records a fingerprint of its config and input artifacts
+Layout: ``OUT/{1_train,2_prune,3_quantize,4_export,5_bench,6_report}``; the chain is the :data:`STAGES`
+table. ``prune`` replaces the checkpoint later stages start from; bench measures the trained, pruned,
+quantized and exported files side by side. Each stage records a fingerprint of its config and input artifacts
 (and of the dataset's files, for stages that read them) in ``stage.json``; a stage whose fingerprint
 is unchanged and whose outputs exist is skipped. An interrupted training stage resumes from its
 ``last.pt`` when its model/data/train sections are unchanged. ``OUT`` is locked while a run works in it.
@@ -148,6 +149,48 @@ def _adopt_train(state: RunState, folder: Path, result: dict[str, Any]) -> None:
     state.artifacts = [state.checkpoint]
 
 
+def _run_prune(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.compress.prune import PruneConfig, prune
+
+    cfg = state.recipe.prune
+    assert cfg is not None and state.checkpoint is not None
+    doc = prune(state.checkpoint, folder, PruneConfig(**cfg.model_dump()), trust_checkpoint=state.trust_checkpoint)
+    fig = doc["figures"]
+    return {"_summary": f"{fig['macs_ratio']:.0%} of the MACs, {fig['params_ratio']:.0%} of the params"
+                        + (f", {fig['speedup']:.2f}x faster" if fig.get("speedup") else ""),
+            "checkpoint": doc["checkpoint"]}
+
+
+def _adopt_prune(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.checkpoint = folder / "model.pt"
+    state.artifacts.append(state.checkpoint)  # benched beside the unpruned one
+
+
+def _run_quantize(state: RunState, folder: Path) -> dict[str, Any]:
+    from edgeseg.export import export
+    from edgeseg.recipe import ExportCfg
+
+    q = state.recipe.quantize
+    assert q is not None and state.checkpoint is not None
+    cfg = ExportCfg(formats=["onnx"], precisions=["fp32", "int8"], calibration=q.calibration,
+                    int8_policy=q.int8_policy, qat=q.qat, max_drop=q.max_drop,
+                    **({"opset": state.recipe.export.opset, "dynamic": state.recipe.export.dynamic}
+                       if state.recipe.export else {}))
+    res = export(state.checkpoint, folder, formats=["onnx"], precisions=cfg.precisions, cfg=cfg,
+                 trust_checkpoint=state.trust_checkpoint)
+    int8 = [a for a in res["artifacts"] if a["precision"] == "int8" and Path(a["path"]).is_file()]
+    method = "qat" if q.qat else "mixed" if q.max_drop is not None else "ptq"
+    return {"_summary": f"INT8 ({method}): " + ", ".join(f"{Path(a['path']).name} "
+                                                        f"{'shipped' if a.get('shipped', True) else 'not shipped'}"
+                                                        for a in int8),
+            "artifacts": [a["path"] for a in int8], "shipped": [a["path"] for a in int8 if a.get("shipped", True)]}
+
+
+def _adopt_quantize(state: RunState, folder: Path, result: dict[str, Any]) -> None:
+    state.artifacts += [Path(p) for p in result.get("artifacts", [])]
+    state.shipped += [Path(p) for p in result.get("shipped", [])]
+
+
 def _run_export(state: RunState, folder: Path) -> dict[str, Any]:
     from edgeseg.export import export
 
@@ -165,7 +208,7 @@ def _run_export(state: RunState, folder: Path) -> dict[str, Any]:
 
 def _adopt_export(state: RunState, folder: Path, result: dict[str, Any]) -> None:
     state.artifacts += [Path(p) for p in result.get("artifacts", []) if artifact_kind(p) not in (None, "checkpoint")]
-    state.shipped = [Path(p) for p in result.get("shipped", [])]
+    state.shipped += [Path(p) for p in result.get("shipped", [])]
 
 
 def _run_bench(state: RunState, folder: Path) -> dict[str, Any]:
@@ -201,11 +244,17 @@ def _section(name: str) -> Callable[[Recipe], Any]:
     return lambda recipe: getattr(recipe, name).model_dump(mode="json")
 
 
-# The chain, in order. A prune or quantize stage slots in after train: it reads state.checkpoint
-# and replaces it with its own output, which export then starts from.
+# The chain, in order. Prune reads state.checkpoint and replaces it with its own output, which quantize
+# and export then start from.
 STAGES: list[Stage] = [
     Stage("train", enabled=lambda r: True, config=_train_config, inputs=lambda s: [],
           outputs=lambda folder: [folder / "model.pt"], run=_run_train, adopt=_adopt_train, reads_data=True),
+    Stage("prune", enabled=lambda r: r.prune is not None, config=_section("prune"),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "model.pt", folder / "prune.json"],
+          run=_run_prune, adopt=_adopt_prune, reads_data=True),
+    Stage("quantize", enabled=lambda r: r.quantize is not None, config=_section("quantize"),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_quantize,
+          adopt=_adopt_quantize, reads_data=True),
     Stage("export", enabled=lambda r: r.export is not None, config=_section("export"),
           inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_export,
           adopt=_adopt_export, reads_data=True),
@@ -219,7 +268,8 @@ STAGES: list[Stage] = [
 
 def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[str] | None = None,
         force: bool = False, trust_checkpoint: bool = False) -> dict[str, Any]:
-    """Run every stage the recipe enables (:data:`STAGES`: train (+ eval), export, bench, report).
+    """Run every stage the recipe enables (:data:`STAGES`: train (+ eval), prune, quantize, export, bench,
+    report).
 
     ``trust_checkpoint``: the run folder's checkpoints may be unpickled fully (files an earlier edgeseg
     wrote there; see :func:`edgeseg.artifacts.checkpoint.read_checkpoint`).

@@ -149,6 +149,42 @@ class ExportCfg(_Strict):
                                "number of detection slots per image (the recipe's instance thresholds)")
 
 
+class PruneCfg(_Strict):
+    """The ``prune`` stage (``OUT/2_prune``): structured pruning + fine-tuning; later stages start from it.
+
+    Exactly one target: ``ratio``, ``target_macs`` or ``target_latency_ms`` (see
+    :class:`edgeseg.compress.prune.PruneConfig`, which this section builds).
+    """
+
+    ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer group")
+    target_macs: float | None = Field(None, gt=0, lt=1, description="keep at most this fraction of the MACs")
+    target_latency_ms: float | None = Field(None, gt=0, description="ONNX Runtime CPU latency target here")
+    importance: Literal["l1", "l2", "bn", "taylor"] = "l2"
+    global_pruning: bool = False
+    round_to: int = Field(8, ge=1)
+    finetune_epochs: int = Field(0, ge=0)
+    finetune_lr: float | None = Field(None, gt=0)
+    distill: bool = Field(False, description="logit distillation from the unpruned model while fine-tuning")
+    threads: PositiveInt = Field(2, description="ONNX Runtime threads for latency figures")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PruneCfg:
+        given = [n for n in ("ratio", "target_macs", "target_latency_ms") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of ratio, target_macs, target_latency_ms (got {given or 'none'})")
+        return self
+
+
+class QuantizeCfg(_Strict):
+    """The ``quantize`` stage (``OUT/3_quantize``): INT8 ONNX by PTQ, QAT (``qat``) or mixed precision
+    (``max_drop``), written beside the FP32 exports of the ``export`` stage."""
+
+    calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
+    int8_policy: Literal["auto", "always"] = "auto"
+    qat: QatCfg | None = None
+    max_drop: float | None = Field(None, ge=0, description="mixed precision budget in val mIoU points")
+
+
 class BenchCfg(_Strict):
     """What `bench` measures."""
 
@@ -187,6 +223,8 @@ class Recipe(_Strict):
     model: ModelCfg = Field(default_factory=ModelCfg)
     data: DataCfg = Field(default_factory=DataCfg)
     train: TrainCfg = Field(default_factory=TrainCfg)
+    prune: PruneCfg | None = None
+    quantize: QuantizeCfg | None = None
     export: ExportCfg | None = None
     bench: BenchCfg | None = None
     report: ReportCfg | None = None

@@ -89,3 +89,35 @@ def test_stage_table_hands_outputs_on_and_skips_by_fingerprint(tmp_path, monkeyp
     third = pipeline.run(_recipe(), tmp_path)
     assert calls[3:] == ["export"] and third["stages"]["prune"]["status"] == "skipped"
     assert (tmp_path / "4_export" / "export.txt").read_text() == "pruned harderexport"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_prune_and_quantize_stages_run_then_skip_when_unchanged(tmp_path):
+    def recipe(ratio: float = 0.5):
+        d = _recipe(backends=["onnxruntime", "torch"]).to_dict()  # torch benches the checkpoints
+        d["export"]["precisions"] = ["fp32"]
+        d["prune"] = {"ratio": ratio, "round_to": 2, "finetune_epochs": 1, "distill": True, "threads": 1}
+        d["quantize"] = {"calibration": {"images": 4}, "int8_policy": "always"}
+        return recipe_from_dict(d)
+
+    first = run(recipe(), tmp_path)
+    assert list(first["stages"]) == ["train", "prune", "quantize", "export", "bench", "report"]
+    assert {s["status"] for s in first["stages"].values()} == {"done"}, first
+    prune_doc = json.loads((tmp_path / "2_prune" / "prune.json").read_text())
+    assert prune_doc["figures"]["macs_ratio"] < 0.6
+    assert prune_doc["inputs"]["checkpoint"] == str(tmp_path / "1_train" / "model.pt")
+    for later in ("3_quantize", "4_export"):  # both start from the pruned checkpoint
+        doc = json.loads((tmp_path / later / "export.json").read_text())
+        assert doc["inputs"]["checkpoint"] == str(tmp_path / "2_prune" / "model.pt"), later
+    benched = {json.loads(line)["artifact"]["path"] for line in (tmp_path / "5_bench" / "results.jsonl").read_text().splitlines()}
+    assert {str(tmp_path / p) for p in ("1_train/model.pt", "2_prune/model.pt", "3_quantize/model.int8.onnx",
+                                        "4_export/model.onnx")} <= benched
+    report_md = (tmp_path / "6_report" / "report.md").read_text()
+    assert "1_train/model.pt" in report_md and "2_prune/model.pt" in report_md  # pruned beside the original
+
+    second = run(recipe(), tmp_path)
+    assert {s["status"] for s in second["stages"].values()} == {"skipped"}, second
+    third = run(recipe(ratio=0.25), tmp_path)
+    status = {k: v["status"] for k, v in third["stages"].items()}
+    assert status == {"train": "skipped", "prune": "done", "quantize": "done", "export": "done", "bench": "done",
+                      "report": "done"}

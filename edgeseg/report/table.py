@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeseg.tasks import Task, get_task
@@ -134,6 +135,7 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
     """Entries of the measured rows (with baselines and Pareto marks) and the rows that failed."""
     failed = [r for r in rows if r.get("error")]
     entries = [to_entry(r) for r in rows if not r.get("error")]
+    _qualify_artifacts(entries)
     for e in entries:
         base = _baseline(e, entries)
         if base is not None and e.p50_ms:
@@ -149,6 +151,17 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
     pareto_flags(entries)
     _disambiguate(entries)
     return entries, failed
+
+
+def _qualify_artifacts(entries: list[Entry]) -> None:
+    """Files of one model with the same name in different folders (a run's 1_train/model.pt and its pruned
+    2_prune/model.pt, 3_quantize/ and 4_export/ INT8 files) are named with their folder."""
+    paths: dict[tuple[str, str], set[str]] = {}
+    for e in entries:
+        paths.setdefault((e.model, e.artifact), set()).add(str(_get(e.row, "artifact", "path") or ""))
+    for e in entries:
+        if len(paths[(e.model, e.artifact)]) > 1:
+            e.artifact = f"{Path(str(_get(e.row, 'artifact', 'path'))).parent.name}/{e.artifact}"
 
 
 def _stored_recipe_name(text: str) -> str:
