@@ -19,7 +19,8 @@ with ``session.intra_op.allow_spinning=0``, the other processes' CPU use recorde
 /tmp/edgeseg-bench.lock.
 
 Usage: python benchmarks/compress_bench.py --runs RUNS --lite LITE --data ROOT --out OUT [--prepare-only]
-Writes benchmarks/results/compress.json and compress.md (or ``--results DIR``).
+Writes benchmarks/results/compress_bench.json and compress_bench.md (or ``--results DIR``); compress.md
+holds the narrative around it.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def write_results(rows: list[Row], latency: dict[str, Any], args: argparse.Names
            "input": [1, "C", 256, 256], "versions": library_versions(), "prepare_seconds": round(prep_s, 1),
            "rows": table}
     results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(results / "compress.json", doc)
+    atomic_write_json(results / "compress_bench.json", doc)
     lines = [f"# Compression on membranes ({doc['date']}, {doc['machine']}, ONNX Runtime CPU, {args.threads} "
              "threads, batch 1, 256x256; Dice on the whole val split)", "",
              "| artifact | latency ms | speed-up vs FP32 | mean Dice | Dice drop (pts) | Dice from | busy rounds |",
@@ -218,7 +219,7 @@ def write_results(rows: list[Row], latency: dict[str, Any], args: argparse.Names
         busy = f"{len(row.get('contention', []))}/{args.rounds}" if latency else "-"
         lines.append(f"| {label} | {lat} | {row['dice']:.4f} | {row['dice_drop_points']:+.2f} | {row['source']} | {busy} |")
     lines += ["", f"Command: `{doc['command']}`"]
-    atomic_write_text(results / "compress.md", "\n".join(lines) + "\n")
+    atomic_write_text(results / "compress_bench.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

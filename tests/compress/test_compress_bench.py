@@ -50,7 +50,7 @@ def test_one_run_gives_every_row_and_a_rerun_only_times(tmp_path: Path, monkeypa
             "unet_test", "--lite-models", "segnet_test", "--qat-epochs", "1", "--qat-repeats", "1",
             "--calibration", "4", "--size", "64", "--threads", "1", "--rounds", "1"]
     bench.main(argv)
-    res = json.loads((tmp_path / "res" / "compress.json").read_text())
+    res = json.loads((tmp_path / "res" / "compress_bench.json").read_text())
     labels = list(res["rows"])
     assert labels == ["unet_test fp32", "unet_test-p50 fp32", "unet_test-p50 int8 ptq", "unet_test-p50 int8 qat",
                       "unet_test-p50 int8 mixed", "segnet_test fp32", "segnet_test int8 ptq",
@@ -68,5 +68,5 @@ def test_one_run_gives_every_row_and_a_rerun_only_times(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(export_pkg, "export", no_export)
     bench.main(argv)  # every export and accuracy figure is cached: only timing runs
-    again = json.loads((tmp_path / "res" / "compress.json").read_text())
+    again = json.loads((tmp_path / "res" / "compress_bench.json").read_text())
     assert list(again["rows"]) == labels
