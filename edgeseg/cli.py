@@ -290,7 +290,7 @@ def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edges
 def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = None,
         force: bool = typer.Option(False, help="rerun stages even when their inputs are unchanged"),
         trust_checkpoint: TrustOpt = False) -> None:
-    """Run the recipe's whole pipeline (train, eval, export, bench, report), skipping unchanged stages."""
+    """Run the recipe's whole pipeline (train, eval, prune, quantize, export, bench, report), skipping unchanged stages."""
     from edgeseg.pipeline import run as run_api
 
     summary = run_api(recipe, out, overrides=set, force=force, trust_checkpoint=trust_checkpoint)
