@@ -14,7 +14,7 @@ median of the per-round p50s; run it under `flock /tmp/edgeseg-bench.lock` on a 
 each figure records how much CPU other processes used while it was timed.
 Writes benchmarks/results/executorch_vs_ort.{json,md}.
 Targets (issue 11): for every model the fastest ExecuTorch artifact is faster than the fastest ONNX
-Runtime artifact shipped today, and ExecuTorch INT8 is faster than ExecuTorch FP32 within 0.5 mIoU points.
+Runtime artifact (FP32 or INT8, shipped or not: stricter than "shipped today"), and ExecuTorch INT8 is faster than ExecuTorch FP32 within 0.5 mIoU points.
 """
 
 from __future__ import annotations
@@ -103,9 +103,11 @@ def main() -> None:
     for model, doc in docs.items():
         ms = {k.split("/", 1)[1]: v["p50_ms"] for k, v in latency.items() if k.startswith(model + "/")}
         arts = {f"{f}/{p}": _artifact(doc, f, p) for f in ("onnx", "executorch") for p in ("fp32", "int8")}
-        ort_shipped = {k: ms[k] for k in ("onnx/fp32", "onnx/int8") if arts[k]["shipped"]}
+        # Against the faster ONNX Runtime file in THIS side-by-side run, shipped or not: stricter than
+        # "the fastest shipped", and independent of how busy the machine was when export decided.
+        ort_all = {k: ms[k] for k in ("onnx/fp32", "onnx/int8")}
         et_all = {k: ms[k] for k in ("executorch/fp32", "executorch/int8")}
-        best_ort, best_et = min(ort_shipped, key=ort_shipped.get), min(et_all, key=et_all.get)
+        best_ort, best_et = min(ort_all, key=ort_all.get), min(et_all, key=et_all.get)
         et_acc = arts["executorch/int8"]["accuracy"]
         ort_acc = arts["onnx/int8"]["accuracy"]
         rows.append({
@@ -115,12 +117,12 @@ def main() -> None:
                      "executorch/fp32": et_acc["fp32"]["miou"], "executorch/int8": et_acc["int8"]["miou"]},
             "val_images": et_acc["int8"]["num_images"], "calibration_images": arts["executorch/int8"]["calibration"]["images"],
             "fraction_delegated": {k: arts[k]["export"]["fraction_delegated"] for k in ("executorch/fp32", "executorch/int8")},
-            "fastest_ort_shipped": best_ort, "fastest_executorch": best_et,
-            "et_vs_ort": ort_shipped[best_ort] / et_all[best_et],
+            "fastest_ort": best_ort, "fastest_executorch": best_et,
+            "et_vs_ort": ort_all[best_ort] / et_all[best_et],
             "et_int8_speedup": ms["executorch/fp32"] / ms["executorch/int8"],
             "et_int8_miou_drop_points": et_acc["miou_drop_points"],
             "noisy": any(latency[f"{model}/{k}"]["noisy"] for k in ms)})
-    targets = {f"{r['model']}: fastest ExecuTorch faster than fastest shipped ONNX Runtime": r["et_vs_ort"] > 1.0
+    targets = {f"{r['model']}: fastest ExecuTorch faster than fastest ONNX Runtime": r["et_vs_ort"] > 1.0
                for r in rows}
     targets.update({f"{r['model']}: ExecuTorch INT8 faster than FP32 within 0.5 mIoU points":
                     r["et_int8_speedup"] > 1.0 and abs(r["et_int8_miou_drop_points"]) <= 0.5 for r in rows})
@@ -144,7 +146,7 @@ def main() -> None:
           f"{args.rounds} alternating rounds of p50 (ms). {data_note} INT8 calibrated on the "
           "training split. `*` = not shipped by export's int8_policy=auto (not faster than FP32 when export "
           "timed it).", "",
-          "| model | ORT FP32 | ORT INT8 | ET FP32 | ET INT8 | ET best vs ORT best shipped | ET INT8 speed-up | "
+          "| model | ORT FP32 | ORT INT8 | ET FP32 | ET INT8 | ET best vs ORT best | ET INT8 speed-up | "
           "mIoU ORT FP32 / INT8 | mIoU ET FP32 / INT8 | ET INT8 Δ (pts) | delegated | val images |",
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -155,7 +157,7 @@ def main() -> None:
         mi = r["miou"]
         md.append(f"| {r['model']} | {cell(r, 'onnx/fp32')} | {cell(r, 'onnx/int8')} | {cell(r, 'executorch/fp32')} | "
                   f"{cell(r, 'executorch/int8')} | {r['et_vs_ort']:.2f}x ({r['fastest_executorch'].split('/')[1]} vs "
-                  f"{r['fastest_ort_shipped'].split('/')[1]}) | {r['et_int8_speedup']:.2f}x | "
+                  f"{r['fastest_ort'].split('/')[1]}) | {r['et_int8_speedup']:.2f}x | "
                   f"{mi['onnx/fp32']:.4f} / {mi['onnx/int8']:.4f} | {mi['executorch/fp32']:.4f} / "
                   f"{mi['executorch/int8']:.4f} | {-r['et_int8_miou_drop_points']:+.2f} | "
                   f"{r['fraction_delegated']['executorch/int8']:.0%} | {r['val_images']} |")

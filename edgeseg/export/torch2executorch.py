@@ -42,6 +42,20 @@ DELEGABLE_UNPOOL = "arith"
 _NOT_CORE_ATEN = re.compile(r"Operator (?:torch\._ops\.)?(\S+) is not (?:in )?(?:Core ATen|Aten Canonical)")
 
 
+# The arithmetic unpooling mask (segnet.max_pool_mask_arith) tells a window's max from the rest by a
+# difference rounded up to 0/1: quantized, differences under one step become ties and the mask moves.
+_ARITH_MASK_OPS = ("aten.sub", "aten.rsub", "aten.clamp", "aten.ceil", "aten.mul", "aten.cat")
+
+
+def model_float_fx_nodes(model: torch.nn.Module, graph_module: Any) -> dict[str, str]:
+    """FX nodes the model's own structure keeps in float under PT2E INT8 (SegNet's arith unpool mask)."""
+    if dict(getattr(model, "config", {})).get("unpool") != DELEGABLE_UNPOOL:
+        return {}
+    why = "SegNet unpooling mask arithmetic (quantized, near-equal values tie and move the max)"
+    return {n.name: why for n in graph_module.graph.nodes
+            if n.op == "call_function" and str(n.target).startswith(_ARITH_MASK_OPS)}
+
+
 def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.Module, ModelMeta, str]:
     """The model as exported to XNNPACK: SegNet with index or compare unpooling becomes an ``arith`` twin.
 
@@ -153,6 +167,18 @@ def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]
     return et_program.buffer, info
 
 
+def _shared_with(annotation: Any) -> set[str]:
+    """Names of the nodes whose quantization parameters a PT2E annotation shares (SharedQuantizationSpec)."""
+    specs = [annotation.output_qspec, *annotation.input_qspec_map.values()]
+    names: set[str] = set()
+    for spec in specs:
+        ref = getattr(spec, "edge_or_node", None)
+        for item in (ref if isinstance(ref, tuple) else (ref,)):
+            if isinstance(item, torch.fx.Node):
+                names.add(item.name)
+    return names
+
+
 def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterable[np.ndarray],
                   per_channel: bool = True,
                   float_nodes: Callable[[Any], dict[str, str]] | None = None) -> tuple[torch.nn.Module, dict[str, str]]:
@@ -174,9 +200,18 @@ def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterabl
         def annotate(self, gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             gm = super().annotate(gm)
             kept.update(float_nodes(gm) if float_nodes else {})
-            for node in gm.graph.nodes:
-                if node.name in kept:
-                    node.meta.pop("quantization_annotation", None)
+            changed = bool(kept)
+            while changed:  # a node sharing its quantization parameters with a float one goes float too
+                changed = False
+                for node in gm.graph.nodes:
+                    ann = node.meta.get("quantization_annotation")
+                    if ann is None:
+                        continue
+                    if node.name not in kept and _shared_with(ann) & set(kept):
+                        kept[node.name] = "shares quantization parameters with a node kept in float"
+                    if node.name in kept:
+                        node.meta.pop("quantization_annotation")
+                        changed = True
             return gm
 
     quantizer = _FloatTailQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
@@ -268,7 +303,8 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
         names = tuple(getattr(model, "output_names", ctx.task.output_names))
         quantized, kept = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
                                         per_channel=cal.per_channel,
-                                        float_nodes=lambda gm: ctx.task.int8_float_fx_nodes(gm, names))
+                                        float_nodes=lambda gm: {**ctx.task.int8_float_fx_nodes(gm, names),
+                                                                **model_float_fx_nodes(model, gm)})
     except Exception as exc:  # noqa: BLE001  (empty split, observer or torchao errors: one line)
         raise ExportError(f"{source}: ExecuTorch INT8 calibration ({cal.images} training images) failed: "
                           f"{first_line(exc)}") from exc

@@ -266,3 +266,17 @@ def test_instance_int8_keeps_the_decode_tail_in_float():
         ref, a, b = model(x), tail(x), whole(x)
     box = names.index("boxes")
     assert (a[box] - ref[box]).abs().max() < 0.75 * (b[box] - ref[box]).abs().max()
+
+
+def test_segnet_unpool_mask_stays_float_in_int8():
+    """SegNet's arith unpool mask (sub/clamp/ceil/mul/cat) is kept out of PT2E INT8; other models keep nothing."""
+    from edgeseg.export.torch2executorch import model_float_fx_nodes
+    from edgeseg.models import create_model
+
+    segnet = create_model("segnet_test", num_classes=2, unpool="arith").eval()
+    gm = torch.export.export(segnet, (torch.randn(1, 3, 32, 32),)).module()
+    kept = model_float_fx_nodes(segnet, gm)
+    targets = {str(n.target).split(".")[1] for n in gm.graph.nodes if n.name in kept}
+    assert {"sub", "clamp", "ceil", "mul", "cat"} <= targets and "conv2d" not in targets
+    unet = create_model("unet_test", num_classes=2).eval()
+    assert model_float_fx_nodes(unet, torch.export.export(unet, (torch.randn(1, 3, 32, 32),)).module()) == {}
