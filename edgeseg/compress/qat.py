@@ -15,37 +15,21 @@ int8 everywhere, zero points 0: what TensorRT's explicit quantization runs).
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from edgeseg.quiet import quiet_tools
+
 PRESETS = {"onnxruntime-cpu": "mixed", "tensorrt": "performance"}
 # TensorRT runs only signed int8 Q/DQ; NNCF's symmetric activation quantizers go unsigned (uint8) after a
 # ReLU, and nncf 3.4 refuses ``signedness_to_force`` with its default HW config: they are flipped to
 # signed after placement (same maximum, half the resolution: what TensorRT does anyway), before training.
 SIGNED_ACTIVATIONS = {"tensorrt"}
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """NNCF logs per-step progress and torch warns about the TorchScript exporter; results are checked."""
-    log = logging.getLogger("nncf")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        log.setLevel(level)
 
 
 def fold_batchnorms(model: nn.Module) -> int:
@@ -84,7 +68,7 @@ def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], ta
 
     preset = nncf.QuantizationPreset(PRESETS[target])
     fold_batchnorms(model.eval())
-    with _quiet():
+    with quiet_tools("nncf", stdout=False):  # NNCF logs per step; torch warns about TorchScript
         qmodel = nncf.quantize(model.eval(), nncf.Dataset(calibration), preset=preset,
                                subset_size=len(calibration))
     if target in SIGNED_ACTIVATIONS:
@@ -122,7 +106,7 @@ def export_qdq_onnx(qmodel: nn.Module, example: torch.Tensor, *, opset: int = 17
     import onnx
 
     qmodel.eval()
-    with _quiet():
+    with quiet_tools("nncf", stdout=False):  # NNCF logs per step; torch warns about TorchScript
         native = nncf.strip(qmodel, strip_format=nncf.StripFormat.NATIVE, example_input=example)
         _convert_shared_quantizers(native)
         axes = {0: "batch", 2: "height", 3: "width"}
