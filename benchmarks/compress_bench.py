@@ -119,7 +119,8 @@ def export_cached(job: Export, out: Path) -> dict[str, Any]:
 
 
 def fresh_onnx(model: str, like: Path, path: Path, hw: tuple[int, int], params: int | None) -> Path:
-    """FP32 ONNX of a freshly built ``model`` with ``like``'s classes and channels (latency only)."""
+    """FP32 ONNX of a freshly built ``model`` with ``like``'s classes and channels (latency only), in the
+    graph form `edgeseg export` writes (``SegModel.export_form``: SegNet with mask unpooling)."""
     import torch
 
     from edgeseg.artifacts.checkpoint import load_checkpoint
@@ -137,6 +138,7 @@ def fresh_onnx(model: str, like: Path, path: Path, hw: tuple[int, int], params: 
     if params is not None and count_params(net) != params:
         raise SystemExit(f"fresh {model}: {count_params(net)} params, the trained one had {params}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.export_form()
     export_onnx(net, meta_for(net, recipe_from_dict(meta.recipe)), path, hw=hw, dynamic=True)
     return path
 

@@ -126,7 +126,9 @@ class QatCfg(_Strict):
     """Quantization-aware training for INT8 (NNCF fake quantizers, fine-tuned on the training split)."""
 
     epochs: int = Field(3, ge=1)
-    lr: float | None = Field(None, gt=0, description="fine-tuning rate (default: train.lr / 10)")
+    lr: float | None = Field(None, gt=0, description="fine-tuning rate (default: train.lr / 100)")
+    distill: bool = Field(True, description="semantic models: logit distillation from the FP32 model while "
+                                            "fine-tuning")
 
 
 class ExportCfg(_Strict):

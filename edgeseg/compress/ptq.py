@@ -169,17 +169,30 @@ def quantize(model_path: str | Path, out_path: str | Path, ranges: Any, settings
             **quantized_counts(onnx.load(str(out_path))), "excluded": skip}
 
 
+# Ops whose output is on its input's int8 grid (ORT's QDQ propagation moves DQ after them).
+QDQ_TRANSPARENT_OPS = frozenset({"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"})
+
+
 def quantized_counts(model: Any) -> dict[str, Any]:
     """How many weighted nodes (Conv, ConvTranspose, Gemm, MatMul) run in INT8 vs float in a QDQ model.
 
-    A node counts as quantized when both its data and weight inputs come from DequantizeLinear.
+    A node counts as quantized when both its data and weight inputs come from DequantizeLinear, directly
+    or through ops ONNX Runtime moves the DequantizeLinear across (a max-pool of int8 values is the int8
+    max-pool: its QDQ propagation does that before fusing the conv).
     """
-    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    producers = {o: n for n in model.graph.node for o in n.output}
+
+    def from_dq(tensor: str) -> bool:
+        node = producers.get(tensor)
+        while node is not None and node.op_type in QDQ_TRANSPARENT_OPS:
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
     quantized: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     for node in model.graph.node:
         if node.op_type in WEIGHTED_OPS and len(node.input) > 1:
-            is_q = all(producers.get(t) == "DequantizeLinear" for t in node.input[:2])
+            is_q = all(from_dq(t) for t in node.input[:2])
             (quantized if is_q else skipped)[node.op_type] += 1
     return {"quantized_nodes": sum(quantized.values()), "skipped_nodes": sum(skipped.values()),
             "quantized_by_op": dict(quantized), "skipped_by_op": dict(skipped),

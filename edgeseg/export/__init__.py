@@ -116,9 +116,14 @@ def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, prec
     rcp, recipe_source = _recipe(ckpt, recipe, overrides)
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
 
-    model = get_task(ckpt.meta.task).export_model(ckpt.model, rcp, cfg)  # + in-graph postprocess if asked
-    ctx = ExportContext(out=out, model=model, meta=artifact_meta(ckpt.model, ckpt.meta, rcp, model), recipe=rcp,
+    source, meta = _export_form(ckpt.model, ckpt.meta)
+    model = get_task(ckpt.meta.task).export_model(source, rcp, cfg)  # + in-graph postprocess if asked
+    ctx = ExportContext(out=out, model=model, meta=artifact_meta(source, meta, rcp, model), recipe=rcp,
                         cfg=cfg, precisions=precs, checkpoint=checkpoint)
+    if source is not ckpt.model:
+        changed = ", ".join(f"{k}={v!r}" for k, v in meta.model_args.items() if ckpt.meta.model_args.get(k) != v)
+        ctx.say(f"exported with {changed} (same weights, same outputs; faster in ONNX Runtime, and what "
+                "TensorRT runs)", note=True)
     if model is not ckpt.model:
         ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
                 note=True)
@@ -151,6 +156,18 @@ def _plan(rcp: Any, cfg: Any, formats: list[str] | None, precisions: list[str] |
     fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
     precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
     return cfg, fmts, precs
+
+
+def _export_form(model: Any, meta: Any) -> tuple[Any, Any]:
+    """The model ONNX export writes (``SegModel.export_form``) and the metadata naming its arguments."""
+    import dataclasses
+
+    form = model.export_form() if hasattr(model, "export_form") else model
+    if form is model:
+        return model, meta
+    config = dict(getattr(form, "config", {}))
+    args = {**meta.model_args, **{k: v for k, v in config.items() if k in meta.model_args or k == "unpool"}}
+    return form, dataclasses.replace(meta, model_args=args)
 
 
 def artifact_meta(model: Any, meta: Any, rcp: Any, exported: Any = None) -> Any:

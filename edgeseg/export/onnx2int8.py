@@ -176,6 +176,7 @@ def qat_int8(ctx: ExportContext, dst: Path, target: str = "onnxruntime-cpu", mod
     from edgeseg.compress.calibration import calibration_images
     from edgeseg.compress.ptq import quantized_counts
     from edgeseg.compress.qat import export_qdq_onnx, qat_finetune
+    from edgeseg.compress.qdq_graph import prepare_for_onnxruntime
 
     cal, qat = ctx.cfg.calibration, ctx.cfg.qat
     images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
@@ -186,12 +187,14 @@ def qat_int8(ctx: ExportContext, dst: Path, target: str = "onnxruntime-cpu", mod
         log_dir = ctx.out / ("qat" if target == "onnxruntime-cpu" else f"qat-{target}")
         qmodel, figures = qat_finetune(copy.deepcopy(ctx.model if model is None else model), ctx.recipe, log_dir,
                                        epochs=qat.epochs, lr=qat.lr, calibration=[torch.from_numpy(a) for a in images],
-                                       target=target)
+                                       target=target, distill=qat.distill and ctx.meta.task == "semantic")
         proto = export_qdq_onnx(qmodel, torch.from_numpy(ctx.parity_inputs()[0]), opset=ctx.cfg.opset,
                                 dynamic=ctx.cfg.dynamic, output_names=tuple(getattr(ctx.model, "output_names",
                                                                                     ("logits",))))
     except (RuntimeError, ValueError) as exc:
         raise ExportError(f"{ctx.checkpoint}: quantization-aware training failed: {first_line(exc)}") from exc
+    if target == "onnxruntime-cpu":  # exact rewrites so that ORT fuses every quantized conv
+        figures["graph_rewrites"] = prepare_for_onnxruntime(proto)
     save_onnx(proto, dst)
     return {"method": "qat", "qat": figures, **quantized_counts(proto)}, {**info.to_dict(), "method": "qat"}
 

@@ -1,7 +1,7 @@
 """ONNX -> TensorRT: always the Jetson kit (``tensorrt/``); engines where TensorRT and a GPU exist.
 
-SegNet's index unpooling has no TensorRT equivalent, so the kit's graph is exported from the same
-weights with ``unpool="compare"`` (identical outputs). The kit's INT8 model uses symmetric int8
+SegNet's index unpooling has no TensorRT equivalent; the kit's graph is model.onnx, which export writes
+with ``unpool="compare"`` (same weights, identical outputs). The kit's INT8 model uses symmetric int8
 activations and weights and keeps ConvTranspose/Resize in float (TensorRT's INT8 trouble spots).
 """
 
@@ -16,9 +16,9 @@ from edgeseg.artifacts.onnx_io import save_onnx
 from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
 from edgeseg.export import trt_kit
 from edgeseg.export.context import ExportContext
-from edgeseg.export.formats import ArtifactRecord, ExportError
+from edgeseg.export.formats import ArtifactRecord
 from edgeseg.export.onnx2fp16 import to_fp16
-from edgeseg.export.torch2onnx import INPUT_NAME, export_onnx
+from edgeseg.export.torch2onnx import INPUT_NAME
 
 WORKSPACE_MIB = 1024
 
@@ -40,33 +40,14 @@ def tensorrt_status() -> tuple[bool, str]:
 
 
 def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any], Any]:
-    """The kit's FP32 graph: a copy of model.onnx, or a TensorRT-friendly re-export.
+    """The kit's FP32 graph: a copy of model.onnx, already in the form TensorRT runs (export writes
+    ``SegModel.export_form``: SegNet with ``compare`` unpooling, since TensorRT has no MaxUnpool).
 
     Returns (path, calibration key, info, the torch model the graph comes from).
     """
-    config = dict(getattr(ctx.model, "config", {}))
     path = kit / "model.onnx"
-    if config.get("unpool") != "indices":
-        shutil.copyfile(ctx.onnx["fp32"], path)
-        return path, "fp32", {"source": "model.onnx"}, ctx.model
-    from edgeseg.artifacts.checkpoint import build_from_config
-
-    from edgeseg.models.shapes import layer_shapes, reshape_layers
-
-    twin = build_from_config({**config, "unpool": "compare"}).eval()
-    reshape_layers(twin, layer_shapes(ctx.model))  # a pruned model's channel counts
-    twin.load_state_dict(ctx.model.state_dict())
-    twin.config = {**config, "unpool": "compare"}
-    meta = ctx.meta.__class__.from_dict({**ctx.meta.to_dict(),
-                                         "model_args": {**ctx.meta.model_args, "unpool": "compare"}})
-    info = export_onnx(twin, meta, path, hw=ctx.input_hw, opset=ctx.cfg.opset, dynamic=ctx.cfg.dynamic,
-                       simplify=ctx.cfg.simplify)
-    parity = ctx.parity(ctx.open(path))
-    if not ctx.parity_ok(parity):
-        raise ExportError(f"{path}: the unpool='compare' graph differs from PyTorch (agreement "
-                          f"{parity['agreement']:.4%}); see export.json")
-    return path, "tensorrt", {"source": "re-exported with unpool='compare' (TensorRT has no MaxUnpool)",
-                              "export": info, "parity": parity}, twin
+    shutil.copyfile(ctx.onnx["fp32"], path)
+    return path, "fp32", {"source": "model.onnx"}, ctx.model
 
 
 def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, Path], dict[str, str]]:

@@ -45,6 +45,11 @@ class SegModel(nn.Module):
                              f"got {h}x{w} (pad to {-(-h // self.stride) * self.stride}x"
                              f"{-(-w // self.stride) * self.stride})")
 
+    def export_form(self) -> SegModel:
+        """The module ONNX export writes: the model itself, unless the family has a faster graph with the
+        same weights and outputs (SegNet: mask unpooling instead of pool indices)."""
+        return self
+
     @property
     def task(self) -> str:
         """The registry's task of this variant (``semantic`` for an unregistered subclass)."""

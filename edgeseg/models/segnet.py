@@ -18,6 +18,8 @@ Three interchangeable unpooling forms share the same weights:
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
@@ -149,6 +151,21 @@ class SegNet(SegModel):
                 x = mask_unpool(x, saved[i])
             x = self.decoder[i](x)
         return self.head(x)
+
+    def with_unpool(self, unpool: UnpoolMode) -> SegNet:
+        """A copy with the same weights (pruned channel counts included) and another unpooling form."""
+        if unpool not in UNPOOL_MODES:
+            raise ValueError(f"unpool must be one of {UNPOOL_MODES}, got {unpool!r}")
+        twin = copy.deepcopy(self)
+        twin.unpool = unpool
+        twin.config = {**dict(getattr(self, "config", {})), "unpool": unpool}
+        return twin
+
+    def export_form(self) -> SegNet:
+        """``compare`` unpooling for ONNX: identical outputs, and measured faster in ONNX Runtime (its
+        MaxPool-with-indices has no blocked/NHWC kernel and MaxUnpool exports as a generic ScatterND,
+        both float even in an INT8 graph; see docs/compress.md), and the form TensorRT needs."""
+        return self if self.unpool != "indices" else self.with_unpool("compare")
 
 
 # ``unpool`` is spelled out in every variant's defaults so ``model.config`` always names the form.

@@ -65,6 +65,11 @@ def _get(d: dict[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+# Constructor arguments that pick an exported graph's form, not the trained model (same weights, same
+# outputs): SegNet's unpooling (``indices`` in the checkpoint, ``compare`` in ONNX, ``arith`` in .pte).
+GRAPH_FORM_ARGS = frozenset({"unpool"})
+
+
 def _model_key(row: dict[str, Any]) -> tuple[str, ...]:
     """Which trained model a row measured: architecture, recipe and constructor arguments (pruned shapes).
 
@@ -73,7 +78,8 @@ def _model_key(row: dict[str, Any]) -> tuple[str, ...]:
     their accuracy data, which names the stored recipe.
     """
     m = row.get("model") or {}
-    args = json.dumps(m.get("model_args") or {}, sort_keys=True, default=str)
+    model_args = {k: v for k, v in (m.get("model_args") or {}).items() if k not in GRAPH_FORM_ARGS}
+    args = json.dumps(model_args, sort_keys=True, default=str)
     recipe = m.get("recipe_hash") or m.get("recipe") or _get(row, "accuracy", "data") or ""
     return (str(m.get("name") or row["artifact"]["name"]), str(recipe), args)
 

@@ -48,6 +48,27 @@ def test_qat_export_is_plain_qdq_that_runs_in_onnxruntime_without_ptq(fitted: Pa
     assert art["parity"]["argmax_agreement"] > 0.9 and art["accuracy"]["int8"]["num_images"] == 6
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
     assert OrtBackend(art["path"], threads=1)(x)["logits"].shape == (1, 4, 64, 64)
+    qat = art["quantization"]["qat"]
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+
+    recipe_lr = load_checkpoint(fitted).meta.recipe["train"]["lr"]
+    assert qat["distill"] is True and qat["best_epoch"] == 1 and qat["lr"] == pytest.approx(recipe_lr / 100)
+    # every conv but the float-output head runs as ORT's INT8 conv (U-Net concats and skips included)
+    assert qat["graph_rewrites"]["concat_requantizers"] >= 1 and qat["graph_rewrites"]["folded_weight_quantizers"] >= 5
+    fused = fused_ops(Path(art["path"]), tmp_path / "opt.onnx")
+    assert fused["Conv"] + fused["FusedConv"] == 1 and fused["QLinearConv"] >= 5
+
+
+def fused_ops(path: Path, optimized: Path) -> dict[str, int]:
+    """Op counts of the graph ONNX Runtime runs for ``path`` (its CPU optimisations applied)."""
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return Counter(n.op_type for n in onnx.load(optimized).graph.node)
 
 
 def test_mixed_precision_honours_the_budget_where_full_int8_does_not(fitted: Path, tmp_path: Path, quick: None,

@@ -89,3 +89,18 @@ def test_width_mult_and_bad_unpool() -> None:
     with pytest.raises(ValueError, match="unpool must be one of"):
         create_model("segnet_test", num_classes=2, unpool="scatter")
     assert segnet.UNPOOL_MODES == ("indices", "compare", "arith")
+
+
+def test_export_form_is_a_compare_twin_with_identical_outputs() -> None:
+    from edgeseg.models.shapes import layer_shapes
+
+    model = create_model("segnet_test", num_classes=3, in_channels=1).eval()
+    form = model.export_form()
+    assert form is not model and form.unpool == "compare" and form.config["unpool"] == "compare"
+    assert model.unpool == "indices" and layer_shapes(form) == layer_shapes(model)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(form(x), model(x))
+    assert form.export_form() is form
+    with pytest.raises(ValueError, match="unpool must be one of"):
+        model.with_unpool("bogus")
