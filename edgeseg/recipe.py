@@ -131,6 +131,19 @@ class QatCfg(_Strict):
                                             "fine-tuning")
 
 
+class ExecuTorchCfg(_Strict):
+    """ExecuTorch (``.pte``) export settings."""
+
+    float_depthwise: Literal["auto", "always", "never"] = Field(
+        "auto", description="INT8 .pte: keep depthwise convs in float. auto: build the all-INT8 and the "
+                            "depthwise-float program and ship the one measured faster on this machine; always: "
+                            "keep them float (CPUs whose INT8 depthwise is slow, e.g. x86); never: all INT8 "
+                            "(phones whose INT8 depthwise kernels are fast, e.g. ARM)")
+    depthwise_scope: Literal["all", "full_res"] = Field(
+        "all", description="which depthwise convs float_depthwise keeps in float: all, or only those at the "
+                           "largest spatial size")
+
+
 class ExportCfg(_Strict):
     """What `export` writes."""
 
@@ -145,6 +158,7 @@ class ExportCfg(_Strict):
     qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
     max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
                                                            "drops by at most this many points")
+    executorch: ExecuTorchCfg = Field(default_factory=ExecuTorchCfg)
     postprocess: Literal["runtime", "graph"] = Field(
         "runtime", description="instance models: 'runtime' exports the raw heads and decodes them with numpy "
                                "beside the runtime; 'graph' puts the postprocess inside the graph with a fixed "

@@ -21,8 +21,9 @@ def tiny_recipe_dict(model: str = "unet_test", num_classes: int = 4, in_channels
 
 
 def make_checkpoint(path: Path, model: str = "unet_test", num_classes: int = 4, in_channels: int = 3,
-                    seed: int = 0) -> Path:
-    """An untrained (seeded) checkpoint with full metadata, as `edgeseg train` would write it."""
+                    seed: int = 0, model_kwargs: dict | None = None) -> Path:
+    """An untrained (seeded) checkpoint with full metadata, as `edgeseg train` would write it
+    (``model_kwargs``: constructor arguments beyond the registry defaults, e.g. ``separable=True``)."""
     import torch
 
     from edgeseg.models import create_model
@@ -31,7 +32,7 @@ def make_checkpoint(path: Path, model: str = "unet_test", num_classes: int = 4, 
 
     torch.manual_seed(seed)
     recipe = recipe_from_dict(tiny_recipe_dict(model, num_classes, in_channels))
-    net = create_model(model, num_classes=num_classes, in_channels=in_channels)
+    net = create_model(model, num_classes=num_classes, in_channels=in_channels, **(model_kwargs or {}))
     from edgeseg.artifacts.checkpoint import save_checkpoint
 
     return save_checkpoint(path, net, meta_for(net, recipe), epoch=0, metrics={})

@@ -33,6 +33,7 @@ from edgeseg.artifacts import ModelMeta, atomic_write_bytes
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2int8 import decide_int8, measure_paired
+from edgeseg.export.pte_mixed import choose_int8
 from edgeseg.artifacts.metadata import pte_constant_methods
 from edgeseg.quiet import first_line, quiet_tools
 
@@ -290,21 +291,28 @@ OBSERVER = "HistogramObserver activations, per-channel MinMax weights (XNNPACK q
 
 
 def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tensor, meta: ModelMeta,
-                source: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+                source: Path, extra_float: Callable[[Any], dict[str, str]] | None = None,
+                seen: Callable[[Any], None] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """PT2E INT8 of ``model``; ``extra_float(gm)`` names more float nodes, ``seen(gm)`` sees the annotated graph."""
     from edgeseg.compress.calibration import calibration_images
     from edgeseg.progress import track
 
     cal = ctx.cfg.calibration
     ctx.say(f"ExecuTorch INT8: PT2E calibration on {cal.images} training images (XNNPACK quantizer, "
             f"per-channel={cal.per_channel})")
+
+    def float_nodes(gm: Any) -> dict[str, str]:
+        if seen is not None:
+            seen(gm)
+        return {**(extra_float(gm) if extra_float else {}), **ctx.task.int8_float_fx_nodes(gm, names),
+                **model_float_fx_nodes(model, gm)}
+
     try:
         images, info = calibration_images(ctx.recipe.data, meta.in_channels, num_classes=meta.num_classes,
                                           count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
         names = tuple(getattr(model, "output_names", ctx.task.output_names))
         quantized, kept = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
-                                        per_channel=cal.per_channel,
-                                        float_nodes=lambda gm: {**ctx.task.int8_float_fx_nodes(gm, names),
-                                                                **model_float_fx_nodes(model, gm)})
+                                        per_channel=cal.per_channel, float_nodes=float_nodes)
     except Exception as exc:  # noqa: BLE001  (empty split, observer or torchao errors: one line)
         raise ExportError(f"{source}: ExecuTorch INT8 calibration ({cal.images} training images) failed: "
                           f"{first_line(exc)}") from exc
@@ -314,15 +322,32 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
                        "float_nodes": kept}
 
 
+def _int8_candidates(ctx: ExportContext, model: torch.nn.Module, example: torch.Tensor, meta: ModelMeta,
+                     outputs: list[str], fp32: Path, built: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The INT8 program(s) ``export.executorch.float_depthwise`` asks for (:func:`pte_mixed.choose_int8`).
+
+    Fills ``built`` (candidate -> temporary file, export figures, calibration figures); returns the
+    ``mixed_precision`` record for export.json and the chosen file.
+    """
+    def build(key: str, extra: Callable[[Any], dict[str, str]] | None, seen: Callable[[Any], None]) -> Path:
+        quantized, cal_info = _calibrated(ctx, model, example, meta, fp32, extra_float=extra, seen=seen)
+        data, info = lower(quantized, example, pte_constant_methods(meta, outputs, "int8"))
+        tag = re.sub(r"[^a-z0-9]+", "_", key)
+        built[key] = (write_pte(ctx.out / f".model.{tag}.tmp{os.getpid()}.pte", data), info, cal_info)
+        return built[key][0]
+
+    record = choose_int8(ctx, build, opener=lambda p: open_pte(p, ctx.threads))
+    return record, built[record["chosen"]][0]
+
 def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Module, meta: ModelMeta,
                  outputs: list[str], fp32: Path) -> ArtifactRecord:
     """Write model.int8.pte (or model.int8.rejected.pte) with calibration, parity, latency and accuracy figures."""
     example = example_input(static)
-    quantized, cal_info = _calibrated(ctx, model, example, meta, fp32)
-    data, info = lower(quantized, example, pte_constant_methods(meta, outputs, "int8"))
     path, rejected = ctx.out / PTE_NAMES["int8"], ctx.out / REJECTED_INT8
-    tmp = write_pte(ctx.out / f".model.int8.tmp{os.getpid()}.pte", data)
+    built: dict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = {}  # candidate -> (file, export, calibration)
     try:
+        mixed, tmp = _int8_candidates(ctx, model, example, meta, outputs, fp32, built)
+        info, cal_info = built[mixed["chosen"]][1:]
         int8 = open_pte(tmp, ctx.threads)
         parity = static.parity(int8)
         bar = ctx.task.parity_bars.int8_min_agreement
@@ -343,14 +368,15 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
         final = path if ship else rejected
         os.replace(tmp, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        for file, _, _ in built.values():
+            file.unlink(missing_ok=True)
     (rejected if ship else path).unlink(missing_ok=True)  # no stale file from an earlier export
     if not ship:
         ctx.say(f"ExecuTorch INT8 not shipped: {reason}", note=True)
     figures = {"export": info, "calibration": cal_info, "parity": parity,
                "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
                "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
-               "policy": ctx.cfg.int8_policy, "decision": decision}
+               "policy": ctx.cfg.int8_policy, "decision": decision, "mixed_precision": mixed}
     ctx.say(f"ExecuTorch INT8 {ctx.task.headline.label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
             f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x; "
             f"{info['fraction_delegated']:.1%} delegated")

@@ -102,7 +102,8 @@ def test_missing_package_is_a_one_line_error(hide_package):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A briefly fitted unet_test through the ``executorch`` converter: FP32 + INT8 (shipped regardless of speed).
+    """A briefly fitted depthwise-separable unet_test through the ``executorch`` converter: FP32 + INT8
+    (shipped regardless of speed; ``float_depthwise: auto`` builds and times both INT8 candidates).
 
     The converter is called on an export context directly (no ONNX files) to keep the test short; the
     whole ``edgeseg export --format executorch --int8`` path is the slow CLI test below.
@@ -116,7 +117,7 @@ def exported(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine: a second thread only spins
     try:
-        ckpt_path = fitted_checkpoint(root / "model.pt", steps=100)
+        ckpt_path = fitted_checkpoint(root / "model.pt", steps=250, model_kwargs={"separable": True})
     finally:
         torch.set_num_threads(threads)
     ckpt = load_checkpoint(ckpt_path)
@@ -149,6 +150,24 @@ def test_fp32_and_int8_programs_with_their_figures(exported):
     assert acc["int8"]["num_images"] == acc["fp32"]["num_images"] == 6  # the whole validation split
     assert abs(acc["miou_drop_points"]) < 3.0 and acc["fp32"]["miou"] > 0.3
     assert int8["latency"]["int8"]["backend"] == "executorch-xnnpack" and int8["speedup"] > 0
+
+
+def test_int8_export_records_the_measured_mixed_precision_choice(exported):
+    """``auto`` on a separable model: both INT8 programs timed, the faster shipped, export.json says which
+    depthwise convs stayed float and why; no candidate file is left behind."""
+    _, out, doc = exported
+    int8 = _record(doc, "executorch", "int8")
+    mixed = int8["mixed_precision"]
+    dw_key = "int8+float_depthwise(all)"
+    assert mixed["float_depthwise"] == "auto" and mixed["depthwise_convs"] == 8
+    assert set(mixed["timing"]["p50_ms"]) == {"int8", dw_key} and mixed["timing"]["rounds"] >= 1
+    faster = min(mixed["timing"]["p50_ms"], key=mixed["timing"]["p50_ms"].get)
+    assert mixed["chosen"] == faster or mixed["timing"]["busy"]  # busy: the paired ratios decide
+    floats = {k for k, why in int8["calibration"]["float_nodes"].items() if why.startswith("depthwise")}
+    assert sorted(floats) == mixed["float_depthwise_nodes"] and len(floats) == (8 if mixed["chosen"] == dw_key else 0)
+    assert f"shipped {mixed['chosen']}" in mixed["reason"]
+    assert sorted(p.name for p in out.glob("*.pte")) == ["model.int8.pte", "model.pte"]
+    assert not list(out.glob(".*"))
 
 
 def test_metadata_travels_inside_the_program(exported):
@@ -280,3 +299,151 @@ def test_segnet_unpool_mask_stays_float_in_int8():
     assert {"sub", "clamp", "ceil", "mul", "cat"} <= targets and "conv2d" not in targets
     unet = create_model("unet_test", num_classes=2).eval()
     assert model_float_fx_nodes(unet, torch.export.export(unet, (torch.randn(1, 3, 32, 32),)).module()) == {}
+
+
+# Latency-aware mixed precision: depthwise convs in float inside the INT8 program (edgeseg/export/pte_mixed.py).
+
+def _unet_test(separable=True):
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("unet_test", num_classes=2, in_channels=3, separable=separable).eval()
+
+
+def _convs(gm):
+    return [n for n in gm.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+
+
+def test_chooser_names_exactly_the_depthwise_convs():
+    from edgeseg.export.pte_mixed import depthwise_float_nodes
+
+    net = _unet_test()
+    gm = torch.export.export(net, (torch.randn(1, 3, 32, 32),)).module()
+    weights = dict(gm.named_parameters())
+    dw_modules = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
+    chosen = depthwise_float_nodes(gm)
+    groups = {n.name: n.args[6] if len(n.args) > 6 else 1 for n in _convs(gm)}
+    assert len(chosen) == len(dw_modules) == 8 and set(chosen) <= set(groups)
+    assert all(groups[name] > 1 for name in chosen) and all(g == 1 for n, g in groups.items() if n not in chosen)
+    for node in _convs(gm):  # a depthwise weight has one input channel per group
+        assert (weights[node.args[1].target].shape[1] == 1) == (node.name in chosen)
+    full = depthwise_float_nodes(gm, "full_res")
+    assert full and set(full) < set(chosen) and all("32x32" in why for why in full.values())
+    plain = _unet_test(separable=False)
+    assert depthwise_float_nodes(torch.export.export(plain, (torch.randn(1, 3, 32, 32),)).module()) == {}
+    with pytest.raises(ValueError, match="scope"):
+        depthwise_float_nodes(gm, "half")
+
+
+@pytest.mark.parametrize("keep_float", [True, False])
+def test_float_depthwise_always_and_never_in_the_quantized_graph(keep_float, tmp_path):
+    """Depthwise convs named float keep float weights while every other conv is INT8;
+    without them every conv is INT8; the mixed program lowers whole, runs and stays close to FP32."""
+    from edgeseg.export.pte_mixed import depthwise_float_nodes
+    from edgeseg.export.torch2executorch import quantize_int8
+
+    net = _unet_test()
+    x = torch.randn(1, 3, 32, 32)
+    images = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(4)]
+    q, kept = quantize_int8(net, x, images, float_nodes=depthwise_float_nodes if keep_float else None)
+    assert len(kept) == (8 if keep_float else 0)
+    convs = _convs(q)
+    dw = [n for n in convs if len(n.args) > 6 and n.args[6] > 1]
+    assert len(dw) == 8 and len(convs) > len(dw)
+    for conv in convs:
+        quantized = not (keep_float and conv in dw)
+        assert ("dequantize" in str(conv.args[1].target)) == quantized, conv.name  # int8 weight or float one
+    if keep_float:
+        data, info = lower(q, x, {})
+        assert info["fraction_delegated"] == 1.0
+        (tmp_path / "m.pte").write_bytes(data)
+        from executorch.runtime import Runtime
+
+        out = Runtime.get().load_program(tmp_path / "m.pte").load_method("forward").execute([x])[0]
+        with torch.no_grad():
+            ref = net(x)
+        assert float((out - ref).abs().max()) < 0.25 * float(ref.abs().max())
+        assert float((out.argmax(1) == ref.argmax(1)).float().mean()) > 0.85
+
+
+class _Ctx:
+    """The little of an ExportContext that ``choose_int8`` reads."""
+
+    def __init__(self, mode, scope="all"):
+        from edgeseg.recipe import ExportCfg
+
+        self.cfg = ExportCfg(executorch={"float_depthwise": mode, "depthwise_scope": scope})
+        self.threads, self.said = 2, []
+
+    def say(self, text, note=False):
+        self.said.append(text)
+
+
+def _fake_build(has_depthwise=True):
+    """A ``build`` that records what it was asked for; the graph it shows has 8 depthwise convs (or none)."""
+    gm = torch.export.export(_unet_test(separable=has_depthwise), (torch.randn(1, 3, 32, 32),)).module()
+    calls = []
+
+    def build(key, extra, seen):
+        seen(gm)
+        calls.append((key, sorted(extra(gm)) if extra else []))
+        return f"{key}.pte"
+    return build, calls
+
+
+@pytest.mark.parametrize("mode, dw_ms, chosen", [("auto", 4.0, "int8+float_depthwise(all)"),
+                                                 ("auto", 6.0, "int8"), ("always", None, "int8+float_depthwise(all)"),
+                                                 ("never", None, "int8")])
+def test_choose_int8_follows_the_switch_and_the_measurement(monkeypatch, mode, dw_ms, chosen):
+    from edgeseg.export import pte_mixed
+    from edgeseg.export.int8_timing import RatioSamples
+
+    timed = []
+
+    def fake_measure(ctx, paths, opener=None, backend=""):
+        timed.append(dict(paths))
+        return ({"fp32": {"p50_ms": 5.0}, "int8": {"p50_ms": dw_ms}}, RatioSamples(ratios=[5.0 / dw_ms] * 2))
+
+    monkeypatch.setattr("edgeseg.export.onnx2int8.measure_paired", fake_measure)
+    build, calls = _fake_build()
+    ctx = _Ctx(mode)
+    record = pte_mixed.choose_int8(ctx, build, opener=None)
+    assert record["chosen"] == chosen and record["float_depthwise"] == mode and record["depthwise_convs"] == 8
+    built = [key for key, _ in calls]
+    assert built == {"auto": ["int8", "int8+float_depthwise(all)"], "always": ["int8+float_depthwise(all)"],
+                     "never": ["int8"]}[mode]
+    assert all(len(extra) == (8 if "depthwise" in key else 0) for key, extra in calls)
+    assert record["float_depthwise_nodes"] == (sorted(calls[-1][1]) if "depthwise" in chosen else [])
+    if mode == "auto":  # both timed, all-INT8 in the reference slot; the figures are in the record
+        assert timed == [{"fp32": "int8.pte", "int8": "int8+float_depthwise(all).pte"}]
+        assert record["timing"]["p50_ms"] == {"int8": 5.0, "int8+float_depthwise(all)": dw_ms}
+        assert f"{dw_ms:.2f} ms" in record["reason"] and record["reason"].endswith(f"shipped {chosen}")
+    else:
+        assert timed == [] and f"float_depthwise={mode}" in record["reason"]
+
+
+def test_choose_int8_auto_without_depthwise_convs_builds_one_program(monkeypatch):
+    from edgeseg.export import pte_mixed
+
+    monkeypatch.setattr("edgeseg.export.onnx2int8.measure_paired", lambda *a, **k: pytest.fail("nothing to time"))
+    build, calls = _fake_build(has_depthwise=False)
+    record = pte_mixed.choose_int8(_Ctx("auto"), build, opener=None)
+    assert [key for key, _ in calls] == ["int8"] and record["chosen"] == "int8"
+    assert record["depthwise_convs"] == 0 and "no depthwise convs" in record["reason"]
+
+
+def test_pick_faster_on_a_busy_machine_uses_the_paired_ratios():
+    from edgeseg.export.pte_mixed import pick_faster
+
+    # best p50s say "b" (a lucky quiet moment), the paired ratios say "a" is faster round after round
+    chosen, reason, record = pick_faster({"a": 5.0, "b": 4.0}, [0.9, 0.88, 0.91, 0.89], "1 core busy", "a", "b")
+    assert chosen == "a" and "busy" in reason and record["ratio_ci95"][1] < 1.0
+    assert pick_faster({"a": 5.0, "b": 4.0}, [1.2, 1.3], "", "a", "b")[0] == "b"
+
+
+def test_float_depthwise_bad_value_is_a_one_line_error_naming_the_field():
+    from edgeseg.recipe import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(None, ["export.executorch.float_depthwise=sometimes"])
+    assert "\n" not in str(err.value) and "export.executorch.float_depthwise" in str(err.value)
