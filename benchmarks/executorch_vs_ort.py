@@ -7,7 +7,8 @@ Usage: python benchmarks/executorch_vs_ort.py --prepare-only            # train 
 
 Each model (unet-lite, segnet-lite, fcn-lite) trains briefly on the quickstart shapes (64 px; a finished
 run in --work is reused), then `edgeseg.export` writes FP32 + INT8 ONNX and FP32 + INT8 .pte with
-int8_policy=auto, calibrating on the TRAINING split at SIZE x SIZE and measuring accuracy on the whole
+int8_policy=auto (the INT8 .pte with export.executorch.float_depthwise=auto: all-INT8 or depthwise convs
+in float, whichever export timed faster; the table says which), calibrating on the TRAINING split at SIZE x SIZE and measuring accuracy on the whole
 validation split rendered at SIZE x SIZE (the same images for every artifact). The four files of every
 model are then timed side by side at batch 1 and THREADS threads: rounds alternate over all files,
 median of the per-round p50s; run it under `flock /tmp/edgeseg-bench.lock` on a shared machine, and
@@ -121,6 +122,7 @@ def main() -> None:
             "et_vs_ort": ort_all[best_ort] / et_all[best_et],
             "et_int8_speedup": ms["executorch/fp32"] / ms["executorch/int8"],
             "et_int8_miou_drop_points": et_acc["miou_drop_points"],
+            "et_int8_mixed_precision": arts["executorch/int8"].get("mixed_precision", {}),
             "noisy": any(latency[f"{model}/{k}"]["noisy"] for k in ms)})
     targets = {f"{r['model']}: fastest ExecuTorch faster than fastest ONNX Runtime": r["et_vs_ort"] > 1.0
                for r in rows}
@@ -147,8 +149,19 @@ def main() -> None:
           "training split. `*` = not shipped by export's int8_policy=auto (not faster than FP32 when export "
           "timed it).", "",
           "| model | ORT FP32 | ORT INT8 | ET FP32 | ET INT8 | ET best vs ORT best | ET INT8 speed-up | "
-          "mIoU ORT FP32 / INT8 | mIoU ET FP32 / INT8 | ET INT8 Δ (pts) | delegated | val images |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "mIoU ORT FP32 / INT8 | mIoU ET FP32 / INT8 | ET INT8 Δ (pts) | delegated | val images | "
+          "ET INT8 form (export-time ms: all-INT8 / float depthwise) |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+
+    def form(r: dict) -> str:
+        mixed = r["et_int8_mixed_precision"]
+        if not mixed:
+            return "all INT8 (exported before float_depthwise)"
+        ms = (mixed.get("timing") or {}).get("p50_ms", {})
+        timed = f" ({' / '.join(f'{v:.1f}' for v in ms.values())})" if ms else ""
+        chosen = mixed["chosen"]
+        return (f"{len(mixed['float_depthwise_nodes'])} depthwise float" if chosen != "int8" else "all INT8") + \
+            f", {mixed['float_depthwise']}{timed}"
 
     def cell(r: dict, k: str) -> str:
         return f"{r['ms'][k]:.1f}{'' if r['shipped'][k] else '*'}"
@@ -160,7 +173,7 @@ def main() -> None:
                   f"{r['fastest_ort'].split('/')[1]}) | {r['et_int8_speedup']:.2f}x | "
                   f"{mi['onnx/fp32']:.4f} / {mi['onnx/int8']:.4f} | {mi['executorch/fp32']:.4f} / "
                   f"{mi['executorch/int8']:.4f} | {-r['et_int8_miou_drop_points']:+.2f} | "
-                  f"{r['fraction_delegated']['executorch/int8']:.0%} | {r['val_images']} |")
+                  f"{r['fraction_delegated']['executorch/int8']:.0%} | {r['val_images']} | {form(r)} |")
     busy = [f"{k}: {x['contention']}" for k, x in latency.items() if x["contention"]]
     md += ["", "Contention: " + ("; ".join(busy) if busy else "none (no other process used the cores while timing)")
            + ".", "", "Targets: " + "; ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in targets.items()) + "."]

@@ -317,7 +317,7 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
         raise ExportError(f"{source}: ExecuTorch INT8 calibration ({cal.images} training images) failed: "
                           f"{first_line(exc)}") from exc
     if kept:
-        ctx.say(f"ExecuTorch INT8: {len(kept)} nodes stay in float ({ctx.task.name} task: {next(iter(kept.values()))}, ...)")
+        ctx.say(f"ExecuTorch INT8: {len(kept)} nodes stay in float ({next(iter(kept.values()))}, ...)")
     return quantized, {**info.to_dict(), "method": "pt2e", "observers": OBSERVER, "per_channel": cal.per_channel,
                        "float_nodes": kept}
 
