@@ -13,6 +13,7 @@ after them (XNNPACK "Convert" operators), which the measurement includes.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,9 @@ def pick_faster(p50: dict[str, float], ratios: list[float], busy: str, base: str
                 ) -> tuple[str, str, dict[str, Any]]:
     """Which of two INT8 programs to ship from paired rounds (ratio = base ms / challenger ms per round).
 
-    Quiet machine: the lower best p50. Busy machine: the geometric mean of the paired ratios (a load
-    change hits both programs of a round alike), with its 95% interval recorded; both candidates pass
+    Quiet machine: the lower best p50. Busy machine: the median of the paired ratios (a load change
+    hits both programs of a round alike; the median ignores the odd round a burst of load hit one
+    program only), with the 95% interval of the mean log ratio recorded; both candidates pass
     the same parity and FP32-vs-INT8 checks afterwards, so a wrong pick costs speed, never accuracy.
     Returns (chosen key, reason, record).
     """
@@ -80,15 +82,15 @@ def pick_faster(p50: dict[str, float], ratios: list[float], busy: str, base: str
 
     samples = RatioSamples(ratios=list(ratios), busy=busy)
     ci = samples.ci95()
-    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
+    mid = statistics.median(ratios) if ratios else 1.0
     record: dict[str, Any] = {"p50_ms": {k: round(v, 4) for k, v in p50.items()}, "rounds": len(ratios),
                               "ratios": [round(r, 4) for r in ratios],
                               "ratio_ci95": [round(v, 4) for v in ci] if ci else None, "busy": busy}
     if busy:
-        faster = geo > 1.0
+        faster = mid > 1.0
         record["certainty"] = ("95% interval excludes 1" if samples.excludes_one()
-                               else "undecided: geometric-mean ratio of paired rounds on a busy machine")
-        basis = f"geometric-mean ratio {geo:.3f} over {len(ratios)} paired rounds on a busy machine ({busy})"
+                               else "undecided: median ratio of paired rounds on a busy machine")
+        basis = f"median {base}/{challenger} ratio {mid:.3f} over {len(ratios)} paired rounds on a busy machine ({busy})"
     else:
         faster = p50[challenger] < p50[base]
         record["certainty"] = f"quiet machine: best p50 of {len(ratios)} paired rounds"
