@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -157,8 +158,12 @@ def main() -> None:
         mixed = r["et_int8_mixed_precision"]
         if not mixed:
             return "all INT8 (exported before float_depthwise)"
-        ms = (mixed.get("timing") or {}).get("p50_ms", {})
-        timed = f" ({' / '.join(f'{v:.1f}' for v in ms.values())})" if ms else ""
+        timing = mixed.get("timing") or {}
+        ms = timing.get("p50_ms", {})
+        timed = f" ({' / '.join(f'{v:.1f}' for v in ms.values())}" if ms else ""
+        if ms and timing.get("busy"):  # on a busy machine the median paired ratio decided, not the best p50s
+            timed += f"; busy, median ratio {statistics.median(timing['ratios']):.2f}"
+        timed += ")" if ms else ""
         chosen = mixed["chosen"]
         return (f"{len(mixed['float_depthwise_nodes'])} depthwise float" if chosen != "int8" else "all INT8") + \
             f", {mixed['float_depthwise']}{timed}"
