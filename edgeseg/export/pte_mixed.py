@@ -72,11 +72,11 @@ def pick_faster(p50: dict[str, float], ratios: list[float], busy: str, base: str
                 ) -> tuple[str, str, dict[str, Any]]:
     """Which of two INT8 programs to ship from paired rounds (ratio = base ms / challenger ms per round).
 
-    Quiet machine: the lower best p50. Busy machine: the median of the paired ratios (a load change
-    hits both programs of a round alike; the median ignores the odd round a burst of load hit one
-    program only), with the 95% interval of the mean log ratio recorded; both candidates pass
-    the same parity and FP32-vs-INT8 checks afterwards, so a wrong pick costs speed, never accuracy.
-    Returns (chosen key, reason, record).
+    Quiet machine: the lower best p50. Busy machine (where best-of-rounds is not to be trusted), as
+    ``int8_policy: auto`` does there: the challenger only when the 95% interval of the ratio lies above 1
+    (and its median agrees); undecided keeps ``base``, the program without extra Converts. Both
+    candidates pass the same parity and FP32-vs-INT8 checks afterwards, so a wrong pick costs speed,
+    never accuracy. Returns (chosen key, reason, record).
     """
     from edgeseg.export.int8_timing import RatioSamples
 
@@ -87,10 +87,12 @@ def pick_faster(p50: dict[str, float], ratios: list[float], busy: str, base: str
                               "ratios": [round(r, 4) for r in ratios],
                               "ratio_ci95": [round(v, 4) for v in ci] if ci else None, "busy": busy}
     if busy:
-        faster = mid > 1.0
+        faster = ci is not None and ci[0] > 1.0 and mid > 1.0
         record["certainty"] = ("95% interval excludes 1" if samples.excludes_one()
-                               else "undecided: median ratio of paired rounds on a busy machine")
-        basis = f"median {base}/{challenger} ratio {mid:.3f} over {len(ratios)} paired rounds on a busy machine ({busy})"
+                               else f"undecided on a busy machine: kept {base}")
+        span = f"95% CI {ci[0]:.2f}-{ci[1]:.2f}" if ci else "a single round"
+        basis = (f"median {base}/{challenger} ratio {mid:.3f}, {span}, over {len(ratios)} paired rounds on a busy "
+                 f"machine ({busy})")
     else:
         faster = p50[challenger] < p50[base]
         record["certainty"] = f"quiet machine: best p50 of {len(ratios)} paired rounds"
