@@ -66,16 +66,24 @@ class Export:
 
 def plan(args: argparse.Namespace) -> tuple[list[Row], dict[str, Export], dict[str, dict[str, Any]]]:
     """The rows, the exports they need (by OUT sub-folder) and the fresh FP32 models to build."""
-    common = ([f"data.root={args.data}"] if args.data else []) + [
+    base = ([f"data.root={args.data}"] if args.data else []) + [
         f"export.calibration.images={args.calibration}", "export.int8_policy=always", *args.set]
-    mixed = [*common, f"export.max_drop={args.max_drop}"]
-    qat = [*common, f"export.qat.epochs={args.qat_epochs}", f"data.train_repeats={args.qat_repeats}"]
+    methods = dict(item.split("=", 1) for item in args.calib_method)
+
+    def overrides(model: str) -> tuple[list[str], list[str], list[str]]:
+        """(PTQ, mixed, QAT) export overrides of ``model`` (its family's calibration method)."""
+        method = next((m for fam, m in methods.items() if model.split("-")[0] == fam), None)
+        common = base + ([f"export.calibration.method={method}"] if method else [])
+        qat = [*base, f"export.qat.epochs={args.qat_epochs}", f"data.train_repeats={args.qat_repeats}"]
+        return common, [*common, f"export.max_drop={args.max_drop}"], qat
+
     rows: list[Row] = []
     exports: dict[str, Export] = {}
     fresh: dict[str, dict[str, Any]] = {}
     runs = Path(args.runs) if args.runs else None
     summary = json.loads((runs / "summary.json").read_text()) if runs else {}
     for fam in filter(None, args.big.split(",")):
+        common, mixed, qat = overrides(fam)
         tag, ckpt = f"{fam}-p50", runs / f"{fam}-p50" / "model.pt"  # type: ignore[operator]
         val = summary[fam]["val"]
         fresh[f"{fam} fp32"] = {"model": fam, "like": ckpt, "params": summary[tag]["figures"]["before"]["params"]}
@@ -90,6 +98,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Row], dict[str, Export], dict[s
             rows.append(Row(f"{tag} int8 mixed", f"{fam} fp32", f"{tag}-mixed", "int8"))
     lite = Path(args.lite) if args.lite else None
     for name in filter(None, args.lite_models.split(",")):
+        common, mixed, _ = overrides(name)
         variants = [name] + sorted(p.parent.name for p in lite.glob(f"{name}-p*/model.pt"))  # type: ignore[union-attr]
         for tag in variants:
             ckpt = lite / tag / "model.pt"  # type: ignore[operator]
@@ -244,12 +253,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--qat-repeats", type=int, default=2, help="passes over the training images per QAT epoch")
     ap.add_argument("--calibration", type=int, default=32, help="PTQ calibration images (training split)")
+    ap.add_argument("--calib-method", action="append", default=None, metavar="FAMILY=METHOD",
+                    help="PTQ calibration method of a family (default: segnet=percentile: a finer int8 grid "
+                         "for the activations SegNet's unpooling compares, fewer max-pool ties)")
     ap.add_argument("--set", action="append", default=[], help="extra export overrides (tiny test runs)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prepare-only", action="store_true", help="exports and accuracy only, no timing")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.calib_method is None:
+        args.calib_method = ["segnet=percentile"]
+    bad = [m for m in args.calib_method if "=" not in m]
+    if bad:
+        ap.error(f"--calib-method: expected FAMILY=METHOD, got {bad[0]!r}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

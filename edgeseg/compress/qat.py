@@ -54,12 +54,24 @@ def fold_batchnorms(model: nn.Module) -> int:
     return folded
 
 
+# SegNet's ``compare`` unpooling builds a 0/1 mask by comparing a tensor with its own 2x2 window max:
+# NNCF would quantize the two sides of that comparison with different quantizers (and the mask arithmetic
+# too), so the comparison fails and the unpooling breaks (seen: val Dice 0.84 -> 0.77 after one epoch).
+# The mask ops stay float (NNCF's op type names); the convs around them are quantized as usual.
+MASK_UNPOOL_OPS = ("__eq__", "__rsub__", "mul", "interpolate", "pixel_shuffle", "stack", "__getitem__")
+
+
+def ignored_ops(model: nn.Module) -> list[str]:
+    """NNCF op types that stay float in ``model`` (SegNet's mask unpooling), else none."""
+    return list(MASK_UNPOOL_OPS) if getattr(model, "unpool", None) == "compare" else []
+
+
 def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], target: str = "onnxruntime-cpu"
                            ) -> nn.Module:
     """``nncf.quantize`` on ``calibration`` inputs: a trainable model with fake quantizers, same ``forward``.
 
     BatchNorms are folded into their convs first (:func:`fold_batchnorms`; ``model`` is changed in
-    place). The model's ``config`` (registry constructor arguments) is carried over so the training loop
+    place); :func:`ignored_ops` stay float. The model's ``config`` (registry constructor arguments) is carried over so the training loop
     and checkpoint metadata keep working.
     """
     # The C++ extension compiles on first use; a loaded 2-core machine needs more than NNCF's 60 s.
@@ -68,9 +80,11 @@ def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], ta
 
     preset = nncf.QuantizationPreset(PRESETS[target])
     fold_batchnorms(model.eval())
+    ignored = ignored_ops(model)
+    scope = nncf.IgnoredScope(types=ignored, validate=False) if ignored else None
     with quiet_tools("nncf", stdout=False):  # NNCF logs per step; torch warns about TorchScript
         qmodel = nncf.quantize(model.eval(), nncf.Dataset(calibration), preset=preset,
-                               subset_size=len(calibration))
+                               subset_size=len(calibration), ignored_scope=scope)
     if target in SIGNED_ACTIVATIONS:
         _force_signed(qmodel)
     for attr in ("config", "num_classes", "in_channels", "stride", "output_names"):
