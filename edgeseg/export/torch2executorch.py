@@ -65,11 +65,7 @@ def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.M
     config = dict(getattr(model, "config", {}))
     if config.get("unpool") in (None, DELEGABLE_UNPOOL):
         return model, meta, ""
-    from edgeseg.artifacts.checkpoint import build_from_config
-
-    twin = build_from_config({**config, "unpool": DELEGABLE_UNPOOL}).eval()
-    twin.load_state_dict(model.state_dict())
-    twin.config = {**config, "unpool": DELEGABLE_UNPOOL}
+    twin = model.with_unpool(DELEGABLE_UNPOOL).eval()  # a copy: pruned channel counts kept
     meta = dataclasses.replace(meta, model_args={**meta.model_args, "unpool": DELEGABLE_UNPOOL})
     return twin, meta, (f"re-exported with unpool={DELEGABLE_UNPOOL!r} (same weights, same outputs): XNNPACK has no "
                         f"kernel for unpool={config['unpool']!r}'s ops, which would run on portable kernels")
