@@ -204,7 +204,10 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
           target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms"),
           importance: str = typer.Option("l2", help="l1 | l2 | bn | taylor"),
           global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
-          round_to: int = typer.Option(8, help="kept channel counts are multiples of this"),
+          round_to: str = typer.Option("8", help="kept channel counts are multiples of this, or 'auto': ONNX "
+                                       "Runtime's CPU channel block here (16 with AVX-512, else 8)"),
+          keep: Optional[list[str]] = typer.Option(None, "--keep", help="layer-name pattern (fnmatch) whose convs "
+                                                   "and coupled layers are not pruned; repeatable"),
           finetune_epochs: int = typer.Option(0, help="fine-tuning epochs after pruning"),
           finetune_lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: recipe's)"),
           distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
@@ -217,7 +220,7 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
 
     cfg = PruneConfig(ratio=ratio, target_macs=target_macs,
                       target_latency_ms=parse_latency(target_latency) if target_latency else None,
-                      importance=importance, global_pruning=global_pruning, round_to=round_to,
+                      importance=importance, global_pruning=global_pruning, round_to=round_to, keep=list(keep or []),
                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
     doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
     from edgeseg.tasks import get_task

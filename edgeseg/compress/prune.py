@@ -20,7 +20,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,13 @@ class PruneConfig:
         importance: l1 | l2 (group weight magnitude), bn (BatchNorm scale) or taylor (first-order, from
             gradients of the training loss on ``taylor_batches`` training batches).
         global_pruning: Rank channels across layers instead of the same ratio in every layer.
-        round_to: Kept channel counts are multiples of this (SIMD-friendly; unaligned counts run slower).
+        round_to: Kept channel counts of every pruned convolution are multiples of this (SIMD-friendly;
+            unaligned counts run slower), or ``"auto"``: the channel block of ONNX Runtime's CPU kernels on
+            this machine (:func:`ort_cpu_block`: 16 with AVX-512, 8 otherwise). A layer narrower than
+            ``round_to`` is left unpruned.
+        keep: Layer-name patterns (``fnmatch``, a name also matches its sub-layers: ``decoder.0`` keeps
+            ``decoder.0.0.0.0``) whose convolutions keep their output channels, and with them every layer
+            coupled to them (Torch-Pruning prunes a coupled group together or not at all).
         max_ratio: Most any layer group may lose (targets only).
         steps: Iterative steps towards ``max_ratio`` (targets only); finer steps land closer to the target.
         taylor_batches: Training batches whose gradients feed the Taylor importance.
@@ -66,7 +72,8 @@ class PruneConfig:
     target_latency_ms: float | None = None
     importance: str = "l2"
     global_pruning: bool = False
-    round_to: int = 8
+    round_to: int | str = 8
+    keep: list[str] = field(default_factory=list)
     max_ratio: float = 0.9
     steps: int = 18
     taylor_batches: int = 4
@@ -90,8 +97,14 @@ class PruneConfig:
                              f"{self.target_latency_ms}")
         if self.importance not in IMPORTANCES:
             raise PruneError(f"importance: expected one of {', '.join(IMPORTANCES)}, got {self.importance!r}")
-        if self.round_to < 1 or self.steps < 1 or self.finetune_epochs < 0:
-            raise PruneError("round_to and steps must be >= 1, finetune_epochs >= 0")
+        self.round_to = parse_round_to(self.round_to)
+        if isinstance(self.keep, str):
+            self.keep = [self.keep]
+        for pattern in self.keep:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise PruneError(f"keep: expected layer-name patterns like decoder.0 or 'encoder.0.*', got {pattern!r}")
+        if self.steps < 1 or self.finetune_epochs < 0:
+            raise PruneError("steps must be >= 1, finetune_epochs >= 0")
 
     @property
     def mode(self) -> str:
@@ -99,6 +112,37 @@ class PruneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ort_cpu_block() -> int:
+    """Channel block of ONNX Runtime's NCHWc CPU kernels on this machine: 16 with AVX-512F, else 8.
+
+    MLAS (ORT's CPU kernels) lays convolutions out as NCHWc with this block (``MlasNchwcGetBlockSize``:
+    16 on AVX-512F, 8 on AVX/AVX2) and pads channel counts up to it, so on this CPU a width that is not a
+    multiple of the block costs as much as the next multiple. Read from the ``avx512f`` CPU flag in
+    ``/proc/cpuinfo``; where that file is missing (not Linux) the answer is 8.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return 8
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    return 16 if "avx512f" in flags else 8
+
+
+def parse_round_to(value: int | str) -> int:
+    """``round_to`` as an int: a positive integer, or ``"auto"`` (:func:`ort_cpu_block`)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return ort_cpu_block()
+        if not text.isdigit():
+            raise PruneError(f"round_to (--round-to): expected a positive integer or 'auto', got {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PruneError(f"round_to (--round-to): expected a positive integer or 'auto', got {value!r}")
+    return value
 
 
 def parse_latency(text: str) -> float:
@@ -181,18 +225,106 @@ def unpool_coupling(model: nn.Module) -> Iterator[None]:
         del model.trace_unpool_coupling  # back to the class default (False)
 
 
+def kept_layers(model: nn.Module, patterns: list[str]) -> list[nn.Module]:
+    """Convolutions named by ``patterns`` (``PruneConfig.keep``); a pattern matching none is an error."""
+    from fnmatch import fnmatchcase
+
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    kept: list[nn.Module] = []
+    for pattern in patterns:
+        hits = [m for n, m in convs if fnmatchcase(n, pattern) or fnmatchcase(n, pattern + ".*")]
+        if not hits:
+            examples = ", ".join(n for n, _ in convs[:3])
+            raise PruneError(f"--keep {pattern!r}: expected a layer-name pattern matching a convolution of "
+                             f"{type(model).__name__} (names look like {examples}); it matches none")
+        kept += [m for m in hits if all(m is not k for k in kept)]
+    return kept
+
+
 def make_pruner(model: nn.Module, cfg: PruneConfig, example: torch.Tensor) -> Any:
     """A ``tp.pruner.BasePruner`` for ``cfg`` (one step for a ratio, ``cfg.steps`` steps for a target)."""
     import torch_pruning as tp
 
     one_step = cfg.mode == "ratio"
+    ignored = classifier_layers(model, example)
+    ignored += [m for m in kept_layers(model, cfg.keep) if all(m is not x for x in ignored)]
     with unpool_coupling(model):
         return tp.pruner.BasePruner(
             model, example, importance=make_importance(cfg.importance), global_pruning=cfg.global_pruning,
             pruning_ratio=cfg.ratio if one_step else cfg.max_ratio, iterative_steps=1 if one_step else cfg.steps,
             max_pruning_ratio=max(cfg.max_ratio, cfg.ratio or 0.0),
-            ignored_layers=classifier_layers(model, example),
-            round_to=cfg.round_to)
+            ignored_layers=ignored, round_to=int(cfg.round_to))
+
+
+def _is_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+
+
+def _aligned_units(kept: list[int], widths: list[int], round_to: int) -> list[int]:
+    """Kept widths, multiples of ``round_to``, as close as possible to ``kept`` with the same rounded total.
+
+    Largest-remainder apportionment in units of ``round_to``: every source keeps at least one unit and at
+    most its width's whole units; the total is ``sum(kept)`` rounded to the nearest unit.
+    """
+    caps = [w // round_to for w in widths]
+    units = [min(max(1, k // round_to), c) for k, c in zip(kept, caps)]
+    rest = [k - u * round_to for k, u in zip(kept, units)]
+    total = max(len(kept), round(sum(kept) / round_to))
+    while sum(units) < total:
+        room = [i for i in range(len(units)) if units[i] < caps[i]]
+        if not room:
+            break
+        i = max(room, key=lambda j: rest[j])
+        units[i] += 1
+        rest[i] -= round_to
+    while sum(units) > total:
+        spare = [i for i in range(len(units)) if units[i] > 1]
+        if not spare:
+            break
+        i = min(spare, key=lambda j: rest[j])
+        units[i] -= 1
+        rest[i] += round_to
+    return [u * round_to for u in units]
+
+
+def aligned_step(pruner: Any, round_to: int) -> None:
+    """One pruner step whose every pruned convolution keeps a multiple of ``round_to`` output channels.
+
+    Torch-Pruning rounds a *group's* kept count, but a group whose channels come from several convolutions
+    (a U-Net decoder's depthwise conv over ``concat(skip, upsampled)``, FCN-style sums over a concat)
+    splits its removals between them by importance, so each source keeps an arbitrary count (seen: 29 of
+    32 skip channels and 3 of 32 upsampled ones on unet-lite at ratio 0.5, round_to 8). Here each such
+    group is re-split: every source convolution (not depthwise: a depthwise conv follows its input) that
+    loses channels keeps a multiple of ``round_to`` (largest-remainder apportionment of the group's
+    rounded total), and the sources are pruned one by one, each by its own lowest-importance channels.
+    A source narrower than ``round_to`` is left whole.
+    """
+    dg = pruner.DG
+    for group in pruner.step(interactive=True):
+        removed: dict[nn.Module, set[int]] = {}
+        for dep, idxs in group:
+            m = dep.target.module
+            if (isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not _is_depthwise(m)
+                    and dg.is_out_channel_pruning_fn(dep.handler)):
+                removed.setdefault(m, set()).update(int(i) for i in idxs)
+        sources = [(m, r) for m, r in removed.items() if r]
+        widths = [dg.get_out_channels(m) for m, _ in sources]
+        if all((w - len(r)) % round_to == 0 for (_, r), w in zip(sources, widths)):
+            group.prune()
+            continue
+        narrow = [i for i, w in enumerate(widths) if w < round_to]
+        wide = [i for i in range(len(sources)) if i not in narrow]
+        targets = dict(zip(wide, _aligned_units([widths[i] - len(sources[i][1]) for i in wide],
+                                                [widths[i] for i in wide], round_to)))
+        for i, (m, _) in enumerate(sources):
+            n_remove = widths[i] - targets.get(i, widths[i])
+            if n_remove <= 0:
+                continue
+            fn = dg.get_pruner_of_module(m).prune_out_channels
+            full = dg.get_pruning_group(m, fn, list(range(widths[i])))
+            imp = pruner.estimate_importance(full)
+            order = torch.argsort(imp) if imp is not None else torch.arange(widths[i])
+            dg.get_pruning_group(m, fn, sorted(int(j) for j in order[:n_remove])).prune()
 
 
 def onnx_latency_ms(model: nn.Module, meta: Any, hw: tuple[int, int], threads: int = 2,
@@ -261,7 +393,7 @@ def prune_model(model: nn.Module, cfg: PruneConfig, probe: Probe, *,
         if cfg.importance == "taylor":
             taylor_gradients(model, taylor_batches or [], loss_fn)  # type: ignore[arg-type]
         with torch.no_grad() if cfg.importance != "taylor" else contextlib.nullcontext():
-            pruner.step()
+            aligned_step(pruner, int(cfg.round_to))
         model.zero_grad(set_to_none=True)
         ratio = cfg.ratio if cfg.mode == "ratio" else cfg.max_ratio * step / cfg.steps
         row = probe(model, step, ratio, latency=cfg.mode == "latency")

@@ -215,3 +215,76 @@ def test_instance_model_accuracy_is_the_tasks_mask_ap(tmp_path: Path) -> None:
         prune(src, tmp_path / "taylor", PruneConfig(ratio=0.5, importance="taylor"), measure_latency=False)
     with pytest.raises(PruneError, match="semantic models only"):
         prune(src, tmp_path / "kd", PruneConfig(ratio=0.5, distill=True, finetune_epochs=1), measure_latency=False)
+
+
+# Tiny registry variants widened to lite-like shapes (depthwise-separable units; U-Net's bilinear decoder puts a
+# depthwise conv over concat(skip, upsampled), the group whose removals Torch-Pruning splits between two convs).
+ALIGN_MODELS = {
+    "unet_test": dict(base_width=16, separable=True, upsample="bilinear"),
+    "segnet_test": dict(widths=(16, 32), depths=(1, 2), separable=True),
+    "fcn_test": dict(widths=(16, 16, 32, 32, 32), head_width=32, separable=True),
+}
+ALIGN_CONFIGS = {
+    "ratio": dict(ratio=0.5),
+    "global": dict(ratio=0.5, global_pruning=True),
+    "macs": dict(target_macs=0.5, steps=4),
+}
+
+
+def _convs(model: torch.nn.Module) -> dict[str, int]:
+    return {n: m.out_channels for n, m in model.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+
+
+@pytest.mark.parametrize("how", list(ALIGN_CONFIGS))
+@pytest.mark.parametrize("round_to", [4, 8])
+@pytest.mark.parametrize("name", list(ALIGN_MODELS))
+def test_every_pruned_conv_keeps_a_multiple_of_round_to(name: str, round_to: int, how: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=2, in_channels=3, **ALIGN_MODELS[name]).eval()
+    _randomize_norms(model)
+    for m in model.modules():  # uneven channel magnitudes, so importance splits coupled groups unevenly
+        if isinstance(m, torch.nn.Conv2d):
+            m.weight.data *= torch.rand(m.out_channels, 1, 1, 1) * 4
+    hw = get_model_info(name).input_size
+    before = _convs(model)
+    prune_model(model, PruneConfig(round_to=round_to, **ALIGN_CONFIGS[how]), Probe(meta=None, hw=hw),
+                log=lambda _: None)
+    after = _convs(model)
+    assert after != before  # something was pruned
+    unaligned = {n: (before[n], c) for n, c in after.items() if c != before[n] and c % round_to}
+    assert not unaligned, f"pruned widths not multiples of {round_to} (name: (before, after)): {unaligned}"
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, *hw)).shape == (1, 2, *hw)
+
+
+def test_keep_patterns_leave_layers_and_their_group_whole_and_bad_ones_are_errors() -> None:
+    model = create_model("unet_test", num_classes=2, in_channels=3, base_width=16, separable=True,
+                         upsample="bilinear")
+    before = _convs(model)
+    prune_model(model, PruneConfig(ratio=0.5, round_to=4, keep=["encoder.0", "decoder.0.*"]),
+                Probe(meta=None, hw=(32, 32)), log=lambda _: None)
+    after = _convs(model)
+    for n in after:
+        if n.startswith(("encoder.0.", "decoder.0.")):
+            assert after[n] == before[n], n
+    assert any(after[n] < before[n] for n in after)  # the other levels were pruned
+    with pytest.raises(PruneError, match=r"--keep 'nothing\.here'.*matches none"):
+        prune_model(create_model("unet_test", num_classes=2, in_channels=3),
+                    PruneConfig(ratio=0.5, keep=["nothing.here"]), Probe(meta=None, hw=(32, 32)), log=lambda _: None)
+
+
+def test_round_to_auto_is_the_ort_nchwc_block_of_this_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgeseg.compress import prune as P
+
+    for flags, block in (("fpu sse avx2 fma", 8), ("fpu avx2 avx512f avx512bw", 16)):
+        cpuinfo = tmp_path / f"cpuinfo{block}"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        real = P.Path
+        monkeypatch.setattr(P, "Path", lambda p: real(cpuinfo) if str(p) == "/proc/cpuinfo" else real(p))
+        assert P.ort_cpu_block() == block and PruneConfig(ratio=0.5, round_to="auto").round_to == block
+        monkeypatch.setattr(P, "Path", real)
+    assert PruneConfig(ratio=0.5, round_to="16").round_to == 16
+    for bad in (0, -8, "eight", 2.5, True):
+        with pytest.raises(PruneError, match=r"round_to \(--round-to\): expected a positive integer or 'auto'"):
+            PruneConfig(ratio=0.5, round_to=bad)
