@@ -298,33 +298,64 @@ def aligned_step(pruner: Any, round_to: int) -> None:
     loses channels keeps a multiple of ``round_to`` (largest-remainder apportionment of the group's
     rounded total), and the sources are pruned one by one, each by its own lowest-importance channels.
     A source narrower than ``round_to`` is left whole.
+
+    Torch-Pruning also drops a whole group when its ranking would empty one of the group's layers (its
+    ``check_pruning_group``): at ratio 0.75 on unet-lite, every skip/upsampled concat group ranked all of
+    the weaker source's channels lowest and was left unpruned, as was every 32-wide group at round_to 16
+    (8 kept, rounded down to 0). Those groups are let through here and re-split like the others (every
+    source keeps at least ``round_to`` channels); each re-split piece still passes Torch-Pruning's check.
     """
     dg = pruner.DG
-    for group in pruner.step(interactive=True):
-        removed: dict[nn.Module, set[int]] = {}
-        for dep, idxs in group:
-            m = dep.target.module
-            if (isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not _is_depthwise(m)
-                    and dg.is_out_channel_pruning_fn(dep.handler)):
-                removed.setdefault(m, set()).update(int(i) for i in idxs)
-        sources = [(m, r) for m, r in removed.items() if r]
-        widths = [dg.get_out_channels(m) for m, _ in sources]
-        if all((w - len(r)) % round_to == 0 for (_, r), w in zip(sources, widths)):
+    check = dg.check_pruning_group
+    dg.check_pruning_group = lambda group: True  # judged below, per source, after re-splitting
+    try:
+        for group in pruner.step(interactive=True):  # pruned one by one, as Torch-Pruning's own step does
+            _prune_aligned(pruner, group, round_to, check)
+    finally:
+        dg.check_pruning_group = check
+
+
+def _prune_aligned(pruner: Any, group: Any, round_to: int, check: Callable[[Any], bool]) -> None:
+    """Prune one group of :func:`aligned_step`, re-split per source convolution where needed."""
+    dg = pruner.DG
+    removed: dict[nn.Module, set[int]] = {}
+    for dep, idxs in group:
+        m = dep.target.module
+        if (isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not _is_depthwise(m)
+                and dg.is_out_channel_pruning_fn(dep.handler)):
+            removed.setdefault(m, set()).update(int(i) for i in idxs)
+    sources = [(m, r) for m, r in removed.items() if r]
+    widths = [dg.get_out_channels(m) for m, _ in sources]
+    if all(0 < w - len(r) and (w - len(r)) % round_to == 0 for (_, r), w in zip(sources, widths)):
+        if check(group):
             group.prune()
+        return
+    # Sources tied elementwise (SegNet's unpool coupling, residual sums) share their channels: one class,
+    # pruned once through its first member; concat-separated sources are classes of their own.
+    outs = [{id(d.target.module) for d, _ in _full_group(dg, m, w) if dg.is_out_channel_pruning_fn(d.handler)}
+            for (m, _), w in zip(sources, widths)]
+    reps: list[int] = []
+    for i, (m, _) in enumerate(sources):
+        if not any(id(m) in outs[r] for r in reps):
+            reps.append(i)
+    wide = [i for i in reps if widths[i] >= round_to]  # narrower sources stay whole
+    targets = dict(zip(wide, _aligned_units([widths[i] - len(sources[i][1]) for i in wide],
+                                            [widths[i] for i in wide], round_to)))
+    for i in wide:
+        m, n_remove = sources[i][0], widths[i] - targets[i]
+        if n_remove <= 0:
             continue
-        narrow = [i for i, w in enumerate(widths) if w < round_to]
-        wide = [i for i in range(len(sources)) if i not in narrow]
-        targets = dict(zip(wide, _aligned_units([widths[i] - len(sources[i][1]) for i in wide],
-                                                [widths[i] for i in wide], round_to)))
-        for i, (m, _) in enumerate(sources):
-            n_remove = widths[i] - targets.get(i, widths[i])
-            if n_remove <= 0:
-                continue
-            fn = dg.get_pruner_of_module(m).prune_out_channels
-            full = dg.get_pruning_group(m, fn, list(range(widths[i])))
-            imp = pruner.estimate_importance(full)
-            order = torch.argsort(imp) if imp is not None else torch.arange(widths[i])
-            dg.get_pruning_group(m, fn, sorted(int(j) for j in order[:n_remove])).prune()
+        full = _full_group(dg, m, widths[i])
+        imp = pruner.estimate_importance(full)
+        order = torch.argsort(imp) if imp is not None else torch.arange(widths[i])
+        piece = dg.get_pruning_group(m, dg.get_pruner_of_module(m).prune_out_channels,
+                                     sorted(int(j) for j in order[:n_remove]))
+        if check(piece):
+            piece.prune()
+
+
+def _full_group(dg: Any, m: nn.Module, width: int) -> Any:
+    return dg.get_pruning_group(m, dg.get_pruner_of_module(m).prune_out_channels, list(range(width)))
 
 
 def onnx_latency_ms(model: nn.Module, meta: Any, hw: tuple[int, int], threads: int = 2,

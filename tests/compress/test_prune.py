@@ -226,6 +226,7 @@ ALIGN_MODELS = {
 }
 ALIGN_CONFIGS = {
     "ratio": dict(ratio=0.5),
+    "ratio75": dict(ratio=0.75),
     "global": dict(ratio=0.5, global_pruning=True),
     "macs": dict(target_macs=0.5, steps=4),
 }
@@ -254,6 +255,9 @@ def test_every_pruned_conv_keeps_a_multiple_of_round_to(name: str, round_to: int
     assert after != before  # something was pruned
     unaligned = {n: (before[n], c) for n, c in after.items() if c != before[n] and c % round_to}
     assert not unaligned, f"pruned widths not multiples of {round_to} (name: (before, after)): {unaligned}"
+    if how.startswith("ratio"):  # local ratio: every group at least 2 blocks wide loses channels (none skipped)
+        whole = [n for n, c in after.items() if c == before[n] >= 2 * round_to]
+        assert not whole, f"layers left unpruned at {ALIGN_CONFIGS[how]}: {whole}"
     with torch.no_grad():
         assert model(torch.randn(1, 3, *hw)).shape == (1, 2, *hw)
 
