@@ -204,8 +204,9 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
           target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms"),
           importance: str = typer.Option("l2", help="l1 | l2 | bn | taylor"),
           global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
-          round_to: str = typer.Option("8", help="kept channel counts are multiples of this, or 'auto': ONNX "
-                                       "Runtime's CPU channel block here (16 with AVX-512, else 8)"),
+          round_to: Optional[str] = typer.Option(None, help="kept channel counts are multiples of this, or 'auto': "
+                                                 "ONNX Runtime's CPU channel block here (16 with AVX-512, else 8); "
+                                                 "default: auto for --target-latency, else 8"),
           keep: Optional[list[str]] = typer.Option(None, "--keep", help="layer-name pattern (fnmatch) whose convs "
                                                    "and coupled layers are not pruned; repeatable"),
           finetune_epochs: int = typer.Option(0, help="fine-tuning epochs after pruning"),

@@ -177,8 +177,9 @@ class PruneCfg(_Strict):
     target_latency_ms: float | None = Field(None, gt=0, description="ONNX Runtime CPU latency target here")
     importance: Literal["l1", "l2", "bn", "taylor"] = "l2"
     global_pruning: bool = False
-    round_to: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(8, description="kept widths are multiples of this; auto: ORT's CPU "
-                                             "channel block here (16 with AVX-512, else 8)")
+    round_to: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None, description="kept widths are multiples of this; auto: ORT's CPU channel block here (16 with AVX-512, "
+                          "else 8); default: auto for target_latency_ms, else 8")
     keep: list[str] = Field(default_factory=list, description="layer-name patterns left unpruned (with their group)")
     finetune_epochs: int = Field(0, ge=0)
     finetune_lr: float | None = Field(None, gt=0)

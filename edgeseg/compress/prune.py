@@ -52,7 +52,9 @@ class PruneConfig:
         round_to: Kept channel counts of every pruned convolution are multiples of this (SIMD-friendly;
             unaligned counts run slower), or ``"auto"``: the channel block of ONNX Runtime's CPU kernels on
             this machine (:func:`ort_cpu_block`: 16 with AVX-512, 8 otherwise). A layer narrower than
-            ``round_to`` is left unpruned.
+            ``round_to`` is left unpruned. Default (None): ``auto`` for a latency target (it is measured
+            on ONNX Runtime here, so this CPU's block is what counts), 8 otherwise (portable: ARM NEON /
+            XNNPACK and AVX2 work in 4/8-float vectors, TensorRT aligns FP16 channels to 8).
         keep: Layer-name patterns (``fnmatch``, a name also matches its sub-layers: ``decoder.0`` keeps
             ``decoder.0.0.0.0``) whose convolutions keep their output channels, and with them every layer
             coupled to them (Torch-Pruning prunes a coupled group together or not at all).
@@ -72,7 +74,7 @@ class PruneConfig:
     target_latency_ms: float | None = None
     importance: str = "l2"
     global_pruning: bool = False
-    round_to: int | str = 8
+    round_to: int | str | None = None
     keep: list[str] = field(default_factory=list)
     max_ratio: float = 0.9
     steps: int = 18
@@ -97,6 +99,8 @@ class PruneConfig:
                              f"{self.target_latency_ms}")
         if self.importance not in IMPORTANCES:
             raise PruneError(f"importance: expected one of {', '.join(IMPORTANCES)}, got {self.importance!r}")
+        if self.round_to is None:
+            self.round_to = "auto" if self.target_latency_ms is not None else 8
         self.round_to = parse_round_to(self.round_to)
         if isinstance(self.keep, str):
             self.keep = [self.keep]

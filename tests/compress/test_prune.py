@@ -292,3 +292,34 @@ def test_round_to_auto_is_the_ort_nchwc_block_of_this_cpu(monkeypatch: pytest.Mo
     for bad in (0, -8, "eight", 2.5, True):
         with pytest.raises(PruneError, match=r"round_to \(--round-to\): expected a positive integer or 'auto'"):
             PruneConfig(ratio=0.5, round_to=bad)
+
+
+def test_round_to_defaults_to_this_cpus_block_for_a_latency_target_and_8_otherwise() -> None:
+    from edgeseg.compress.prune import ort_cpu_block
+
+    assert PruneConfig(target_latency_ms=5).round_to == ort_cpu_block()
+    assert PruneConfig(ratio=0.5).round_to == 8 and PruneConfig(target_macs=0.5).round_to == 8
+    assert PruneConfig(target_latency_ms=5, round_to=4).round_to == 4
+
+
+def test_ort_cpu_block_is_the_block_onnx_runtime_pads_convolutions_to_here(tmp_path: Path) -> None:
+    """ORT's NCHWc transformer pads a conv's output channels to its block: 24 -> 32 and 40 -> 48 with block 16."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeseg.compress.prune import ort_cpu_block
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 24, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(24, 40, 3, padding=1))
+    src, opt = tmp_path / "convs.onnx", tmp_path / "convs.opt.onnx"
+    torch.onnx.export(net, torch.randn(1, 8, 16, 16), str(src), dynamo=False)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(opt)
+    options.log_severity_level = 3
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(opt)).graph
+    if not any(n.domain == "com.microsoft.nchwc" for n in graph.node):
+        pytest.skip("ONNX Runtime uses no NCHWc kernels on this CPU")
+    padded = sorted(int(i.dims[0]) for i in graph.initializer if len(i.dims) == 4)
+    block = ort_cpu_block()
+    assert padded == [-(-24 // block) * block, -(-40 // block) * block], (padded, block)
