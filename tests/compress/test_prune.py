@@ -273,6 +273,17 @@ def test_keep_patterns_leave_layers_and_their_group_whole_and_bad_ones_are_error
         if n.startswith(("encoder.0.", "decoder.0.")):
             assert after[n] == before[n], n
     assert any(after[n] < before[n] for n in after)  # the other levels were pruned
+    # A latency target honours the same exclusions and block rounding, and stops at the first step under it.
+    model = create_model("unet_test", num_classes=2, in_channels=3, base_width=16, separable=True,
+                         upsample="bilinear")
+    start = count_macs(model, (32, 32)) / 1e5
+    rows = prune_model(model, PruneConfig(target_latency_ms=0.7 * start, round_to=8, steps=6, keep=["encoder.0"]),
+                       Probe(meta=None, hw=(32, 32), latency=lambda m: count_macs(m, (32, 32)) / 1e5),
+                       log=lambda _: None)
+    assert rows[-1]["latency_ms"] <= 0.7 * start < rows[-2]["latency_ms"]
+    after = _convs(model)
+    assert all(after[n] == before[n] for n in after if n.startswith("encoder.0."))
+    assert all(c % 8 == 0 for n, c in after.items() if c != before[n])
     with pytest.raises(PruneError, match=r"--keep 'nothing\.here'.*matches none"):
         prune_model(create_model("unet_test", num_classes=2, in_channels=3),
                     PruneConfig(ratio=0.5, keep=["nothing.here"]), Probe(meta=None, hw=(32, 32)), log=lambda _: None)
