@@ -27,12 +27,12 @@ def _windows(a: np.ndarray) -> np.ndarray:
     return a.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
 
 
-def _segnet(tmp_path: Path) -> tuple[torch.nn.Module, Path, np.ndarray, np.ndarray]:
-    """segnet_test exported statically, with its first pre-pool tensor's value and name."""
+def _segnet(tmp_path: Path, unpool: str) -> tuple[torch.nn.Module, Path, np.ndarray, np.ndarray]:
+    """segnet_test (``unpool`` form) exported statically, with its first pre-pool tensor."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", model="segnet_test", num_classes=2))
-    model, meta = ckpt.model.eval(), ckpt.meta
+    model, meta = ckpt.model.with_unpool(unpool).eval(), ckpt.meta
     g = torch.Generator().manual_seed(0)
     for m in model.modules():  # distinct channels, non-trivial decoder values
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -57,9 +57,9 @@ def _perturb(path: Path, feature: np.ndarray, offset: np.ndarray, out: Path, wei
     proto.graph.initializer.append(numpy_helper.from_array(offset.astype(np.float32), "tie_offset"))
     producer = next(i for i, n in enumerate(proto.graph.node) if name in n.output)
     proto.graph.node.insert(producer + 1, onnx.helper.make_node("Add", [name, "tie_offset"], [name + "_moved"]))
-    for node in proto.graph.node:
-        if node.op_type == "MaxPool" and node.input[0] == name:
-            node.input[0] = name + "_moved"
+    for node in proto.graph.node:  # every reader sees the moved tensor (compare unpooling also reads it)
+        if node.output != [name + "_moved"]:
+            node.input[:] = [name + "_moved" if i == name else i for i in node.input]
     if weight_scale != 1.0:
         conv = [n for n in proto.graph.node if n.op_type == "Conv"][-1]
         init = next(i for i in proto.graph.initializer if i.name == conv.input[1])
@@ -92,8 +92,9 @@ def _plain_parity(model: torch.nn.Module, path: Path, x: np.ndarray) -> dict:
     return get_task("semantic").parity([{"logits": ref}], [out], [x])
 
 
-def test_flips_at_near_ties_are_explained(tmp_path: Path) -> None:
-    model, path, x, feature = _segnet(tmp_path)
+@pytest.mark.parametrize("unpool", ["indices", "compare"])
+def test_flips_at_near_ties_are_explained(unpool: str, tmp_path: Path) -> None:
+    model, path, x, feature = _segnet(tmp_path, unpool)
     offset, n = _offset(feature, near_ties=True)
     assert n >= 1, "no near-tied window to flip in this seed's features"
     moved = tmp_path / "ties.onnx"
@@ -107,9 +108,10 @@ def test_flips_at_near_ties_are_explained(tmp_path: Path) -> None:
     assert pool_tie_check(model, path, [x], task)["flipped"] == 0  # the unmodified export: no flips
 
 
+@pytest.mark.parametrize("unpool", ["indices", "compare"])
 @pytest.mark.parametrize("wrong", ["weights", "clear_flips"])
-def test_a_wrong_export_is_not_explained_by_ties(wrong: str, tmp_path: Path) -> None:
-    model, path, x, feature = _segnet(tmp_path)
+def test_a_wrong_export_is_not_explained_by_ties(wrong: str, unpool: str, tmp_path: Path) -> None:
+    model, path, x, feature = _segnet(tmp_path, unpool)
     offset, n = _offset(feature, near_ties=wrong == "weights")
     moved = tmp_path / "wrong.onnx"
     # weights: same near-tie flips, plus a decoder weight off by 2%; clear_flips: windows whose maximum
