@@ -32,6 +32,16 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
 
 
+def _index(graph: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, list[Any]]]:
+    """(initializer values, tensor -> producing node, tensor -> consuming nodes) of ``graph``."""
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return _constants(graph), producers, consumers
+
+
 def _resolve(name: str, values: dict[str, np.ndarray], producers: dict[str, Any]) -> np.ndarray | None:
     """The constant value of tensor ``name`` (initializer, Constant node, or Identity of one), else None."""
     from onnx import numpy_helper
@@ -96,15 +106,9 @@ def requantize_concats(model: Any) -> int:
     Only where the concat feeds something other than a QuantizeLinear (already quantized) or a graph
     output. Returns how many pairs were inserted.
     """
-    from onnx import helper
 
     graph = model.graph
-    values = _constants(graph)
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    values, producers, consumers = _index(graph)
     graph_outputs = {o.name for o in graph.output}
     inserted, nodes = 0, []
     for node in graph.node:
@@ -128,11 +132,7 @@ def requantize_concats(model: Any) -> int:
             if any(g[2:] != first[2:] for g in grids[1:]):
                 continue  # different grids: requantizing would round (PTQ's job, not this exact rewrite)
             out = node.output[0]
-            q_out, dq_out = f"{out}_requant_q", f"{out}_requant"
-            nodes.append(helper.make_node("QuantizeLinear", [out, first[0], first[1]], [q_out],
-                                          name=q_out))
-            nodes.append(helper.make_node("DequantizeLinear", [q_out, first[0], first[1]], [dq_out],
-                                          name=dq_out))
+            dq_out = _append_qdq(nodes, out, first[0], first[1])
             for user in users:
                 for i, name in enumerate(user.input):
                     if name == out:
@@ -146,15 +146,9 @@ def requantize_concats(model: Any) -> int:
 def requantize_before_relus(model: Any) -> int:
     """Insert ``Q -> DQ`` between a ``Conv`` and its ``Relu`` when the ReLU's only consumers are quantizers
     on one grid whose zero point is above the type's minimum. Returns how many pairs were inserted."""
-    from onnx import helper
 
     graph = model.graph
-    values = _constants(graph)
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    values, producers, consumers = _index(graph)
     inserted, nodes = 0, []
     for node in graph.node:
         if node.op_type == "Relu":
@@ -164,18 +158,22 @@ def requantize_before_relus(model: Any) -> int:
                 u.op_type == "QuantizeLinear" and len(u.input) == 3 for u in users) else None
             if (conv is not None and conv.op_type == "Conv" and len(consumers.get(conv.output[0], [])) == 1
                     and grid is not None and int(grid[3]) > np.iinfo(grid[3].dtype).min):
-                x = node.input[0]
-                q_out, dq_out = f"{x}_requant_q", f"{x}_requant"
-                nodes.append(helper.make_node("QuantizeLinear", [x, grid[0], grid[1]], [q_out],
-                                              name=q_out))
-                nodes.append(helper.make_node("DequantizeLinear", [q_out, grid[0], grid[1]], [dq_out],
-                                              name=dq_out))
-                node.input[0] = dq_out
+                node.input[0] = _append_qdq(nodes, node.input[0], grid[0], grid[1])
                 inserted += 1
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
     return inserted
+
+
+def _append_qdq(nodes: list[Any], tensor: str, scale: str, zero_point: str) -> str:
+    """Append ``Q -> DQ`` of ``tensor`` on the grid (``scale``, ``zero_point``); returns the DQ output."""
+    from onnx import helper
+
+    q_out, dq_out = f"{tensor}_requant_q", f"{tensor}_requant"
+    nodes.append(helper.make_node("QuantizeLinear", [tensor, scale, zero_point], [q_out], name=q_out))
+    nodes.append(helper.make_node("DequantizeLinear", [q_out, scale, zero_point], [dq_out], name=dq_out))
+    return dq_out
 
 
 def _one_grid(quantizers: list[Any], values: dict[str, np.ndarray], producers: dict[str, Any]
