@@ -69,12 +69,20 @@ def plan(args: argparse.Namespace) -> tuple[list[Row], dict[str, Export], dict[s
     base = ([f"data.root={args.data}"] if args.data else []) + [
         f"export.calibration.images={args.calibration}", "export.int8_policy=always", *args.set]
     methods = dict(item.split("=", 1) for item in args.calib_method)
+    qat_epochs = {fam: int(n) for fam, n in (item.split("=") if "=" in item else ("*", item)
+                                             for item in args.qat_epochs.split(","))}
+    qat_extra: dict[str, list[str]] = {}
+    for item in args.qat_set:
+        fam, override = item.split(":", 1)
+        qat_extra.setdefault(fam, []).append(override)
 
     def overrides(model: str) -> tuple[list[str], list[str], list[str]]:
         """(PTQ, mixed, QAT) export overrides of ``model`` (its family's calibration method)."""
         method = next((m for fam, m in methods.items() if model.split("-")[0] == fam), None)
         common = base + ([f"export.calibration.method={method}"] if method else [])
-        qat = [*base, f"export.qat.epochs={args.qat_epochs}", f"data.train_repeats={args.qat_repeats}"]
+        # the order `edgeseg export --qat --epochs N --set ...` records, so CLI-made QAT exports are reused
+        qat = [*base, f"data.train_repeats={args.qat_repeats}", *qat_extra.get(model, []),
+               f"export.qat.epochs={qat_epochs.get(model, qat_epochs.get('*', 2))}"]
         return common, [*common, f"export.max_drop={args.max_drop}"], qat
 
     rows: list[Row] = []
@@ -250,7 +258,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mixed-families", default="segnet")
     ap.add_argument("--lite-models", default="unet-lite,segnet-lite")
     ap.add_argument("--max-drop", type=float, default=0.5, help="mixed precision budget (mIoU points)")
-    ap.add_argument("--qat-epochs", type=int, default=2)
+    ap.add_argument("--qat-epochs", default="2", help="N, or FAMILY=N,... (QAT fine-tuning epochs)")
+    ap.add_argument("--qat-set", action="append", default=[], metavar="FAMILY:KEY=VALUE",
+                    help="extra override of one family's QAT export")
     ap.add_argument("--qat-repeats", type=int, default=2, help="passes over the training images per QAT epoch")
     ap.add_argument("--calibration", type=int, default=32, help="PTQ calibration images (training split)")
     ap.add_argument("--calib-method", action="append", default=None, metavar="FAMILY=METHOD",

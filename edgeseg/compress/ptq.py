@@ -121,10 +121,69 @@ def tensor_amax(ranges: Any) -> dict[str, float]:
     return out
 
 
+def self_comparison_nodes(model: Any, max_depth: int = 8) -> dict[str, str]:
+    """Nodes that read a tensor on either side of an ``Equal`` comparing a tensor with a function of itself.
+
+    SegNet's mask unpooling computes ``x == resize(maxpool(x))``. Quantized, the path's MaxPool/Resize
+    get their own int8 grids, or one side is read through a Q/DQ pair that another consumer of the same
+    tensor asked for (ONNX Runtime quantizes a tensor for all its readers; the exporter merges the mask's
+    Resize with the unpooling's): the two sides are no longer the same numbers, the mask loses its
+    maxima and the unpooling breaks (seen: 79% agreement with every conv in float). Every reader of
+    those tensors stays float, so both sides are the same values (on ``x``'s own grid when the conv
+    producing ``x`` is quantized).
+    """
+    producers = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    out: dict[str, str] = {}
+    for eq in (n for n in model.graph.node if n.op_type == "Equal"):
+        for source, derived in ((eq.input[0], eq.input[1]), (eq.input[1], eq.input[0])):
+            path, tensor = [], derived
+            while tensor != source and tensor in producers and len(path) < max_depth:
+                path.append(producers[tensor])
+                tensor = path[-1].input[0] if path[-1].input else ""
+            if tensor != source or not path:
+                continue
+            why = f"reads one side of {eq.name}, a comparison of a tensor with itself (unpooling mask)"
+            for name in [source, *(n.output[0] for n in path)]:
+                for node in readers.get(name, []):
+                    if node is not eq and (node in path or node.op_type not in WEIGHTED_OPS):
+                        out[node.name] = why
+    return out
+
+
+def float_comparison_paths(model: Any, max_depth: int = 8) -> int:
+    """Read the float outputs of the max-pool/resize path feeding each ``Equal`` (see
+    :func:`self_comparison_nodes`) where ONNX Runtime's quantizer put a Q/DQ pair on them for another
+    reader (a conv after the pool): requantized on the pool output's own grid they would no longer equal
+    the tensor they are compared with. Returns how many inputs were reconnected."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    path_ops = {"MaxPool", "Resize"}
+    fixed = 0
+    for eq in (n for n in model.graph.node if n.op_type == "Equal"):
+        for node, k in ((eq, 0), (eq, 1)):
+            for _ in range(max_depth):
+                dq = producers.get(node.input[k])
+                q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+                if q is not None and q.op_type == "QuantizeLinear" and getattr(producers.get(q.input[0]), "op_type",
+                                                                                "") in path_ops:
+                    node.input[k] = q.input[0]
+                    fixed += 1
+                    continue
+                nxt = producers.get(node.input[k])
+                if nxt is None or nxt.op_type not in path_ops:
+                    break
+                node, k = nxt, 0
+    return fixed
+
+
 def excluded_nodes(model: Any, settings: QuantSettings, extra: Iterable[str] | dict[str, str] = ()) -> dict[str, str]:
     """Node name -> why it stays in float, for ``model`` under ``settings`` (``extra``: names, or names -> why)."""
     shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    out = dict(extra) if isinstance(extra, dict) else {name: "user exclusion" for name in extra}
+    out = self_comparison_nodes(model)
+    out.update(dict(extra) if isinstance(extra, dict) else {name: "user exclusion" for name in extra})
     for node in model.graph.node:
         if node.op_type in settings.exclude_op_types:
             out[node.name] = f"{node.op_type} kept in float for {settings.target}"
@@ -165,8 +224,12 @@ def quantize(model_path: str | Path, out_path: str | Path, ranges: Any, settings
                             calibrate_method=method.ort(), extra_options=extra, calibration_cache_path=cache)
         finally:
             logging.getLogger().setLevel(quiet)
-    return {"settings": settings.to_dict(), "calibration_method": method.value,
-            **quantized_counts(onnx.load(str(out_path))), "excluded": skip}
+    quantized = onnx.load(str(out_path))
+    reconnected = float_comparison_paths(quantized)
+    if reconnected:
+        onnx.save(quantized, str(out_path))
+    return {"settings": settings.to_dict(), "calibration_method": method.value, **quantized_counts(quantized),
+            "excluded": skip, **({"float_comparison_inputs": reconnected} if reconnected else {})}
 
 
 # Ops whose output is on its input's int8 grid (ORT's QDQ propagation moves DQ after them).
