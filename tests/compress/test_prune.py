@@ -201,7 +201,6 @@ def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_instance_model_accuracy_is_the_tasks_mask_ap(tmp_path: Path) -> None:
-    from edgeseg.compress.prune import prune
 
     src = make_checkpoint(tmp_path / "model.pt", model="yolact_test", num_classes=2)
     doc = prune(src, tmp_path / "pruned", PruneConfig(ratio=0.5, round_to=2, threads=1), measure_latency=False)
