@@ -276,6 +276,10 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         accuracy = {"fp32": fp32_accuracy(ctx), "int8": ctx.accuracy(ctx.open(tmp), "int8")}
         key = ctx.task.headline.key
         accuracy[f"{key}_drop_points"] = 100 * (accuracy["fp32"][key] - accuracy["int8"][key])
+        if ctx.cfg.max_drop is not None and accuracy[f"{key}_drop_points"] > ctx.cfg.max_drop:
+            ship = False  # the budget is a promise: no layer choice met it (every weighted layer tried)
+            reason = (f"no INT8 model within --max-drop {ctx.cfg.max_drop}: the best choice loses "
+                      f"{accuracy[f'{key}_drop_points']:.2f} {ctx.task.headline.label} points; " + reason)
         final = path if ship else rejected
         os.replace(tmp, final)
     finally:

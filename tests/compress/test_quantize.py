@@ -96,6 +96,26 @@ def test_mixed_precision_honours_the_budget_where_full_int8_does_not(fitted: Pat
     assert saved["artifacts"][1]["quantization"]["mixed_precision"]["layers"] == layers
 
 
+def test_an_int8_model_over_the_budget_is_not_shipped(fitted: Path, tmp_path: Path, quick: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no layer choice meets --max-drop (e.g. every conv already float for speed and the quantized
+    elementwise ops still cost too much), the INT8 file is written as rejected, with the reason."""
+    from edgeseg.export import export
+
+    real = sensitivity.choose_float_layers
+
+    def nothing_helps(*args: object, **kwargs: object) -> dict:
+        choice = real(*args, **kwargs)
+        return {**choice, "float_layers": []}  # as if the fallback had run out of layers
+
+    monkeypatch.setattr(sensitivity, "choose_float_layers", nothing_helps)
+    doc = export(fitted, tmp_path, precisions=["int8"], overrides=["export.max_drop=0.5", "export.int8_policy=always"])
+    art = next(a for a in doc["artifacts"] if a["precision"] == "int8")
+    assert art["accuracy"]["miou_drop_points"] > 0.5 and not art["shipped"]
+    assert "no INT8 model within --max-drop 0.5" in art["reason"]
+    assert (tmp_path / "model.int8.rejected.onnx").is_file() and not (tmp_path / "model.int8.onnx").exists()
+
+
 def test_qat_and_max_drop_together_are_refused(fitted: Path, tmp_path: Path) -> None:
     from edgeseg.export import ExportError, export
 
