@@ -71,8 +71,8 @@ def insert_fake_quantizers(model: nn.Module, calibration: list[torch.Tensor], ta
     """``nncf.quantize`` on ``calibration`` inputs: a trainable model with fake quantizers, same ``forward``.
 
     BatchNorms are folded into their convs first (:func:`fold_batchnorms`; ``model`` is changed in
-    place); :func:`ignored_ops` stay float. The model's ``config`` (registry constructor arguments) is carried over so the training loop
-    and checkpoint metadata keep working.
+    place); :func:`ignored_ops` stay float. The model's ``config`` (registry constructor arguments) is
+    carried over so the training loop and checkpoint metadata keep working.
     """
     # The C++ extension compiles on first use; a loaded 2-core machine needs more than NNCF's 60 s.
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")

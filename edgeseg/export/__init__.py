@@ -124,7 +124,7 @@ def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, prec
         changed = ", ".join(f"{k}={v!r}" for k, v in meta.model_args.items() if ckpt.meta.model_args.get(k) != v)
         ctx.say(f"exported with {changed} (same weights, same outputs; what TensorRT runs, "
                 "and faster in INT8 on ONNX Runtime)", note=True)
-    if model is not ckpt.model:
+    if model is not source:
         ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
                 note=True)
     error = _convert(ctx, fmts)
@@ -165,9 +165,9 @@ def _export_form(model: Any, meta: Any) -> tuple[Any, Any]:
     form = model.export_form() if hasattr(model, "export_form") else model
     if form is model:
         return model, meta
-    config = dict(getattr(form, "config", {}))
-    args = {**meta.model_args, **{k: v for k, v in config.items() if k in meta.model_args or k == "unpool"}}
-    return form, dataclasses.replace(meta, model_args=args)
+    before = dict(getattr(model, "config", {}))
+    changed = {k: v for k, v in dict(getattr(form, "config", {})).items() if before.get(k) != v}
+    return form, dataclasses.replace(meta, model_args={**meta.model_args, **changed})
 
 
 def artifact_meta(model: Any, meta: Any, rcp: Any, exported: Any = None) -> Any:

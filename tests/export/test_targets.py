@@ -83,6 +83,7 @@ def test_segnet_onnx_has_no_maxunpool_and_the_kit_uses_it(targets):
     fp32 = next(a for a in doc["artifacts"] if a["format"] == "onnx" and a["precision"] == "fp32")
     assert fp32["parity"]["argmax_agreement"] >= 0.999
     assert any("unpool='compare'" in n for n in doc["notes"])
+    assert not any("postprocess inside the graph" in n for n in doc["notes"])  # the form is not a postprocess
 
 
 def test_kit_qdq_model_is_symmetric_int8_and_runs(targets):
