@@ -16,7 +16,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgeseg.export.torch2onnx import export_onnx, pool_tie_check
+from edgeseg.export.pool_ties import pool_tie_check
+from edgeseg.export.torch2onnx import export_onnx
 from edgeseg.runtime.ort_rt import OrtBackend
 from edgeseg.tasks import get_task
 from tests.conftest import make_checkpoint
