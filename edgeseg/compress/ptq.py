@@ -132,11 +132,9 @@ def self_comparison_nodes(model: Any, max_depth: int = 8) -> dict[str, str]:
     those tensors stays float, so both sides are the same values (on ``x``'s own grid when the conv
     producing ``x`` is quantized).
     """
-    producers = {o: n for n in model.graph.node for o in n.output}
-    readers: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    from edgeseg.compress.qdq_graph import graph_index
+
+    producers, readers = graph_index(model.graph)
     out: dict[str, str] = {}
     for eq in (n for n in model.graph.node if n.op_type == "Equal"):
         for source, derived in ((eq.input[0], eq.input[1]), (eq.input[1], eq.input[0])):

@@ -32,14 +32,14 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
 
 
-def _index(graph: Any) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, list[Any]]]:
-    """(initializer values, tensor -> producing node, tensor -> consuming nodes) of ``graph``."""
+def graph_index(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(tensor -> producing node, tensor -> consuming nodes) of ``graph``."""
     producers = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    return _constants(graph), producers, consumers
+    return producers, consumers
 
 
 def _resolve(name: str, values: dict[str, np.ndarray], producers: dict[str, Any]) -> np.ndarray | None:
@@ -108,7 +108,7 @@ def requantize_concats(model: Any) -> int:
     """
 
     graph = model.graph
-    values, producers, consumers = _index(graph)
+    values, (producers, consumers) = _constants(graph), graph_index(graph)
     graph_outputs = {o.name for o in graph.output}
     inserted, nodes = 0, []
     for node in graph.node:
@@ -148,7 +148,7 @@ def requantize_before_relus(model: Any) -> int:
     on one grid whose zero point is above the type's minimum. Returns how many pairs were inserted."""
 
     graph = model.graph
-    values, producers, consumers = _index(graph)
+    values, (producers, consumers) = _constants(graph), graph_index(graph)
     inserted, nodes = 0, []
     for node in graph.node:
         if node.op_type == "Relu":
@@ -209,5 +209,5 @@ def prepare_for_onnxruntime(model: Any) -> dict[str, int]:
             "concat_requantizers": requantize_concats(model), "relu_requantizers": requantize_before_relus(model)}
 
 
-__all__ = ["fold_constant_quantizers", "prepare_for_onnxruntime", "quantize_linear", "remove_unused_initializers",
-           "requantize_before_relus", "requantize_concats"]
+__all__ = ["fold_constant_quantizers", "graph_index", "prepare_for_onnxruntime", "quantize_linear",
+           "remove_unused_initializers", "requantize_before_relus", "requantize_concats"]
