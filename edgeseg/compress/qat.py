@@ -58,7 +58,7 @@ def fold_batchnorms(model: nn.Module) -> int:
 # NNCF would quantize the two sides of that comparison with different quantizers (and the mask arithmetic
 # too), so the comparison fails and the unpooling breaks (seen: val Dice 0.84 -> 0.77 after one epoch).
 # The mask ops stay float (NNCF's op type names); the convs around them are quantized as usual.
-MASK_UNPOOL_OPS = ("__eq__", "__rsub__", "mul", "interpolate", "pixel_shuffle", "stack", "__getitem__")
+MASK_UNPOOL_OPS = ("__eq__", "mul", "interpolate")
 
 
 def ignored_ops(model: nn.Module) -> list[str]:
