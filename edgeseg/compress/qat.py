@@ -162,8 +162,9 @@ def qat_finetune(model: nn.Module, recipe: Any, out: Path, *, epochs: int, lr: f
     from a trained model, so QAT only has to adapt them to the rounding (measured on the pruned U-Net:
     ``lr / 10`` first lost 3 Dice points and ended below PTQ). ``distill`` adds logit distillation from
     the float model (semantic models). The loop's run folder is ``out`` (train_log.csv, metrics.json); the
-    best validation epoch's weights and quantizer ranges are restored (the loop's model-selection rule),
-    then its .pt files are removed since a fake-quantized state dict is not a model checkpoint edgeseg
+    best validation epoch's weights and quantizer ranges are restored (the loop's model-selection rule;
+    the calibrated start is validated too and kept when no epoch beats it: ``best_epoch`` 0), then its
+    .pt files are removed since a fake-quantized state dict is not a model checkpoint edgeseg
     can rebuild. Returns the fine-tuned model and figures.
     """
     import copy
@@ -182,7 +183,7 @@ def qat_finetune(model: nn.Module, recipe: Any, out: Path, *, epochs: int, lr: f
         from edgeseg.compress.prune import logit_distillation
 
         extra = logit_distillation(teacher)
-    result = train(ft, out, model=qmodel, extra_loss=extra)
+    result = train(ft, out, model=qmodel, extra_loss=extra, validate_start=True)
     best, best_epoch = out / "model.pt", None
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)
@@ -193,5 +194,6 @@ def qat_finetune(model: nn.Module, recipe: Any, out: Path, *, epochs: int, lr: f
     metrics = result.get("metrics", {})
     return qmodel.cpu().eval(), {"epochs": epochs, "lr": ft.train.lr, "preset": PRESETS[target], "distill": distill,
                                  "calibration_images": len(calibration), "train_seconds": result.get("train_seconds"),
-                                 "best_epoch": best_epoch, "train_val_miou": metrics.get("miou"),
+                                 "best_epoch": best_epoch, "start_val_score": result.get("start_score"),
+                                 "train_val_miou": metrics.get("miou"),
                                  "log": str(out / "train_log.csv")}

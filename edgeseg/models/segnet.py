@@ -165,9 +165,9 @@ class SegNet(SegModel):
         return twin
 
     def export_form(self) -> SegNet:
-        """``compare`` unpooling for ONNX: identical outputs, the form TensorRT needs, and in ONNX Runtime
-        as fast in FP32 and ~8% faster in INT8 (its MaxPool-with-indices and the ScatterND of MaxUnpool
-        stay float in an INT8 graph; measurements in docs/export.md)."""
+        """``compare`` unpooling for ONNX: identical outputs, the form TensorRT needs, and faster in ONNX
+        Runtime than MaxPool-with-indices + ScatterND, which have no blocked or int8 kernels (measurements
+        in docs/export.md)."""
         return self if self.unpool != "indices" else self.with_unpool("compare")
 
 

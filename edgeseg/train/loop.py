@@ -355,7 +355,8 @@ def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
 
 def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False,
           model: nn.Module | None = None,
-          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
+          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          validate_start: bool = False) -> dict[str, Any]:
     """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
@@ -371,6 +372,9 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         model: Fine-tune this model (e.g. a pruned one, keeping its weights) instead of building
             ``recipe.model`` from scratch; it must carry ``config`` like registry models do.
         extra_loss: ``(images, logits) -> loss`` added to the recipe's loss (e.g. distillation).
+        validate_start: Validate ``model`` before the first epoch, as a candidate for model.pt like any
+            epoch (fine-tuning that never beats its starting point then keeps it; ``start_score`` in
+            the result). Ignored on resume.
     """
     from edgeseg.progress import line_progress, make_progress
 
@@ -387,6 +391,10 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     elif ctx.is_main and last.exists():
         print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
     start(run, resume)
+    start_score = None
+    if validate_start and run.start_epoch == 0 and ctx.is_main:
+        start_score = validate(run, -1, {})
+        line_progress(f"before fine-tuning: val {headline.label} {start_score:.4f}")
     t_start = time.perf_counter()
     with make_progress() as progress, say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
         bar = progress.add_task("train", total=(cfg.epochs - run.start_epoch) * run.steps_per_epoch, rate="",
@@ -408,4 +416,5 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
                               + (f", val {headline.label} {val}" if val is not None else "")
                               + f" ({float(row['epoch_s']):.1f} s)")
             ctx.barrier()
-    return finish(run, time.perf_counter() - t_start)
+    result = finish(run, time.perf_counter() - t_start)
+    return result if start_score is None else {**result, "start_score": start_score}
