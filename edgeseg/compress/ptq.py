@@ -180,7 +180,7 @@ def float_comparison_paths(model: Any, max_depth: int = 8) -> int:
 def comparison_only_resizes(model: Any) -> dict[str, str]:
     """Resize nodes read only by ``Equal``: SegNet's mask upsamples a window max to compare it with the
     tensor itself. Resize keeps its input's int8 grid either way; a Q/DQ pair on its output would only add
-    a full-resolution pass before a comparison that reads float (measured: SegNet-p50 INT8 10% faster)."""
+    a full-resolution pass before a comparison that reads float (measured: pruned SegNet INT8 8% faster)."""
     from edgeseg.compress.qdq_graph import graph_index
 
     _, readers = graph_index(model.graph)

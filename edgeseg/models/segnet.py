@@ -45,8 +45,8 @@ def max_pool_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Only one position per window is marked even on ties: the first maximum in row-major order
     (top-left, top-right, bottom-left, bottom-right), which is the one ``max_pool2d``'s indices select.
     The maxima are weighted 4/3/2/1 by window position and a second max-pool picks the largest weight:
-    only contiguous whole-tensor ops, the fastest of the forms measured in ONNX Runtime (strided slices
-    and DepthToSpace cost 40% more; docs/export.md).
+    only contiguous whole-tensor ops, the fastest of the forms measured in ONNX Runtime (the strided-slice
+    and DepthToSpace form it replaced: docs/export.md).
     """
     pooled = F.max_pool2d(x, 2, 2)
     at_max = (x == F.interpolate(pooled, scale_factor=2.0, mode="nearest")).to(x.dtype)

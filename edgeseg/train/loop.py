@@ -392,9 +392,11 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
         print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
     start(run, resume)
     start_score = None
-    if validate_start and run.start_epoch == 0 and ctx.is_main:
-        start_score = validate(run, -1, {})
-        line_progress(f"before fine-tuning: val {headline.label} {start_score:.4f}")
+    if validate_start and run.start_epoch == 0:
+        if ctx.is_main:
+            start_score = validate(run, -1, {})
+            line_progress(f"before fine-tuning: val {headline.label} {start_score:.4f}")
+        ctx.barrier()
     t_start = time.perf_counter()
     with make_progress() as progress, say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
         bar = progress.add_task("train", total=(cfg.epochs - run.start_epoch) * run.steps_per_epoch, rate="",
