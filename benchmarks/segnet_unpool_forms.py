@@ -109,20 +109,29 @@ def prepare(ckpt: Path, out: Path, args: argparse.Namespace) -> dict[str, Path]:
 
     hw = (args.size, args.size)
     out.mkdir(parents=True, exist_ok=True)
-    files = {f"{form} fp32": export_form(ckpt, form, out / f"{form}.onnx", hw) if not (out / f"{form}.onnx").is_file()
-             else out / f"{form}.onnx" for form in FORMS}
+    files: dict[str, Path] = {}
+    for form in FORMS:
+        path = out / f"{form}.onnx"
+        files[f"{form} fp32"] = path if path.is_file() else export_form(ckpt, form, path, hw)
     meta = load_checkpoint(ckpt).meta
     rcp = stored_recipe(meta.recipe, [f"data.root={args.data}"] if args.data else [], source=str(ckpt))
-    ranges = None
+    images: list[np.ndarray] = []
+    ranges: dict[str, Any] = {}
+
+    def form_ranges(form: str) -> Any:
+        """Calibration of ``form``'s FP32 graph (its own tensor names) on the same training images."""
+        if not images:
+            batches, _ = calibration_images(rcp.data, meta.in_channels, num_classes=meta.num_classes,
+                                            count=args.calibration, size=hw, seed=rcp.train.seed)
+            images.extend(batches)
+        if form not in ranges:
+            ranges[form] = calibrate(files[f"{form} fp32"], images, method=args.calib_method)
+        return ranges[form]
+
     for form in FORMS:
         int8 = out / f"{form}.int8.onnx"
         if not int8.is_file():
-            if ranges is None:  # the same calibration images for every form (each has its own tensor names)
-                images, _ = calibration_images(rcp.data, meta.in_channels, num_classes=meta.num_classes,
-                                               count=args.calibration, size=hw, seed=rcp.train.seed)
-                images = list(images)
-                ranges = {f: calibrate(files[f"{f} fp32"], images, method=args.calib_method) for f in FORMS}
-            info = quantize(files[f"{form} fp32"], int8, ranges[form], CPU_SETTINGS, method=args.calib_method)
+            info = quantize(files[f"{form} fp32"], int8, form_ranges(form), CPU_SETTINGS, method=args.calib_method)
             print(f"{ckpt.parent.name} {form} int8: {info['quantized_nodes']} convs INT8, comparisons "
                   f"{info['comparisons']}", flush=True)
         files[f"{form} int8"] = int8
@@ -133,11 +142,7 @@ def prepare(ckpt: Path, out: Path, args: argparse.Namespace) -> dict[str, Path]:
         from edgeseg.compress.ptq import float_comparison_paths, self_comparison_nodes
 
         src = files["compare-slices fp32"]
-        if ranges is None:
-            images, _ = calibration_images(rcp.data, meta.in_channels, num_classes=meta.num_classes,
-                                           count=args.calibration, size=hw, seed=rcp.train.seed)
-            ranges = {"compare-slices": calibrate(src, list(images), method=args.calib_method)}
-        quantize(src, previous, ranges["compare-slices"], CPU_SETTINGS, method=args.calib_method,
+        quantize(src, previous, form_ranges("compare-slices"), CPU_SETTINGS, method=args.calib_method,
                  exclude=self_comparison_nodes(onnx.load(src)))
         model = onnx.load(previous)
         float_comparison_paths(model)
