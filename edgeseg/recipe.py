@@ -13,12 +13,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from edgeseg import catalog
 from edgeseg.artifacts import text_sha256
-from edgeseg.bench.core import BenchSettings
 from edgeseg.errors import UserError
-from edgeseg.export.formats import FORMATS, PRECISIONS
-from edgeseg.report import FORMATS as REPORT_FORMATS
-from edgeseg.runtime import BACKEND_CHOICES
 
 
 class RecipeError(UserError, ValueError):
@@ -26,11 +23,25 @@ class RecipeError(UserError, ValueError):
 
 
 # Choice lists come from the dispatch tables, so a new format, precision or backend is added once.
-ExportFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
-Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
-BackendName = Literal[BACKEND_CHOICES]  # type: ignore[valid-type]
-ReportFormat = Literal[tuple(REPORT_FORMATS)]  # type: ignore[valid-type]
-_BENCH = BenchSettings()
+# Every choice list is a catalog table (Literal[tuple] keeps pydantic's "expected one of" messages).
+ExportFormat = Literal[tuple(catalog.FORMATS)]  # type: ignore[valid-type]
+Precision = Literal[tuple(catalog.PRECISIONS)]  # type: ignore[valid-type]
+BackendName = Literal[catalog.backend_choices()]  # type: ignore[valid-type]
+ReportFormat = Literal[tuple(catalog.REPORT_FORMATS)]  # type: ignore[valid-type]
+DataKind = Literal[catalog.DATA_KINDS]  # type: ignore[valid-type]
+MaskEncoding = Literal[catalog.MASK_ENCODINGS]  # type: ignore[valid-type]
+SemanticLoss = Literal[catalog.SEMANTIC_LOSSES]  # type: ignore[valid-type]
+ClassWeighting = Literal[catalog.CLASS_WEIGHTINGS]  # type: ignore[valid-type]
+Optimizer = Literal[catalog.OPTIMIZERS]  # type: ignore[valid-type]
+Scheduler = Literal[catalog.SCHEDULERS]  # type: ignore[valid-type]
+TrainDevice = Literal[catalog.TRAIN_DEVICES]  # type: ignore[valid-type]
+CalibrationMethod = Literal[catalog.CALIBRATION_METHODS]  # type: ignore[valid-type]
+Int8Policy = Literal[catalog.INT8_POLICIES]  # type: ignore[valid-type]
+FloatDepthwise = Literal[catalog.FLOAT_DEPTHWISE]  # type: ignore[valid-type]
+DepthwiseScope = Literal[catalog.DEPTHWISE_SCOPES]  # type: ignore[valid-type]
+PostprocessPlace = Literal[catalog.POSTPROCESS_PLACES]  # type: ignore[valid-type]
+Importance = Literal[catalog.PRUNE_IMPORTANCES]  # type: ignore[valid-type]
+_BENCH = catalog.BENCH_DEFAULTS
 
 
 class _Strict(BaseModel):
@@ -61,7 +72,7 @@ class SyntheticCfg(_Strict):
 class DataCfg(_Strict):
     """Where images and masks come from and how they are augmented."""
 
-    kind: Literal["synthetic", "folder", "coco", "instance_folder", "pennfudan"] = "synthetic"
+    kind: DataKind = "synthetic"
     root: Path | None = None
     annotations: Path | dict[str, Path] | None = Field(
         None, description="COCO json for kind=coco: one file (split by val_ratio) or {train: ..., val: ...}")
@@ -72,7 +83,7 @@ class DataCfg(_Strict):
     std: list[float] | None = None
     palette: dict[str, tuple[int, int, int]] | None = Field(
         None, description="class name -> RGB colour, for colour-coded masks")
-    mask_encoding: Literal["auto", "index", "binary", "palette"] = "auto"
+    mask_encoding: MaskEncoding = "auto"
     val_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     test_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     split_seed: int = 0
@@ -96,19 +107,19 @@ class TrainCfg(_Strict):
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
-    loss: Literal["ce", "dice", "ce+dice", "focal", "focal+dice"] = "ce+dice"
-    class_weights: Literal["median_frequency", "inverse_sqrt"] | list[float] | None = Field(
+    loss: SemanticLoss = "ce+dice"
+    class_weights: ClassWeighting | list[float] | None = Field(
         None, description="per-class loss weights: computed once from the training masks "
                           "(median_frequency: SegNet's balancing; inverse_sqrt: milder) or one number per class")
     focal_gamma: float = Field(2.0, ge=0, description="focusing exponent of the focal loss")
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Optimizer = "adamw"
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = 0.9
     warmup_epochs: float = Field(1.0, ge=0)
-    scheduler: Literal["cosine", "constant"] = "cosine"
+    scheduler: Scheduler = "cosine"
     grad_clip: float | None = Field(1.0, description="max gradient norm; null disables clipping")
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: TrainDevice = "auto"
     seed: int = 0
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the end)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU")
@@ -118,7 +129,7 @@ class CalibrationCfg(_Strict):
     """INT8 calibration: images come from the training split only."""
 
     images: int = Field(64, ge=1)
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    method: CalibrationMethod = "minmax"
     per_channel: bool = True
 
 
@@ -134,12 +145,12 @@ class QatCfg(_Strict):
 class ExecuTorchCfg(_Strict):
     """ExecuTorch (``.pte``) export settings."""
 
-    float_depthwise: Literal["auto", "always", "never"] = Field(
+    float_depthwise: FloatDepthwise = Field(
         "auto", description="INT8 .pte: keep depthwise convs in float. auto: build the all-INT8 and the "
                             "depthwise-float program and ship the one measured faster on this machine; always: "
                             "keep them float (CPUs whose INT8 depthwise is slow, e.g. x86); never: all INT8 "
                             "(phones whose INT8 depthwise kernels are fast, e.g. ARM)")
-    depthwise_scope: Literal["all", "full_res"] = Field(
+    depthwise_scope: DepthwiseScope = Field(
         "all", description="which depthwise convs float_depthwise keeps in float: all, or only those at the "
                            "largest spatial size")
 
@@ -153,13 +164,13 @@ class ExportCfg(_Strict):
     dynamic: bool = Field(True, description="dynamic batch and spatial axes")
     simplify: bool = True
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
-    int8_policy: Literal["auto", "always"] = Field(
+    int8_policy: Int8Policy = Field(
         "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
     qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
     max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
                                                            "drops by at most this many points")
     executorch: ExecuTorchCfg = Field(default_factory=ExecuTorchCfg)
-    postprocess: Literal["runtime", "graph"] = Field(
+    postprocess: PostprocessPlace = Field(
         "runtime", description="instance models: 'runtime' exports the raw heads and decodes them with numpy "
                                "beside the runtime; 'graph' puts the postprocess inside the graph with a fixed "
                                "number of detection slots per image (the recipe's instance thresholds)")
@@ -175,7 +186,7 @@ class PruneCfg(_Strict):
     ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer group")
     target_macs: float | None = Field(None, gt=0, lt=1, description="keep at most this fraction of the MACs")
     target_latency_ms: float | None = Field(None, gt=0, description="ONNX Runtime CPU latency target here")
-    importance: Literal["l1", "l2", "bn", "taylor"] = "l2"
+    importance: Importance = "l2"
     global_pruning: bool = False
     round_to: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None, description="kept widths are multiples of this; auto: ORT's CPU channel block here (16 with AVX-512, "
@@ -199,7 +210,7 @@ class QuantizeCfg(_Strict):
     (``max_drop``), written beside the FP32 exports of the ``export`` stage."""
 
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
-    int8_policy: Literal["auto", "always"] = "auto"
+    int8_policy: Int8Policy = "auto"
     qat: QatCfg | None = None
     max_drop: float | None = Field(None, ge=0, description="mixed precision budget in val mIoU points")
 
@@ -220,7 +231,7 @@ class BenchCfg(_Strict):
 class ReportCfg(_Strict):
     """What `report` renders."""
 
-    formats: list[ReportFormat] = Field(default_factory=lambda: list(REPORT_FORMATS))
+    formats: list[ReportFormat] = Field(default_factory=lambda: list(catalog.REPORT_FORMATS))
 
 
 class InstanceCfg(_Strict):

@@ -68,9 +68,9 @@ def test_shipped_recipes_validate(path):
 
 
 def test_choice_lists_come_from_the_dispatch_tables(tmp_path):
-    from edgeseg.export.formats import FORMATS, PRECISIONS
-    from edgeseg.report import FORMATS as REPORT_FORMATS
-    from edgeseg.runtime import BACKEND_CHOICES
+    from edgeseg.catalog import FORMATS, PRECISIONS, REPORT_FORMATS, backend_choices
+
+    BACKEND_CHOICES = backend_choices()
 
     p = write(tmp_path, "name: x\n")
     tables = {"export.formats": FORMATS, "export.precisions": PRECISIONS, "bench.backends": BACKEND_CHOICES,

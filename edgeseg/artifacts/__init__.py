@@ -1,4 +1,4 @@
-"""Artifact kinds, run-folder layout, atomic writes and provenance.
+"""Run-folder layout, atomic writes and provenance (file kinds and suffixes: :mod:`edgeseg.catalog`).
 
 Every file edgeseg writes goes through :func:`atomic_write` (temp file in the same folder, fsync,
 rename), so an interrupted run never leaves a half-written checkpoint, ONNX file or report behind.
@@ -18,26 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from edgeseg.catalog import STAGES, artifact_kind  # noqa: F401  (artifact_kind: until pipeline imports it from catalog)
 from edgeseg.errors import UserError
-
-RUN_STAGES = ("1_train", "2_prune", "3_quantize", "4_export", "5_bench", "6_report")
-
-# The one table of artifact file suffixes: suffix -> kind (``checkpoint`` or an export format's name).
-# The runtime's default backend per file, bench's format column and the pipeline's list of runnable
-# exports are all read from it.
-ARTIFACT_KINDS: dict[str, str] = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".ort": "ort",
-                                  ".engine": "tensorrt", ".plan": "tensorrt", ".xml": "openvino",
-                                  ".pte": "executorch"}
-
-
-def artifact_kind(path: str | Path) -> str | None:
-    """The kind of artifact ``path`` is by its suffix (None for an unknown suffix)."""
-    return ARTIFACT_KINDS.get(Path(path).suffix.lower())
-
-
-def kind_suffixes(kind: str) -> tuple[str, ...]:
-    """The suffixes of ``kind``, main one first (``tensorrt`` -> ``(".engine", ".plan")``)."""
-    return tuple(s for s, k in ARTIFACT_KINDS.items() if k == kind)
 
 
 def _current_umask() -> int:
@@ -158,9 +140,9 @@ def provenance(stage: str, inputs: dict[str, Any], figures: dict[str, Any] | Non
 
 def stage_dir(run_dir: str | Path, stage: str) -> Path:
     """``runs/<name>/<n_stage>``: the folder a pipeline stage owns."""
-    matches = [s for s in RUN_STAGES if s.split("_", 1)[1] == stage or s == stage]
+    matches = [folder for name, folder in STAGES.items() if stage in (name, folder)]
     if not matches:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {[s.split('_', 1)[1] for s in RUN_STAGES]}")
+        raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
     return Path(run_dir) / matches[0]
 
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg import runtime
+from edgeseg import catalog, runtime
 from edgeseg.errors import UserError
 
-_HINTS = {
-    "tensorrt": "build an engine on this machine with `edgeseg export --format tensorrt` and bench the .engine",
-    "openvino": "export with `edgeseg export --format openvino`, or bench the .onnx file",
-    "torch": "only checkpoints (.pt) run on torch",
-    "onnxruntime": "export to ONNX with `edgeseg export` first",
-    "executorch": "export with `edgeseg export --format executorch` and bench the .pte",
-}
+
+def _hint(backend: str) -> str:
+    name = catalog.canonical_backend(backend)
+    return catalog.BACKENDS[name].hint if name else "wrong file kind"
 
 
 def check_backends(names: list[str]) -> None:
@@ -30,8 +27,7 @@ def skip_reason(path: Path, backend: str) -> str | None:
     """Why ``backend`` cannot load ``path`` (None when it can)."""
     if runtime.loads(backend, path):
         return None
-    name = runtime.ALIASES.get(backend, backend)
-    return f"{path.name} is not a {backend} artifact ({_HINTS.get(name, 'wrong file kind')}); skipped on {backend}"
+    return f"{path.name} is not a {backend} artifact ({_hint(backend)}); skipped on {backend}"
 
 
 def not_applicable_note(pairs: list[tuple[Path, str]]) -> str:
@@ -40,7 +36,7 @@ def not_applicable_note(pairs: list[tuple[Path, str]]) -> str:
     by_backend: dict[str, list[str]] = {}
     for path, backend in pairs:
         by_backend.setdefault(backend, []).append(f"{path.name} on {backend}")
-    parts = [f"{', '.join(names)} ({_HINTS.get(runtime.ALIASES.get(b, b), 'wrong file kind')})"
+    parts = [f"{', '.join(names)} ({_hint(b)})"
              for b, names in by_backend.items()]
     return "not applicable (each backend loads only its own file kinds): " + "; ".join(parts)
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg.artifacts import artifact_kind, edgeseg_version, file_sha256, library_versions
+from edgeseg.artifacts import edgeseg_version, file_sha256, library_versions
 from edgeseg.bench.contention import CpuWatch, contention_reason
 from edgeseg.bench.latency import measure_latency
 from edgeseg.bench.machine import device_label, machine_info
 from edgeseg.bench.rows import SCHEMA
+from edgeseg.catalog import BENCH_DEFAULTS, artifact_kind
 from edgeseg.data.preprocess import round_up_to_stride
 from edgeseg.tasks import get_task
 
@@ -30,12 +31,12 @@ RUNTIME_PACKAGES = ("numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", 
 class BenchSettings:
     """How long to measure: warm-up calls, then at least ``min_runs`` calls AND ``min_time_s`` seconds."""
 
-    warmup: int = 5
-    min_runs: int = 20
-    min_time_s: float = 2.0
-    max_time_s: float = 120.0
-    memory: bool = True
-    memory_runs: int = 3
+    warmup: int = BENCH_DEFAULTS.warmup
+    min_runs: int = BENCH_DEFAULTS.min_runs
+    min_time_s: float = BENCH_DEFAULTS.min_time_s
+    max_time_s: float = BENCH_DEFAULTS.max_time_s
+    memory: bool = BENCH_DEFAULTS.memory
+    memory_runs: int = BENCH_DEFAULTS.memory_runs
 
     def __post_init__(self) -> None:
         from edgeseg.bench.backends import BenchOptionError

@@ -21,8 +21,6 @@ from typing import Any
 import psutil
 
 MB = 1024 * 1024
-RUNTIME_LIBRARY = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "openvino": "openvino",
-                   "executorch": "executorch.runtime"}
 
 
 def rss_mb() -> float:
@@ -67,11 +65,12 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
 
     import numpy as np
 
-    from edgeseg import runtime
+    from edgeseg import catalog, runtime
 
     backend_name = runtime.backend_for(args.artifact, args.backend)
     # The runtime library itself counts as baseline, so "loaded" and "peak" are the artifact's own cost.
-    libraries = [runtime.BACKENDS[backend_name][0], RUNTIME_LIBRARY[backend_name]]
+    record = catalog.BACKENDS[backend_name]
+    libraries = [record.backend_class.split(":")[0], record.library]
     if backend_name == "openvino" and args.artifact.endswith(".onnx"):
         libraries.append("onnx")  # reads the ONNX metadata
     for name in libraries:

@@ -105,7 +105,7 @@ def _wrong_type(row: dict[str, Any]) -> str:
 
 def _unknown_task(row: dict[str, Any]) -> str:
     """'' unless the line names a task edgeseg does not know (the report lays out columns per task)."""
-    from edgeseg.tasks import TASKS  # no torch
+    from edgeseg.catalog import TASKS
 
     task = (row.get("model") or {}).get("task")
     return "" if task is None or task in TASKS else f"field model.task is {task!r}, expected one of {sorted(TASKS)}"

@@ -7,7 +7,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edgeseg.artifacts import kind_suffixes
+from edgeseg.catalog import kind_suffixes
 from edgeseg.errors import UserError
 
 if TYPE_CHECKING:

@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 from torch import nn
 
+from edgeseg.catalog import TASKS
 from edgeseg.errors import UserError
 
-Task = Literal["semantic", "instance"]
+Task = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 
 
 class UnknownModelError(UserError, KeyError):

@@ -1,7 +1,8 @@
 """Runtime backends behind one protocol; :func:`open` is the only dispatch.
 
 Optional dependencies (onnxruntime, torch, tensorrt, openvino) are imported inside their own module
-only, so the standalone bench runner works on a device that has numpy and one runtime.
+only, so the standalone bench runner works on a device that has numpy and one runtime. The backends,
+their file kinds and aliases are :data:`edgeseg.catalog.BACKENDS` records.
 """
 
 from __future__ import annotations
@@ -9,53 +10,30 @@ from __future__ import annotations
 from importlib import import_module
 from pathlib import Path
 
-from edgeseg.artifacts import ARTIFACT_KINDS, artifact_kind
+from edgeseg import catalog
 from edgeseg.runtime.base import Backend, BackendError, TensorSpec
-
-# backend name -> (module, class)
-BACKENDS: dict[str, tuple[str, str]] = {
-    "torch": ("edgeseg.runtime.torch_rt", "TorchBackend"),
-    "onnxruntime": ("edgeseg.runtime.ort_rt", "OrtBackend"),
-    "tensorrt": ("edgeseg.runtime.trt_rt", "TensorRTBackend"),
-    "openvino": ("edgeseg.runtime.openvino_rt", "OpenVINOBackend"),
-    "executorch": ("edgeseg.runtime.executorch_rt", "ExecuTorchBackend"),
-}
-# backend -> artifact kinds (see ``edgeseg.artifacts.ARTIFACT_KINDS``) it loads; the first backend
-# listed for a kind is that kind's default.
-LOADS: dict[str, tuple[str, ...]] = {
-    "torch": ("checkpoint",),
-    "onnxruntime": ("onnx", "ort"),
-    "tensorrt": ("tensorrt",),
-    "openvino": ("openvino", "onnx"),
-    "executorch": ("executorch",),
-}
-DEFAULT_BACKEND: dict[str, str] = {}
-for _backend, _kinds in LOADS.items():
-    for _kind in _kinds:
-        DEFAULT_BACKEND.setdefault(_kind, _backend)
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "torch-cuda": "torch", "ov": "openvino", "et": "executorch"}
-BACKEND_CHOICES = (*BACKENDS, *ALIASES)
-"""Every name ``backend=`` accepts (the recipe's ``bench.backends`` choices)."""
 
 
 def backend_for(path: str | Path, backend: str | None = None) -> str:
     """Resolve the backend name for ``path`` (explicit name, alias, or by file suffix)."""
     if backend:
-        name = ALIASES.get(backend, backend)
-        if name not in BACKENDS:
+        name = catalog.canonical_backend(backend)
+        if name is None:
             raise BackendError(f"unknown backend {backend!r}; expected one of "
-                               f"{sorted(BACKENDS) + sorted(ALIASES)}")
+                               f"{sorted(catalog.BACKENDS) + sorted(catalog.aliases())}")
         return name
-    kind = artifact_kind(path)
-    if kind not in DEFAULT_BACKEND:
+    kind = catalog.artifact_kind(path)
+    name = catalog.default_backend(kind) if kind else None
+    if name is None:
         raise BackendError(f"{path}: cannot tell the backend from the suffix {Path(path).suffix.lower()!r}; "
-                           f"expected one of {sorted(ARTIFACT_KINDS)} or pass backend=")
-    return DEFAULT_BACKEND[kind]
+                           f"expected one of {sorted(catalog.artifact_kinds())} or pass backend=")
+    return name
 
 
 def loads(backend: str, path: str | Path) -> bool:
     """Whether ``backend`` (a name or alias) reads the kind of file ``path`` is."""
-    return artifact_kind(path) in LOADS.get(ALIASES.get(backend, backend), ())
+    name = catalog.canonical_backend(backend)
+    return name is not None and catalog.artifact_kind(path) in catalog.BACKENDS[name].loads
 
 
 def trust_options(backend: str, *, trust_checkpoint: bool = False,
@@ -88,9 +66,9 @@ def open(path: str | Path, backend: str | None = None, device: str = "cpu", thre
         device = "cuda"
     name = backend_for(path, backend)
     options.update(trust_options(name, trust_checkpoint=trust_checkpoint, custom_op_library=custom_op_library))
-    module, cls = BACKENDS[name]
+    module, cls = catalog.BACKENDS[name].backend_class.split(":")
     return getattr(import_module(module), cls)(path, device=device, threads=threads, **options)
 
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "LOADS", "Backend", "BackendError", "TensorSpec", "backend_for", "loads",
+__all__ = ["Backend", "BackendError", "TensorSpec", "backend_for", "loads",
            "open", "trust_options"]

@@ -10,14 +10,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from edgeseg.catalog import TASKS
 from edgeseg.errors import UserError
 from edgeseg.tasks.base import MetricColumn, OutputsError, ParityBars, Task, by_name, output
 
-# task name -> (module, class)
-TASKS: dict[str, tuple[str, str]] = {
-    "semantic": ("edgeseg.tasks.semantic", "SemanticTask"),
-    "instance": ("edgeseg.tasks.instance", "InstanceTask"),
-}
 _CACHE: dict[str, Task] = {}
 
 
@@ -32,10 +28,10 @@ def get_task(name: str | Any) -> Task:
         raise UnknownTaskError(f"unknown task {key!r}; expected one of {sorted(TASKS)} (field 'task' of the "
                                "artifact's metadata)")
     if key not in _CACHE:
-        module, cls = TASKS[key]
+        module, cls = TASKS[key].split(":")
         _CACHE[key] = getattr(import_module(module), cls)()
     return _CACHE[key]
 
 
-__all__ = ["TASKS", "MetricColumn", "OutputsError", "ParityBars", "Task", "UnknownTaskError", "by_name",
+__all__ = ["MetricColumn", "OutputsError", "ParityBars", "Task", "UnknownTaskError", "by_name",
            "get_task", "output"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from edgeseg import runtime
-from edgeseg.artifacts import ARTIFACT_KINDS, artifact_kind
+from edgeseg import catalog
+from edgeseg.catalog import artifact_kind
 
 
 def test_every_artifact_suffix_opens_on_a_backend_that_loads_it():
-    for suffix, kind in ARTIFACT_KINDS.items():
+    for suffix, kind in catalog.artifact_kinds().items():
         name = runtime.backend_for(f"model{suffix}")
         assert runtime.loads(name, f"m{suffix.upper()}"), (suffix, kind, name)
     assert runtime.backend_for("m.onnx") == "onnxruntime" and runtime.loads("openvino", "m.onnx")
@@ -23,4 +24,4 @@ def test_export_formats_use_the_suffix_table():
 
     for name, fmt in FORMATS.items():
         assert artifact_kind(f"model{fmt.suffix}") == name
-        assert runtime.backend_for(f"model{fmt.suffix}") in runtime.BACKENDS
+        assert runtime.backend_for(f"model{fmt.suffix}") in catalog.BACKENDS

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgeseg.artifacts import ModelMeta
-from edgeseg.tasks import TASKS, UnknownTaskError, by_name, get_task
+from edgeseg.catalog import TASKS
+from edgeseg.tasks import UnknownTaskError, by_name, get_task
 from edgeseg.tasks.base import OutputsError
 from edgeseg.tasks.instance import box_iou, matched_detections, tail_nodes
 
