@@ -195,6 +195,21 @@ DATA_KINDS = ("synthetic", "folder", "coco", "instance_folder", "pennfudan")
 MASK_ENCODINGS = ("auto", "index", "binary", "palette")
 
 
+@dataclass(frozen=True)
+class InstanceThresholds:
+    """Instance postprocess defaults: the recipe's ``instance`` section, the numpy and torch postprocess and
+    the in-graph postprocess all start from these."""
+
+    score_thresh: float = 0.05
+    iou_thresh: float = 0.5
+    top_k: int = 200        # candidates per class before Fast NMS
+    max_dets: int = 100     # detections per image (also COCO maxDets of the metric)
+    mask_thresh: float = 0.5
+
+
+INSTANCE_DEFAULTS = InstanceThresholds()
+
+
 # --- pipeline and report -------------------------------------------------------------------------------
 
 # stage name -> its folder in a run (`edgeseg run`), in pipeline order

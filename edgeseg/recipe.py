@@ -42,6 +42,7 @@ DepthwiseScope = Literal[catalog.DEPTHWISE_SCOPES]  # type: ignore[valid-type]
 PostprocessPlace = Literal[catalog.POSTPROCESS_PLACES]  # type: ignore[valid-type]
 Importance = Literal[catalog.PRUNE_IMPORTANCES]  # type: ignore[valid-type]
 _BENCH = catalog.BENCH_DEFAULTS
+_INSTANCE = catalog.INSTANCE_DEFAULTS
 
 
 class _Strict(BaseModel):
@@ -237,11 +238,12 @@ class ReportCfg(_Strict):
 class InstanceCfg(_Strict):
     """Instance models: postprocess thresholds (eval, predict, bench, export) and loss settings."""
 
-    score_thresh: float = Field(0.05, ge=0.0, lt=1.0)
-    iou_thresh: float = Field(0.5, gt=0.0, le=1.0)
-    top_k: int = Field(200, ge=1, description="candidates per class before Fast NMS")
-    max_dets: int = Field(100, ge=1, description="detections per image (also COCO maxDets of the metric)")
-    mask_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    score_thresh: float = Field(_INSTANCE.score_thresh, ge=0.0, lt=1.0)
+    iou_thresh: float = Field(_INSTANCE.iou_thresh, gt=0.0, le=1.0)
+    top_k: int = Field(_INSTANCE.top_k, ge=1, description="candidates per class before Fast NMS")
+    max_dets: int = Field(_INSTANCE.max_dets, ge=1,
+                          description="detections per image (also COCO maxDets of the metric)")
+    mask_thresh: float = Field(_INSTANCE.mask_thresh, gt=0.0, lt=1.0)
     loss: dict[str, Any] = Field(default_factory=dict,
                                  description="edgeseg.train.losses_instance.YolactLoss keyword arguments")
 

@@ -1,4 +1,6 @@
-"""Layers only point down: the bottom packages never import the stages, and the device side stays torch-free."""
+"""Layers only point down: the import graph of edgeseg (read with ast, imports inside functions included)
+has no cycle between modules or between packages, follows the documented layer order, and the device side
+stays torch-free."""
 
 from __future__ import annotations
 
@@ -6,16 +8,18 @@ import ast
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgeseg"
-# Bottom layer: what a runtime on a device, the data and the models need. It may import itself,
-# errors.py, progress.py and recipe.py, never a stage above it.
-BOTTOM = ("artifacts", "runtime", "data", "metrics", "models", "tasks")
-UPPER = ("train", "export", "bench", "report", "compress", "pipeline", "cli")
+# The layer order of docs/design.md ("Layers"), bottom first: a unit (a top-level module or package of
+# edgeseg) may import only itself and the units before it. "edgeseg" is the root package's lazy public API.
+LAYERS = ("errors", "catalog", "progress", "quiet", "data", "metrics", "tasks", "models", "artifacts", "runtime",
+          "recipe", "foreign", "evaluate", "predict", "bench", "train", "compress", "export", "report", "pipeline",
+          "edgeseg", "cli", "__main__")
 # Modules that must import without torch (docs/design.md, "Lazy top-level package").
-TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.artifacts", "edgeseg.artifacts.metadata", "edgeseg.runtime",
-              "edgeseg.runtime.base", "edgeseg.runtime.ort_rt", "edgeseg.runtime.trt_rt",
+TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.catalog", "edgeseg.artifacts", "edgeseg.artifacts.metadata",
+              "edgeseg.runtime", "edgeseg.runtime.base", "edgeseg.runtime.ort_rt", "edgeseg.runtime.trt_rt",
               "edgeseg.runtime.openvino_rt", "edgeseg.data", "edgeseg.data.base", "edgeseg.data.preprocess",
               "edgeseg.data.folder", "edgeseg.metrics", "edgeseg.metrics.semantic", "edgeseg.evaluate",
               "edgeseg.bench.core", "edgeseg.bench.sweep", "edgeseg.bench.runner", "edgeseg.bench.accuracy", "edgeseg.cli",
@@ -23,11 +27,34 @@ TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.artifacts", "edgeseg.artifac
               "edgeseg.tasks.instance_postprocess", "edgeseg.data.instance_folder", "edgeseg.metrics.instance")
 
 
-def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in ``source``, function-level ones included."""
-    package = module.rsplit(".", 1)[0]
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    """``edgeseg/bench/core.py`` -> ``edgeseg.bench.core``; a package's ``__init__`` is the package."""
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (never executed: annotations only)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return skip
+
+
+def imported_modules(source: str, module: str, *, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, absolute name) of every import in ``source``, function-level ones included.
+
+    ``from a import b`` yields ``a.b`` (a module or a name in ``a``: :func:`import_graph` resolves it to
+    the longest known module) and ``a`` itself only when some imported name is not a submodule.
+    """
+    package = module if is_package else module.rsplit(".", 1)[0]
+    tree = ast.parse(source)
+    skip = _type_checking_nodes(tree)
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -35,42 +62,146 @@ def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            found.append((node.lineno, base))
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
     return found
 
 
-def upward_imports(source: str, module: str) -> list[str]:
-    """Imports of an upper-layer edgeseg module in ``source`` (as 'line: name')."""
+def import_graph(root: Path = PACKAGE) -> dict[str, dict[str, int]]:
+    """module -> {imported edgeseg module: first line}, every name resolved to the longest known module."""
+    paths = {module_name(p, root): p for p in root.rglob("*.py")}
+
+    def resolve(name: str) -> str:
+        while name and name not in paths:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, dict[str, int]] = {}
+    for mod, path in paths.items():
+        edges: dict[str, int] = {}
+        for line, name in imported_modules(path.read_text(), mod, is_package=path.name == "__init__.py"):
+            target = resolve(name) if name.split(".")[0] == root.name else ""
+            if target and target != mod:
+                edges.setdefault(target, line)
+        graph[mod] = edges
+    return graph
+
+
+def unit(module: str) -> str:
+    """The layer unit of a module: its top-level module or package (``edgeseg`` for the root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    comp.append(member)
+                    if member == node:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def unit_graph(graph: dict[str, dict[str, int]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for mod, edges in graph.items():
+        out[unit(mod)] |= {unit(t) for t in edges if unit(t) != unit(mod)}
+    return out
+
+
+def against_the_order(graph: dict[str, dict[str, int]]) -> list[str]:
+    """'module:line -> module' for every import of a unit above the importer's (or of an unlisted unit)."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
     bad = []
-    for line, name in imported_modules(source, module):
-        parts = name.split(".")
-        if parts[0] == "edgeseg" and len(parts) > 1 and parts[1] in UPPER:
-            bad.append(f"{line}: {name}")
-    return sorted(set(bad))
+    for mod, edges in graph.items():
+        for target, line in edges.items():
+            a, b = unit(mod), unit(target)
+            if a != b and rank.get(b, len(rank)) > rank.get(a, -1):
+                bad.append(f"{mod}:{line} -> {target}")
+    return sorted(bad)
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(rel.parts)
-    return ".".join(parts if parts[-1] != "__init__" else parts[:-1] + ["__init__"])
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "edgeseg"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
 
 
-def test_checker_finds_an_upward_import():
-    src = "import numpy\ndef f():\n    from edgeseg.train.loop import train\n    from ..export import formats\n"
-    assert upward_imports(src, "edgeseg.runtime.x") == ["3: edgeseg.train.loop", "3: edgeseg.train.loop.train",
-                                                       "4: edgeseg.export", "4: edgeseg.export.formats"]
-    assert upward_imports("from edgeseg import bench\n", "edgeseg.data.x") == ["1: edgeseg.bench"]
-    assert upward_imports("from edgeseg.runtime.base import Backend\n", "edgeseg.data.x") == []
+def test_the_checker_sees_function_level_cycles_and_upward_imports(tmp_path):
+    root = _tree(tmp_path, {
+        "__init__.py": "",
+        "recipe.py": "def f():\n    from edgeseg.export.formats import X\n",
+        "export/__init__.py": "",
+        "export/formats.py": "from edgeseg import recipe\nfrom ..recipe import Recipe\n",
+        "data/__init__.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from edgeseg.train import T\n",
+        "train/__init__.py": "from edgeseg.data import x\n",
+    })
+    graph = import_graph(root)
+    assert graph["edgeseg.recipe"] == {"edgeseg.export.formats": 2}
+    assert graph["edgeseg.export.formats"] == {"edgeseg.recipe": 1}
+    assert cycles({m: set(e) for m, e in graph.items()}) == [["edgeseg.export.formats", "edgeseg.recipe"]]
+    assert cycles(unit_graph(graph)) == [["export", "recipe"]]
+    assert against_the_order(graph) == ["edgeseg.recipe:2 -> edgeseg.export.formats"]
+    assert graph["edgeseg.data"] == {}  # type-only imports never run
 
 
-def test_bottom_layer_never_imports_a_stage():
-    offenders = []
-    for layer in BOTTOM:
-        for path in sorted((PACKAGE / layer).rglob("*.py")):
-            for hit in upward_imports(path.read_text(), _module_name(path)):
-                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{hit}")
-    assert not offenders, "bottom-layer modules import upper layers:\n" + "\n".join(offenders)
+def test_no_cycle_between_modules():
+    graph = import_graph()
+    found = cycles({m: set(e) for m, e in graph.items()})
+    assert not found, "import cycles between modules:\n" + "\n".join(
+        " <-> ".join(c) + "\n    " + "\n    ".join(f"{m}:{graph[m][t]} -> {t}" for m in c for t in graph[m] if t in c)
+        for c in found)
+
+
+def test_no_cycle_between_packages():
+    found = cycles(unit_graph(import_graph()))
+    assert not found, f"import cycles between packages: {found}"
+
+
+def test_every_import_follows_the_layer_order():
+    graph = import_graph()
+    assert {unit(m) for m in graph} <= set(LAYERS), "a new top-level unit needs a place in LAYERS and docs/design.md"
+    bad = against_the_order(graph)
+    assert not bad, "imports against the layer order (docs/design.md, Layers):\n" + "\n".join(bad)
+
+
+def test_the_documented_order_is_this_one():
+    text = (PACKAGE.parent / "docs" / "design.md").read_text()
+    assert " < ".join(f"`{u}`" for u in LAYERS) in text
 
 
 def test_device_side_imports_no_torch(tmp_path):
@@ -111,12 +242,3 @@ print("ok")
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "EDGESEG_QUIET": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
-
-
-def test_export_converters_import_no_cycle():
-    """Each step has one home: no converter imports one that imports it back (save_onnx, the precision fan-out)."""
-    modules = {_module_name(p): p.read_text() for p in (PACKAGE / "export").glob("*.py") if p.name != "__init__.py"}
-    deps = {m: {n for _, n in imported_modules(src, m) if n in modules and n != m} for m, src in modules.items()}
-    cycles = sorted(f"{a} <-> {b}" for a in deps for b in deps[a] if a < b and a in deps[b])
-    type_only = {"edgeseg.export.context <-> edgeseg.export.formats"}  # ExportContext in a TYPE_CHECKING block
-    assert set(cycles) <= type_only, cycles

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeseg.data.base import DataError, default_mean_std, load_image, resolve_classes
+from edgeseg.data.base import DataError, default_mean_std, load_image
+from edgeseg.data.classes import resolve_classes
 from edgeseg.data.preprocess import normalize, pad_to_stride, resize_chw, resize_labels
 
 __all__ = ["DataError", "SegDataset", "build_dataset", "default_mean_std", "load_image", "normalize",

@@ -83,20 +83,3 @@ def default_mean_std(data_cfg: Any, in_channels: int) -> tuple[list[float], list
             raise DataError(f"recipe field data.std: every value must be > 0, got {value}")
         out.append([float(v) for v in value])
     return out[0], out[1]
-
-
-def resolve_classes(data_cfg: Any, num_classes: int) -> list[str]:
-    """Class names: ``data.classes``, else the palette's names, else the synthetic shapes, else class<i>."""
-    names = list(data_cfg.classes)
-    if not names and data_cfg.palette:
-        names = [n for n in data_cfg.palette if n != "ignore"]
-    if not names and data_cfg.kind == "synthetic":
-        from edgeseg.data.synthetic import class_names
-
-        names = class_names(num_classes)
-    if not names:
-        names = ["background", "foreground"] if num_classes == 2 else [f"class{i}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise DataError(f"recipe field data.classes: has {len(names)} names {names} but model.num_classes is "
-                        f"{num_classes}; give one name per class")
-    return names

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edgeseg.data.base import DataError, default_mean_std, resolve_classes
+from edgeseg.data.base import DataError, default_mean_std
+from edgeseg.data.classes import resolve_classes
 from edgeseg.data.preprocess import normalize
 from edgeseg.data.transforms import TrainTransform
 

@@ -50,6 +50,11 @@ class SegModel(nn.Module):
         same weights and outputs (SegNet: mask unpooling instead of pool indices)."""
         return self
 
+    def with_postprocess(self, **thresholds: Any) -> nn.Module:
+        """The module that exports the model with its postprocess inside the graph (instance families:
+        fixed detection slots). A family without one says so."""
+        raise NotImplementedError(f"{type(self).__name__} has no in-graph postprocess")
+
     @property
     def task(self) -> str:
         """The registry's task of this variant (``semantic`` for an unregistered subclass)."""

@@ -65,7 +65,6 @@ def register_model(name: str, *, family: str, task: Task = "semantic", stride: i
 
 def get_model_info(name: str) -> ModelInfo:
     """Registry entry for ``name``; unknown names get the closest valid name suggested."""
-    _ensure_families_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -75,7 +74,6 @@ def get_model_info(name: str) -> ModelInfo:
 
 def list_models(task: Task | None = None, include_test: bool = False) -> list[str]:
     """Registered names, optionally only one task; ``*_test`` variants only when asked for."""
-    _ensure_families_loaded()
     return sorted(n for n, info in _REGISTRY.items()
                   if (task is None or info.task == task) and (include_test or not n.endswith("_test")))
 
@@ -95,7 +93,3 @@ def create_model(name: str, *, num_classes: int, in_channels: int = 3, **kwargs:
                              f"{sorted(kwargs)}: {exc}") from exc
     model.config = {"name": name, "num_classes": num_classes, "in_channels": in_channels, **args}
     return model
-
-
-def _ensure_families_loaded() -> None:
-    import edgeseg.models  # noqa: F401  (imports every family module by name)

@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.catalog import INSTANCE_DEFAULTS as _T
 from edgeseg.models.backbones import ConvBNAct, FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
 from edgeseg.models.blocks import init_weights
 from edgeseg.models.registry import register_model
-from edgeseg.tasks.instance_postprocess import Detections, logit, target_size
+from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, OUTPUT_NAMES, Detections, logit, target_size
 
-OUTPUT_NAMES = ("scores", "boxes", "coefs", "protos")
 STRIDES = (8, 16, 32)
 PRIOR_PROB = 0.01  # initial foreground probability of the class logits (focal-loss practice)
 
@@ -176,6 +176,10 @@ class Yolact(SegModel):
             return (*outs, self.semantic(feats[0]))
         return outs
 
+    def with_postprocess(self, **thresholds: Any) -> YolactWithPostprocess:
+        """This model followed by its Fast-NMS postprocess with static shapes (``export.postprocess: graph``)."""
+        return YolactWithPostprocess(self, **thresholds).eval()
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, **kwargs: Any) -> list[Detections]:  # type: ignore[override]
         """Detections per image at the input size (``kwargs``: :func:`postprocess` thresholds)."""
@@ -267,8 +271,8 @@ def crop_masks(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 def postprocess(outputs: dict[str, torch.Tensor], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
-                score_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200, max_dets: int = 100,
-                mask_thresh: float = 0.5, placement: Literal["resize", "pad"] = "resize") -> list[Detections]:
+                score_thresh: float = _T.score_thresh, iou_thresh: float = _T.iou_thresh, top_k: int = _T.top_k,
+                max_dets: int = _T.max_dets, mask_thresh: float = _T.mask_thresh, placement: Literal["resize", "pad"] = "resize") -> list[Detections]:
     """Detections per image from the raw outputs (torch twin of the numpy ``postprocess``).
 
     Args:
@@ -312,10 +316,11 @@ class YolactWithPostprocess(nn.Module):
     ``det_labels`` N x D (int64), ``det_masks`` N x D x H x W (bool, input size, cropped to the box).
     """
 
-    output_names = ("det_boxes", "det_scores", "det_labels", "det_masks")
+    output_names = GRAPH_OUTPUTS
 
-    def __init__(self, model: Yolact, top_k: int = 100, *, max_dets: int = 100, score_thresh: float = 0.05,
-                 iou_thresh: float = 0.5, mask_thresh: float = 0.5) -> None:
+    def __init__(self, model: Yolact, top_k: int = _T.top_k, *, max_dets: int = _T.max_dets,
+                 score_thresh: float = _T.score_thresh, iou_thresh: float = _T.iou_thresh,
+                 mask_thresh: float = _T.mask_thresh) -> None:
         super().__init__()
         self.model = model
         self.top_k, self.max_dets = top_k, max_dets

@@ -101,9 +101,13 @@ class Task(ABC):
         or ``resize`` (stretched to ``input_hw``).
         """
 
-    @abstractmethod
     def decode_torch(self, outputs: dict[str, Any], *, input_hw: tuple[int, int]) -> Any:
-        """Torch outputs of a batch -> predictions at the input size (``SegModel.predict``)."""
+        """Torch outputs of a batch -> predictions at the input size (``SegModel.predict``).
+
+        Tasks whose decoding depends on the family (instance: each family's own postprocess) leave this
+        to the model class, which overrides ``predict``.
+        """
+        raise NotImplementedError(f"the {self.name} task decodes in each family's predict()")
 
     # --- data, loss, metric --------------------------------------------------------------------------
     @abstractmethod

@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
-
-HEADS = ("scores", "boxes", "coefs", "protos")
-GRAPH_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_masks")  # YolactWithPostprocess
+from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS
+from edgeseg.tasks.instance_postprocess import OUTPUT_NAMES as HEADS
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 WEIGHTED_ATEN = ("aten.conv2d", "aten.convolution", "aten.conv_transpose2d", "aten.linear", "aten.matmul")
 MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much
@@ -172,10 +171,7 @@ class InstanceTask(Task):
         ``max_dets`` detection slots (the recipe's ``instance`` thresholds)."""
         if getattr(cfg, "postprocess", "runtime") != "graph":
             return model
-        from edgeseg.models.yolact import YolactWithPostprocess
-
-        opts = self.options(getattr(recipe, "instance", None))
-        return YolactWithPostprocess(model, **opts).eval()
+        return model.with_postprocess(**self.options(getattr(recipe, "instance", None)))
 
     @staticmethod
     def options(section: Any) -> dict[str, Any]:
@@ -198,12 +194,6 @@ class InstanceTask(Task):
 
         return numpy_postprocess(heads, input_hw=tuple(input_hw), image_hw=tuple(image_hw), placement=placement,
                                  **postprocess)
-
-    def decode_torch(self, outputs: dict[str, Any], *, input_hw: tuple[int, int]) -> Any:
-        from edgeseg.models.yolact import postprocess as torch_postprocess
-
-        heads = {k: output(outputs, k) for k in HEADS}
-        return torch_postprocess(heads, input_hw=tuple(input_hw), image_hw=tuple(input_hw), placement="pad")
 
     def build_dataset(self, data_cfg: Any, split: str, *, in_channels: int, train: bool,
                       num_classes: int | None) -> Any:
@@ -262,7 +252,7 @@ class InstanceTask(Task):
         """``overlay.png`` (masks, boxes, 'class score' labels), ``instances.png`` (16-bit ids), ``detections.json``."""
         from PIL import Image, ImageDraw
 
-        from edgeseg.predict import PALETTE, png_bytes
+        from edgeseg.tasks.render import PALETTE, png_bytes
 
         rgb = np.repeat(raw, 3, axis=2) if raw.shape[2] == 1 else raw[..., :3]
         canvas = rgb.astype(np.float32)

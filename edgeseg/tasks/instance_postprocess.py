@@ -23,7 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-OUTPUT_NAMES = ("scores", "boxes", "coefs", "protos")
+from edgeseg.catalog import INSTANCE_DEFAULTS as _T
+
+OUTPUT_NAMES = ("scores", "boxes", "coefs", "protos")  # the raw heads of a prototype-mask (YOLACT) model
+GRAPH_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_masks")  # postprocess inside the graph
 
 
 @dataclass
@@ -172,8 +175,8 @@ def paste_masks(logits: np.ndarray, boxes: np.ndarray, target_hw: tuple[int, int
 
 
 def postprocess(outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
-                score_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200, max_dets: int = 100,
-                mask_thresh: float = 0.5, placement: Literal["resize", "pad"] = "resize") -> list[Detections]:
+                score_thresh: float = _T.score_thresh, iou_thresh: float = _T.iou_thresh, top_k: int = _T.top_k,
+                max_dets: int = _T.max_dets, mask_thresh: float = _T.mask_thresh, placement: Literal["resize", "pad"] = "resize") -> list[Detections]:
     """Detections per image from the raw network outputs (see the module docstring for the steps).
 
     Args:

@@ -96,7 +96,7 @@ class SemanticTask(Task):
         return parity_figures([logits_of(r) for r in reference], [logits_of(o) for o in outputs])
 
     def render(self, raw: np.ndarray, prediction: np.ndarray, meta: Any) -> dict[str, bytes]:
-        from edgeseg.predict import class_colours, overlay, png_bytes
+        from edgeseg.tasks.render import class_colours, overlay, png_bytes
 
         palette_cfg = (meta.recipe.get("data") or {}).get("palette")
         colours = class_colours(meta.num_classes, palette_cfg, meta.classes)
