@@ -62,48 +62,26 @@ def recipe_accuracy(backend: Any, recipe: str | Path | None = None, split: str =
 
 
 def _semantic_only(meta: Any, source: str) -> None:
-    if meta.task != "semantic":
+    from edgeseg.tasks import get_task
+
+    if not get_task(meta.task).scores_class_masks:
         raise ValueError(f"{source}: class-index masks score semantic models only; this artifact is a "
                          f"{meta.task} model: bench it with `edgeseg bench --data RECIPE` for its accuracy")
-
-
-def _instance_folder_accuracy(backend: Any, root: Path, split: str, val_ratio: float, split_seed: int
-                              ) -> dict[str, Any]:
-    """Mask/box AP of an instance artifact on an instance-id folder (ROOT/images + ROOT/masks), numpy only."""
-    from edgeseg.data.instance_folder import instance_folder
-    from edgeseg.data.preprocess import normalize
-    from edgeseg.data.folder import list_pairs
-
-    meta = backend.meta
-    pairs = list_pairs(root, split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
-    loaded = instance_folder(root, split, meta.in_channels, val_ratio=val_ratio, test_ratio=0.0,
-                             split_seed=split_seed)
-    samples = ((normalize(s.image, meta.mean, meta.std), {"masks": s.mask_stack(), "labels": s.labels})
-               for s in loaded)
-    return _result(backend, samples, len(loaded), int(meta.ignore_index), split, str(root),
-                   _pairs_fingerprint(root.name, pairs, split))
 
 
 def folder_accuracy(backend: Any, root: str | Path, split: str = "val", *, mask_encoding: str = "auto",
                     val_ratio: float = 0.2, split_seed: int = 0) -> dict[str, Any]:
     """Metrics on a folder dataset's split, with numpy and PIL only (no torch).
 
-    Semantic artifacts read class-index masks; instance artifacts read instance-id masks (0 =
-    background, one value per instance, one class), e.g. ``dsb2018-nuclei``.
+    The artifact's task reads the masks: class-index masks for semantic artifacts, instance-id masks
+    (0 = background, one value per instance, one class) for instance ones, e.g. ``dsb2018-nuclei``.
     """
-    from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs
-    from edgeseg.data.preprocess import normalize
+    from edgeseg.tasks import get_task
 
     meta = backend.meta
-    if meta.task == "instance":
-        return _instance_folder_accuracy(backend, Path(root), split, val_ratio, split_seed)
-    _semantic_only(meta, str(root))
-    ignore = int(meta.ignore_index)
-    pairs = list_pairs(Path(root), split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
-    decoder = MaskDecoder(mask_encoding, meta.num_classes, ignore, None, list(meta.classes))
-    loaded = load_pairs(pairs, decoder, meta.in_channels)
-    samples = ((normalize(image, meta.mean, meta.std), mask) for image, mask in loaded)
-    return _result(backend, samples, len(loaded), ignore, split, str(root),
+    samples, count, pairs = get_task(meta.task).folder_samples(Path(root), split, meta, mask_encoding=mask_encoding,
+                                                              val_ratio=val_ratio, split_seed=split_seed)
+    return _result(backend, samples, count, int(meta.ignore_index), split, str(root),
                    _pairs_fingerprint(Path(root).name, pairs, split))
 
 

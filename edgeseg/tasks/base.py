@@ -69,6 +69,11 @@ class Task(ABC):
     parity_bars: ClassVar[ParityBars]
     has_postprocess: ClassVar[bool]  # True when decoding costs enough to bench end to end
     training_outputs: ClassVar[tuple[str, ...]] = ()  # outputs a model may add in training mode only
+    # Questions callers ask instead of testing the task's name:
+    supports_distillation: ClassVar[bool] = False   # logit distillation (prune fine-tuning, QAT) applies
+    supports_class_weights: ClassVar[bool] = False  # per-class loss weights (train.class_weights) apply
+    scores_class_masks: ClassVar[bool] = False      # scored against class-index masks (the runner's .npz)
+    report_rank: ClassVar[int] = 0                  # where its table and Pareto panel come in a report
 
     # --- graph -------------------------------------------------------------------------------------
     @abstractmethod
@@ -109,6 +114,11 @@ class Task(ABC):
         """
         raise NotImplementedError(f"the {self.name} task decodes in each family's predict()")
 
+    def metrics_table(self, metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], str]:
+        """``metrics`` as a table for people: header, rows and one closing line (``edgeseg eval``)."""
+        row = [metrics.get(c.key) for c in self.columns]
+        return [c.label for c in self.columns], [row], f"over {metrics.get('num_images', '?')} images"
+
     # --- data, loss, metric --------------------------------------------------------------------------
     @abstractmethod
     def build_dataset(self, data_cfg: Any, split: str, *, in_channels: int, train: bool,
@@ -126,6 +136,12 @@ class Task(ABC):
         Named rather than imported: losses live in the training layer, above the tasks. The built module is
         called ``criterion(outputs_by_name, targets) -> (loss tensor, {part: float})``.
         """
+
+    @abstractmethod
+    def folder_samples(self, root: Any, split: str, meta: Any, *, mask_encoding: str = "auto",
+                       val_ratio: float = 0.2, split_seed: int = 0) -> tuple[Any, int, list[Any]]:
+        """A folder dataset (``ROOT/images`` + ``ROOT/masks``) read with numpy and PIL only, for the device
+        runner: (samples of (normalised image, target), count, the (image, mask) path pairs)."""
 
     @abstractmethod
     def targets_to(self, targets: Any, device: Any) -> Any:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from edgeseg.catalog import InstanceThresholds
 from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
 from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS
 from edgeseg.tasks.instance_postprocess import OUTPUT_NAMES as HEADS
@@ -119,7 +122,7 @@ def fx_tail_nodes(graph_module: Any, output_names: tuple[str, ...]) -> dict[str,
     return keep
 
 
-POSTPROCESS_KEYS = ("score_thresh", "iou_thresh", "top_k", "max_dets", "mask_thresh")
+POSTPROCESS_KEYS = tuple(f.name for f in fields(InstanceThresholds))
 
 
 class _InstanceMetric:
@@ -154,6 +157,7 @@ class InstanceTask(Task):
                                                    engine_min_agreement=0.8)
     has_postprocess: ClassVar[bool] = True
     training_outputs: ClassVar[tuple[str, ...]] = ("semantic",)  # the optional auxiliary semantic head
+    report_rank: ClassVar[int] = 1
 
     def output_axes(self, name: str) -> dict[int, str]:
         if name == "protos":
@@ -194,6 +198,25 @@ class InstanceTask(Task):
 
         return numpy_postprocess(heads, input_hw=tuple(input_hw), image_hw=tuple(image_hw), placement=placement,
                                  **postprocess)
+
+    def metrics_table(self, metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], str]:
+        header, rows, _ = super().metrics_table(metrics)
+        return header, rows, (f"over {metrics.get('num_images', '?')} images, "
+                              f"{metrics.get('num_instances', '?')} instances")
+
+    def folder_samples(self, root: Any, split: str, meta: Any, *, mask_encoding: str = "auto",
+                       val_ratio: float = 0.2, split_seed: int = 0) -> tuple[Any, int, list[Any]]:
+        """Instance-id masks (0 = background, one value per instance, one class), e.g. ``dsb2018-nuclei``."""
+        from edgeseg.data.folder import list_pairs
+        from edgeseg.data.instance_folder import instance_folder
+        from edgeseg.data.preprocess import normalize
+
+        pairs = list_pairs(Path(root), split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
+        loaded = instance_folder(Path(root), split, meta.in_channels, val_ratio=val_ratio, test_ratio=0.0,
+                                 split_seed=split_seed)
+        samples = ((normalize(s.image, meta.mean, meta.std), {"masks": s.mask_stack(), "labels": s.labels})
+                   for s in loaded)
+        return samples, len(loaded), pairs
 
     def build_dataset(self, data_cfg: Any, split: str, *, in_channels: int, train: bool,
                       num_classes: int | None) -> Any:

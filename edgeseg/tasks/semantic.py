@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,6 +49,10 @@ def parity_figures(reference: list[np.ndarray], outputs: list[np.ndarray]) -> di
 class SemanticTask(Task):
     """Per-pixel classes: U-Net, SegNet, FCN."""
 
+    supports_distillation: ClassVar[bool] = True
+    supports_class_weights: ClassVar[bool] = True
+    scores_class_masks: ClassVar[bool] = True
+
     name: ClassVar[str] = "semantic"
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
     headline: ClassVar[MetricColumn] = MetricColumn("miou", "mIoU")
@@ -73,6 +78,22 @@ class SemanticTask(Task):
 
     def decode_torch(self, outputs: dict[str, Any], *, input_hw: tuple[int, int]) -> Any:
         return logits_of(outputs).argmax(1)
+
+    def metrics_table(self, metrics: dict[str, Any]) -> tuple[list[str], list[list[Any]], str]:
+        rows = [[name, iou, metrics["dice"].get(name)] for name, iou in metrics.get("iou", {}).items()]
+        rows.append(["mean", metrics.get("miou"), metrics.get("mean_dice")])
+        return (["class", "IoU", "Dice"], rows,
+                f"pixel accuracy {metrics.get('pixel_accuracy')} over {metrics.get('num_images', '?')} images")
+
+    def folder_samples(self, root: Any, split: str, meta: Any, *, mask_encoding: str = "auto",
+                       val_ratio: float = 0.2, split_seed: int = 0) -> tuple[Any, int, list[Any]]:
+        from edgeseg.data.folder import MaskDecoder, list_pairs, load_pairs
+        from edgeseg.data.preprocess import normalize
+
+        pairs = list_pairs(Path(root), split, val_ratio=val_ratio, test_ratio=0.0, split_seed=split_seed)
+        decoder = MaskDecoder(mask_encoding, meta.num_classes, int(meta.ignore_index), None, list(meta.classes))
+        loaded = load_pairs(pairs, decoder, meta.in_channels)
+        return ((normalize(image, meta.mean, meta.std), mask) for image, mask in loaded), len(loaded), pairs
 
     def build_dataset(self, data_cfg: Any, split: str, *, in_channels: int, train: bool,
                       num_classes: int | None) -> Any:
