@@ -5,8 +5,8 @@ export's format table and the report read these records; nobody types a choice l
 runtime backend is one module under ``edgeseg/runtime/`` plus one :class:`BackendRecord` in
 :data:`BACKENDS` (its file kinds and suffixes come with it); :func:`add_backend` does that at run time.
 
-Out-of-tree backends come as plugins: ``EDGESEG_PLUGINS=mod1,mod2`` names modules imported when this
-module is, each of which calls :func:`add_backend`; subprocesses (the memory probe) inherit the variable,
+Out-of-tree backends come as plugins: ``EDGESEG_PLUGINS=mod1,mod2`` names modules imported the first
+time a backend table is read, each of which calls :func:`add_backend`; subprocesses (the memory probe) inherit the variable,
 so they know the same backends.
 
 Everything that derives from a table (suffix -> kind, default backend of a kind, aliases) is computed
@@ -88,6 +88,28 @@ BACKENDS: dict[str, BackendRecord] = {r.name: r for r in (
 )}
 
 
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Import the ``EDGESEG_PLUGINS`` modules once, on first use (a plugin imports edgeseg freely)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for name in filter(None, (m.strip() for m in os.environ.get("EDGESEG_PLUGINS", "").split(","))):
+        try:
+            import_module(name)
+        except ImportError as e:
+            raise UserError(f"EDGESEG_PLUGINS: cannot import plugin module {name!r} ({e})") from None
+
+
+def backends() -> dict[str, BackendRecord]:
+    """name -> record of every backend, plugins included."""
+    _load_plugins()
+    return BACKENDS
+
+
 def add_backend(record: BackendRecord) -> None:
     """Register one more backend (a plugin or a test); its kinds and aliases are seen everywhere at once."""
     if record.name in BACKENDS or record.name in aliases():
@@ -97,23 +119,23 @@ def add_backend(record: BackendRecord) -> None:
 
 def aliases() -> dict[str, str]:
     """alias -> backend name."""
-    return {a: r.name for r in BACKENDS.values() for a in r.aliases}
+    return {a: r.name for r in backends().values() for a in r.aliases}
 
 
 def backend_choices() -> tuple[str, ...]:
     """Every name ``backend=`` accepts: the backends, then their aliases."""
-    return (*BACKENDS, *aliases())
+    return (*backends(), *aliases())
 
 
 def canonical_backend(name: str) -> str | None:
     """The backend a name or alias means (None if unknown)."""
     name = aliases().get(name, name)
-    return name if name in BACKENDS else None
+    return name if name in backends() else None
 
 
 def artifact_kinds() -> dict[str, str]:
     """suffix -> artifact kind, for every kind a backend introduces."""
-    return {s: kind for r in BACKENDS.values() for kind, suffixes in r.kinds.items() for s in suffixes}
+    return {s: kind for r in backends().values() for kind, suffixes in r.kinds.items() for s in suffixes}
 
 
 def artifact_kind(path: str | Path) -> str | None:
@@ -123,12 +145,12 @@ def artifact_kind(path: str | Path) -> str | None:
 
 def kind_suffixes(kind: str) -> tuple[str, ...]:
     """The suffixes of ``kind``, main one first (``tensorrt`` -> ``(".engine", ".plan")``)."""
-    return next((s for r in BACKENDS.values() for k, s in r.kinds.items() if k == kind), ())
+    return next((s for r in backends().values() for k, s in r.kinds.items() if k == kind), ())
 
 
 def default_backend(kind: str) -> str | None:
     """The backend that opens ``kind`` by default: the first one listing it."""
-    return next((r.name for r in BACKENDS.values() if kind in r.loads), None)
+    return next((r.name for r in backends().values() if kind in r.loads), None)
 
 
 # --- export --------------------------------------------------------------------------------------------
@@ -231,14 +253,3 @@ class BenchDefaults:
 
 
 BENCH_DEFAULTS = BenchDefaults()
-
-
-def _load_plugins() -> None:
-    for name in filter(None, (m.strip() for m in os.environ.get("EDGESEG_PLUGINS", "").split(","))):
-        try:
-            import_module(name)
-        except ImportError as e:
-            raise UserError(f"EDGESEG_PLUGINS: cannot import plugin module {name!r} ({e})") from None
-
-
-_load_plugins()

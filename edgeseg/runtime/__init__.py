@@ -20,7 +20,7 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
         name = catalog.canonical_backend(backend)
         if name is None:
             raise BackendError(f"unknown backend {backend!r}; expected one of "
-                               f"{sorted(catalog.BACKENDS) + sorted(catalog.aliases())}")
+                               f"{sorted(catalog.backends()) + sorted(catalog.aliases())}")
         return name
     kind = catalog.artifact_kind(path)
     name = catalog.default_backend(kind) if kind else None
