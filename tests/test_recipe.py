@@ -17,6 +17,12 @@ def test_quickstart_is_embedded_and_valid():
     assert r.model.name == "unet-lite" and r.data.kind == "synthetic"
 
 
+def test_one_quickstart_file():
+    """recipes/quickstart.yaml (what the README shows) is the embedded default itself, not a copy."""
+    shown = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    assert shown.is_symlink() and shown.resolve() == quickstart_path().resolve()
+
+
 def test_unknown_key_names_file_field_and_suggests(tmp_path):
     p = write(tmp_path, "name: x\ntrain: {epocs: 3}\n")
     with pytest.raises(RecipeError) as e:
