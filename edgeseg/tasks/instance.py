@@ -17,21 +17,11 @@ import numpy as np
 
 from edgeseg.catalog import InstanceThresholds
 from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
-from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS
+from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, box_iou
 from edgeseg.tasks.instance_postprocess import OUTPUT_NAMES as HEADS
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 WEIGHTED_ATEN = ("aten.conv2d", "aten.convolution", "aten.conv_transpose2d", "aten.linear", "aten.matmul")
 MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes ``a`` (N x 4) and ``b`` (M x 4)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def matched_detections(ref: Any, out: Any, iou: float = MATCH_IOU) -> int:
