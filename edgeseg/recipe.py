@@ -156,20 +156,26 @@ class ExecuTorchCfg(_Strict):
                            "largest spatial size")
 
 
-class ExportCfg(_Strict):
-    """What `export` writes."""
+class QuantizeCfg(_Strict):
+    """The ``quantize`` stage (``OUT/3_quantize``): INT8 ONNX by PTQ, QAT (``qat``) or mixed precision
+    (``max_drop``), written beside the FP32 exports of the ``export`` stage. ``export`` has the same fields."""
 
-    formats: list[ExportFormat] = Field(default_factory=lambda: ["onnx"])
-    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"])
-    opset: int = Field(17, ge=11)
-    dynamic: bool = Field(True, description="dynamic batch and spatial axes")
-    simplify: bool = True
     calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
     int8_policy: Int8Policy = Field(
         "auto", description="auto: ship INT8 only where it is not slower than FP32 on this machine")
     qat: QatCfg | None = Field(None, description="INT8 by quantization-aware training instead of PTQ")
     max_drop: float | None = Field(None, ge=0, description="mixed precision: layers stay float until val mIoU "
                                                            "drops by at most this many points")
+
+
+class ExportCfg(QuantizeCfg):
+    """What `export` writes (the quantization fields are :class:`QuantizeCfg`'s)."""
+
+    formats: list[ExportFormat] = Field(default_factory=lambda: ["onnx"])
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"])
+    opset: int = Field(17, ge=11)
+    dynamic: bool = Field(True, description="dynamic batch and spatial axes")
+    simplify: bool = True
     executorch: ExecuTorchCfg = Field(default_factory=ExecuTorchCfg)
     postprocess: PostprocessPlace = Field(
         "runtime", description="instance models: 'runtime' exports the raw heads and decodes them with numpy "
@@ -204,16 +210,6 @@ class PruneCfg(_Strict):
         if len(given) != 1:
             raise ValueError(f"give exactly one of ratio, target_macs, target_latency_ms (got {given or 'none'})")
         return self
-
-
-class QuantizeCfg(_Strict):
-    """The ``quantize`` stage (``OUT/3_quantize``): INT8 ONNX by PTQ, QAT (``qat``) or mixed precision
-    (``max_drop``), written beside the FP32 exports of the ``export`` stage."""
-
-    calibration: CalibrationCfg = Field(default_factory=CalibrationCfg)
-    int8_policy: Int8Policy = "auto"
-    qat: QatCfg | None = None
-    max_drop: float | None = Field(None, ge=0, description="mixed precision budget in val mIoU points")
 
 
 class BenchCfg(_Strict):
