@@ -18,6 +18,8 @@ _API = {
     "train": "edgeseg.train",
     "evaluate": "edgeseg.evaluate",
     "predict": "edgeseg.predict",
+    "prune": "edgeseg.compress",
+    "quantize": "edgeseg.compress",
     "export": "edgeseg.export",
     "benchmark": "edgeseg.bench",
     "report": "edgeseg.report",

@@ -88,3 +88,16 @@ def test_inexact_comparison_is_found_when_the_two_sides_use_different_grids() ->
 
     assert inexact_comparisons(graph("s1")) == []
     assert inexact_comparisons(graph("s2")) == [graph("s2").graph.node[-1].name]
+
+
+def test_public_quantize_verb_calibrates_and_writes_int8(tmp_path: Path) -> None:
+    """``edgeseg.quantize`` (compress's verb export builds on): FP32 ONNX + calibration arrays -> QDQ INT8
+    that agrees with the FP32 argmax."""
+    import edgeseg
+
+    src = _segnet_onnx(tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((1, 1, 32, 32)).astype(np.float32) for _ in range(4)]
+    figures = edgeseg.quantize(src, tmp_path / "model.int8.onnx", batches)
+    assert figures["calibration_method"] == "minmax" and figures["quantized_nodes"] > 0, figures
+    assert _agreement(src, tmp_path / "model.int8.onnx", batches[0]) > 0.9
