@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgeseg import catalog
 from edgeseg.bench.core import BenchSettings  # the one set of bench defaults (torch-free)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -237,7 +238,7 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
 
 @app.command()
 def bench(artifacts: list[Path], out: Path = typer.Option(Path("results/bench.jsonl"), "--out", "-o"),
-          backend: Optional[str] = typer.Option(None, help="comma list: torch,onnxruntime,tensorrt,torch-cuda,openvino"),
+          backend: Optional[str] = typer.Option(None, help="comma list of: " + ",".join(catalog.backend_choices())),
           device: str = "cpu", threads: Optional[str] = typer.Option(None, help="comma list, e.g. 1,2"),
           batch: Optional[str] = typer.Option(None, help="comma list, e.g. 1,4"),
           data: Optional[Path] = typer.Option(None, help="recipe for the accuracy data"),
