@@ -8,7 +8,7 @@ exception is a bug and keeps its traceback; ``EDGESEG_DEBUG=1`` shows the traceb
 Domain errors live beside the code that raises them and keep a builtin base too, so callers that
 catch ``ValueError``/``RuntimeError``/``KeyError`` still work: ``RecipeError`` (recipe.py),
 ``ArtifactError`` (artifacts), ``DataError`` (data/base.py), ``BackendError`` (runtime/base.py),
-``UnknownModelError`` (models/registry.py), ``ExportError`` (export/formats.py), ``ResultsError``
+``UnknownModelError`` (models/registry.py), ``ExportError`` (here, re-exported by export/formats.py), ``ResultsError``
 (bench/rows.py), ``TrainingDiverged`` (train/loop.py).
 """
 
@@ -30,4 +30,11 @@ class UserError(EdgesegError):
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
-__all__ = ["EdgesegError", "UserError"]
+class ExportError(UserError, RuntimeError):
+    """An export cannot be done or failed its checks; the message says which and what to do.
+
+    Here rather than beside export: the torch -> ONNX writer under the artifacts raises it too.
+    """
+
+
+__all__ = ["EdgesegError", "ExportError", "UserError"]

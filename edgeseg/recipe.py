@@ -376,6 +376,19 @@ def stored_recipe(tree: dict[str, Any], overrides: list[str] | None = None, sour
     return recipe_from_dict(tree, source=source)
 
 
+def checkpoint_recipe(ckpt: Any, recipe: str | Path | None, overrides: list[str] | None) -> tuple[Recipe, str]:
+    """The recipe a verb on a checkpoint works with: ``recipe`` if given, else the one the checkpoint stores.
+
+    Returns the recipe and where it came from (the file, or "stored in checkpoint").
+    """
+    if recipe is not None:
+        return load_recipe(recipe, overrides), str(recipe)
+    if not ckpt.meta.recipe:
+        raise RecipeError(f"{ckpt.path}: the checkpoint stores no recipe; pass recipe= (--data RECIPE) to say "
+                          "where calibration and validation images come from")
+    return stored_recipe(ckpt.meta.recipe, overrides, source=f"{ckpt.path} (stored recipe)"), "stored in checkpoint"
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
     """Load a YAML recipe (``None``: the embedded quickstart) and apply ``--set`` overrides."""
     path = Path(path) if path is not None else quickstart_path()

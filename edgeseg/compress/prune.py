@@ -366,7 +366,7 @@ def onnx_latency_ms(model: nn.Module, meta: Any, hw: tuple[int, int], threads: i
                     **latency_kw: Any) -> float:
     """Median batch-1 latency of ``model`` exported to ONNX (static shape ``hw``), on ONNX Runtime CPU."""
     from edgeseg.bench.latency import measure_latency
-    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.artifacts.onnx_export import export_onnx
     from edgeseg.runtime.ort_rt import OrtBackend
 
     kw = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 30.0, **latency_kw}
@@ -493,12 +493,12 @@ def prune(checkpoint: str | Path, out: str | Path, cfg: PruneConfig, *, recipe: 
     import copy
 
     from edgeseg.artifacts import atomic_write_json, file_sha256, provenance
-    from edgeseg.export import _recipe
+    from edgeseg.recipe import checkpoint_recipe
     from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
-    rcp, recipe_source = _recipe(ckpt, recipe, overrides)
+    rcp, recipe_source = checkpoint_recipe(ckpt, recipe, overrides)
     model, meta = ckpt.model, ckpt.meta
     s = meta.stride
     hw = (-(-rcp.data.size_hw[0] // s) * s, -(-rcp.data.size_hw[1] // s) * s)

@@ -15,17 +15,6 @@ from edgeseg.export.formats import FORMATS, PRECISIONS, ArtifactRecord, ExportEr
 __all__ = ["FORMATS", "PRECISIONS", "ArtifactRecord", "ExportError", "Format", "export"]
 
 
-def _recipe(ckpt: Any, recipe: str | Path | None, overrides: list[str] | None) -> tuple[Any, str]:
-    from edgeseg.recipe import load_recipe, stored_recipe
-
-    if recipe is not None:
-        return load_recipe(recipe, overrides), str(recipe)
-    if not ckpt.meta.recipe:
-        raise ExportError(f"{ckpt.path}: the checkpoint stores no recipe; pass recipe= (--data RECIPE) to say "
-                          "where calibration and validation images come from")
-    return stored_recipe(ckpt.meta.recipe, overrides, source=f"{ckpt.path} (stored recipe)"), "stored in checkpoint"
-
-
 def remove_previous_export(out: Path) -> list[str]:
     """Delete what the ``export.json`` already in ``out`` lists (files, sidecars, its own folders)."""
     import json
@@ -110,10 +99,11 @@ def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, prec
     """Load, plan, convert and write export.json (``out`` is locked and holds no earlier export)."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.export.context import ExportContext
+    from edgeseg.recipe import checkpoint_recipe
     from edgeseg.tasks import get_task
 
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
-    rcp, recipe_source = _recipe(ckpt, recipe, overrides)
+    rcp, recipe_source = checkpoint_recipe(ckpt, recipe, overrides)
     cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
 
     source, meta = _export_form(ckpt.model, ckpt.meta)

@@ -8,14 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edgeseg.catalog import kind_suffixes
-from edgeseg.errors import UserError
+from edgeseg.errors import ExportError
 
 if TYPE_CHECKING:
     from edgeseg.export.context import ExportContext
-
-
-class ExportError(UserError, RuntimeError):
-    """An export cannot be done or failed its checks; the message says which and what to do."""
 
 
 Converter = Callable[["ExportContext"], "list[ArtifactRecord]"]
