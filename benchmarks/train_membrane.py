@@ -38,8 +38,8 @@ def write_overlay_figure(model_pt: Path, recipe: Any, path: Path) -> Path:
     canvas.paste(overlay, (0, 0))
     canvas.paste(truth, (w + 8, 0))
     canvas = canvas.resize((canvas.width // 2, canvas.height // 2), Image.LANCZOS)
-    with atomic_output_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+    with atomic_output_path(path) as dst:
+        canvas.save(dst, format="PNG")
     return path
 
 
