@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__":  # numpy's BLAS reads these when it loads; an importer (a test) keeps its own
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
