@@ -19,7 +19,7 @@ paths in float; the new form stays on one grid). Outputs are checked: every FP32
 Timing: ONNX Runtime CPU, ``--threads``, batch 1, ``--size``, alternating rounds, best median, the other
 processes' CPU use per round (benchmarks.timing.side_by_side); holds /tmp/edgeseg-bench.lock.
 
-Usage: python -m benchmarks.segnet_unpool_forms CKPT [CKPT ...] --data ROOT --out OUT
+Usage: python -m benchmarks.segnet_unpool_forms CKPT [CKPT ...] --data ROOT --out OUT [--quick]
 Writes benchmarks/results/segnet_unpool_forms.{json,md}.
 """
 
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.record import RESULTS, write_results
+from benchmarks.record import QUICK, RESULTS, write_results
+from benchmarks.export_int8 import QUICK_LATENCY
 from benchmarks.timing import bench_lock, side_by_side
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def markdown(latency: dict[str, Any], args: argparse.Namespace) -> list[str]:
     return lines + ["", "Rounds (ms): `" + json.dumps({k: v["rounds"] for k, v in latency.items()}) + "`"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="+", type=Path, help="SegNet model.pt files (pruned ones too)")
     ap.add_argument("--data", help="dataset root (default: the one in each checkpoint's recipe)")
@@ -192,7 +193,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prepare-only", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="smoke run: 4 calibration and 2 val images, 64 px, 1 round")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.calibration, args.val_images, args.size, args.rounds = 4, 2, 64, 1
+        args.out, args.results = str(QUICK / "segnet_unpool_forms"), str(QUICK)
     files: dict[str, Path] = {}
     for ckpt in args.checkpoints:
         name = ckpt.parent.name
@@ -200,7 +205,8 @@ def main() -> None:
     if args.prepare_only:
         return
     with bench_lock():
-        latency = side_by_side(files, (args.size, args.size), threads=args.threads, rounds=args.rounds)
+        latency = side_by_side(files, (args.size, args.size), threads=args.threads, rounds=args.rounds,
+                               latency=QUICK_LATENCY if args.quick else None)
     record = {"threads": args.threads, "size": args.size, "rows": latency}
     write_results(Path(args.results) / "segnet_unpool_forms", record, markdown(latency, args))
 
