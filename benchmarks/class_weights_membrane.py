@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import QUICK, ROOT, add_results_option, command_line, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, command_line, parse_options, write_results
 
 VARIANTS = {
     "ce": ["train.loss=ce"],
@@ -66,17 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=4, help="passes over the 24 training images per epoch")
     ap.add_argument("--out", default=str(ROOT / "runs" / "class_weights"))
     ap.add_argument("--set", action="append", default=[], dest="overrides")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 64 px crops")
-    add_results_option(ap, "class_weights_membrane")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "class_weights_membrane", argv, quick="1 epoch of 64 px crops")
     if args.quick:
         args.epochs, args.size, args.repeats, args.out = 1, 64, 1, str(QUICK / "class_weights")
 
     common = [f"train.epochs={args.epochs}", f"data.image_size={args.size}", f"data.train_repeats={args.repeats}",
               f"train.eval_every={args.epochs}", "train.warmup_epochs=0.5", *args.overrides]
     runs = [run_variant(args.recipe, common, name, extra, Path(args.out)) for name, extra in VARIANTS.items()]
-    write_results(results_stem(args.results, "class_weights_membrane", args.quick),
-                  {"common_overrides": common, "runs": runs}, markdown(runs, common, args.epochs),
+    write_results(args.results, {"common_overrides": common, "runs": runs}, markdown(runs, common, args.epochs),
                   command=command_line(locked=True))
 
 

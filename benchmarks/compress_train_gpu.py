@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import QUICK, ROOT, add_results_option, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, parse_options, write_results
 
 # model -> (epochs multiplier, pruning ratios); lite models train longer relative to their cost.
 PLAN = {"unet": (1.0, [0.5]), "segnet": (1.0, [0.5]), "unet-lite": (1.5, [0.25, 0.5]),
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ft-epochs", type=int, default=15)
     ap.add_argument("--models", default=",".join(PLAN))
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides (smoke runs)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: unet-lite, 1 epoch, 1 ratio, on the CPU")
-    add_results_option(ap, "compress_train_gpu")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "compress_train_gpu", argv, quick="unet-lite, 1 epoch, 1 ratio, on the CPU")
     if args.quick:
         args.models, args.epochs, args.ft_epochs = "unet-lite", 1, 1
         args.out, args.set = args.out or QUICK / "compress_train_gpu", [*QUICK_SET, *args.set]
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models.split(","):
         summary.update(train_and_prune(name, args, args.out))
         atomic_write_json(args.out / "summary.json", summary)  # what compress_bench reads (--runs)
-    write_results(results_stem(args.results, "compress_train_gpu", args.quick), {"summary": summary},
+    write_results(args.results, {"summary": summary},
                   markdown(summary))
 
 

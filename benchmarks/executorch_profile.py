@@ -18,7 +18,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.record import add_results_option, command_line, results_stem, write_results
+from benchmarks.record import command_line, parse_options, write_results
 
 
 def profile(path: Path, threads: int, runs: int) -> dict[str, float]:
@@ -67,14 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("programs", nargs="+", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 runs")
-    add_results_option(ap, "executorch_profile")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "executorch_profile", argv, quick="2 runs")
     if args.quick:
         args.runs = 2
     result = {str(p): profile(p, args.threads, args.runs) for p in args.programs}
     record = {"threads": args.threads, "runs": args.runs, "ms": result}
-    write_results(results_stem(args.results, "executorch_profile", args.quick), record,
+    write_results(args.results, record,
                   markdown(result, args.programs, args), command=command_line(locked=True),
                   libraries=("edgeseg", "torch", "executorch"))
 

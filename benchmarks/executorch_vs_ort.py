@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.export_int8 import QUICK_LATENCY, onnx_artifact
-from benchmarks.record import QUICK, ROOT, add_results_option, command_line, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, command_line, parse_options, write_results
 from benchmarks.timing import contention_note, side_by_side, targets_line
 
 MODELS = ("unet-lite", "segnet-lite", "fcn-lite")
@@ -151,15 +151,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--prepare-only", action="store_true", help="train and export, time nothing (run it unlocked)")
     ap.add_argument("--timing-only", action="store_true", help="reuse the exports in --work; fail if missing")
-    ap.add_argument("--quick", action="store_true", help="smoke run: unet-lite, 1 epoch, 64 px, 1 short round")
-    add_results_option(ap, "executorch_vs_ort")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "executorch_vs_ort", argv, quick="unet-lite, 1 epoch, 64 px, 1 short round")
     args.train_set = []
     if args.quick:
         args.models, args.size, args.rounds, args.epochs = "unet-lite", 64, 1, 1
         args.val_images, args.calib_images, args.work = 4, 4, QUICK / "executorch_vs_ort"
         args.train_set = ["data.synthetic.num_train=16", "data.synthetic.num_val=4"]
-    args.results = results_stem(args.results, "executorch_vs_ort", args.quick)
     return args
 
 

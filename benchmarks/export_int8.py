@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import QUICK, ROOT, add_results_option, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, parse_options, write_results
 from benchmarks.timing import contention_note, side_by_side, targets_line
 
 # (model, training overrides): full models are ~100x the MACs of the lite ones, so fewer images/epochs.
@@ -97,12 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".runs" / "int8")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--quick", action="store_true", help="smoke run: unet-lite, 1 epoch, 64 px, 1 short round")
-    add_results_option(ap, "export_int8")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "export_int8", argv, quick="unet-lite, 1 epoch, 64 px, 1 short round")
     if args.quick:
         args.models, args.size, args.rounds, args.work = "unet-lite", 64, 1, QUICK / "export_int8"
-    args.results = results_stem(args.results, "export_int8", args.quick)
     return args
 
 

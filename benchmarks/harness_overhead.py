@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.record import add_results_option, results_stem, write_results
+from benchmarks.record import parse_options, write_results
 
 
 def bare_p50(session: Any, name: str, x: np.ndarray, runs: int, warmup: int = 5) -> float:
@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--onnx", type=Path, default=None,
                     help="time this ONNX file (e.g. a trained export) instead of a random-init unet-lite")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of a few runs")
-    add_results_option(ap, "harness_overhead")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "harness_overhead", argv, quick="2 rounds of a few runs")
     if args.quick:
         args.rounds = 2
     load = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy it was
@@ -130,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         plan = ((fixed[0], 100),) if fixed else ((64, 400), (256, 60))
         results = [measure_size(path, size, 5 if args.quick else runs, args) for size, runs in plan]
     record = {"load_avg_1m_at_start": load, "threads": args.threads, "model": model, "results": results}
-    write_results(results_stem(args.results, "harness_overhead", args.quick), record,
+    write_results(args.results, record,
                   markdown(results, model, load, args))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.export_int8 import onnx_artifact
-from benchmarks.record import QUICK, ROOT, add_results_option, command_line, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, command_line, parse_options, results_stem, write_results
 
 KEYS = ("mask_ap", "mask_ap50", "mask_ap75", "box_ap", "box_ap50")
 
@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads while evaluating")
     ap.add_argument("--out", type=Path, default=None, help="export folder (default benchmarks/.runs/NAME_int8)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 4 calibration images")
-    add_results_option(ap, "NAME_int8")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, None, argv, quick="4 calibration images")
     if args.quick:
         args.calib = 4
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.export_int8 import QUICK_LATENCY
-from benchmarks.record import ROOT, add_results_option, command_line, results_stem, write_results
+from benchmarks.record import ROOT, command_line, parse_options, write_results
 from benchmarks.timing import contention_note, side_by_side, targets_line
 
 ANCHORS = ROOT.parent / "shared" / "anchors"
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--num-classes", type=int, default=80, help="classes of our models (YOLOv8 heads have 80)")
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--calib", type=int, default=8, help="calibration inputs (random normal, latency only)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 64 px, 1 short round")
-    add_results_option(ap, "instance_latency")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "instance_latency", argv, quick="64 px, 1 short round")
     if args.quick:
         args.size, args.rounds, args.calib = 64, 1, 2
     with tempfile.TemporaryDirectory(prefix="edgeseg-instbench-") as tmp:
@@ -154,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                                latency=QUICK_LATENCY if args.quick else LATENCY_KW)
     rows, targets = rows_and_targets(info, latency)
     record = {"input": [1, 3, args.size, args.size], "rows": rows, "targets": targets, "latency": latency}
-    write_results(results_stem(args.results, "instance_latency", args.quick), record,
+    write_results(args.results, record,
                   markdown(rows, latency, targets, args), command=command_line(locked=True))
 
 

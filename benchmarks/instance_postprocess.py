@@ -26,7 +26,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.record import add_results_option, command_line, results_stem, write_results  # noqa: E402
+from benchmarks.record import command_line, parse_options, write_results  # noqa: E402
 
 
 def synthetic_outputs(size: int, classes: int, dets: int, box_min: int, box_max: int,
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--box-min", type=int, default=8)
     ap.add_argument("--box-max", type=int, default=96)
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 10 runs")
-    add_results_option(ap, "instance_postprocess")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "instance_postprocess", argv, quick="10 runs")
     if args.quick:
         args.runs = 10
 
@@ -110,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {"detections": len(dets), "mask_pixels": int(dets.masks.sum()), "latency": st.to_dict(),
               "other_processes_cores": watch.other_cores, "cpu_time_p50_ms": cpu_p50,
               "target_under_3ms": {"wall_p50": st.p50_ms < 3.0, "cpu_time_p50": cpu_p50 < 3.0}}
-    write_results(results_stem(args.results, "instance_postprocess", args.quick), record,
+    write_results(args.results, record,
                   markdown(args, outs, record), command=command_line(locked=True))
 
 

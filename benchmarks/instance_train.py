@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import QUICK, ROOT, add_results_option, command_line, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, command_line, parse_options, results_stem, write_results
 
 QUICK_SET = ["train.epochs=1", "data.synthetic.num_train=32", "data.synthetic.num_val=8", "train.batch_size=8"]
 
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 epoch on 32 images")
-    add_results_option(ap, "RECIPE_NAME")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, None, argv, quick="1 epoch on 32 images")
 
     from edgeseg.recipe import load_recipe
 

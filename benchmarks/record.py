@@ -30,6 +30,18 @@ def add_results_option(ap: argparse.ArgumentParser, name: str) -> None:
                          f"with --quick benchmarks/.runs/quick/{name})")
 
 
+def parse_options(ap: argparse.ArgumentParser, name: str | None, argv: list[str] | None,
+                  quick: str) -> argparse.Namespace:
+    """Add ``--quick`` (a smoke run: ``quick`` says what it does) and ``--results``, then parse ``argv``;
+    ``args.results`` becomes :func:`results_stem` of NAME (left as given when ``name`` is None)."""
+    ap.add_argument("--quick", action="store_true", help=f"smoke run of the script, not results: {quick}")
+    add_results_option(ap, name or "NAME")
+    args = ap.parse_args(argv)
+    if name is not None:
+        args.results = results_stem(args.results, name, args.quick)
+    return args
+
+
 def results_stem(given: Path | None, name: str, quick: bool = False) -> Path:
     """``given``, else ``benchmarks/results/NAME`` (``benchmarks/.runs/quick/NAME`` for a smoke run)."""
     return given or (QUICK if quick else RESULTS) / name

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results", type=Path, default=None,
                     help="folder of report/ and latency_accuracy.{json,md} (default benchmarks/results; "
                          "with --quick benchmarks/.runs/quick/run_all)")
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smoke run of the script, not results: 2 epochs, brief bench")
     ap.add_argument("--force", action="store_true", help="rerun every stage even when unchanged")
     args = ap.parse_args(argv)
 

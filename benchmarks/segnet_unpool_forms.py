@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.record import QUICK, RESULTS, write_results
+from benchmarks.record import QUICK, parse_options, write_results
 from benchmarks.export_int8 import QUICK_LATENCY
 from benchmarks.timing import bench_lock, side_by_side
 
@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("checkpoints", nargs="+", type=Path, help="SegNet model.pt files (pruned ones too)")
     ap.add_argument("--data", help="dataset root (default: the one in each checkpoint's recipe)")
     ap.add_argument("--out", default="runs/segnet_unpool_forms", help="ONNX cache")
-    ap.add_argument("--results", default=str(RESULTS), help="folder of segnet_unpool_forms.{json,md}")
     ap.add_argument("--calibration", type=int, default=32)
     ap.add_argument("--calib-method", default="percentile")
     ap.add_argument("--val-images", type=int, default=6)
@@ -193,11 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prepare-only", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 4 calibration and 2 val images, 64 px, 1 round")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "segnet_unpool_forms", argv, quick="4 calibration and 2 val images, 64 px, 1 round")
     if args.quick:
         args.calibration, args.val_images, args.size, args.rounds = 4, 2, 64, 1
-        args.out, args.results = str(QUICK / "segnet_unpool_forms"), str(QUICK)
+        args.out = str(QUICK / "segnet_unpool_forms")
     files: dict[str, Path] = {}
     for ckpt in args.checkpoints:
         name = ckpt.parent.name
@@ -208,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         latency = side_by_side(files, (args.size, args.size), threads=args.threads, rounds=args.rounds,
                                latency=QUICK_LATENCY if args.quick else None)
     record = {"threads": args.threads, "size": args.size, "rows": latency}
-    write_results(Path(args.results) / "segnet_unpool_forms", record, markdown(latency, args))
+    write_results(args.results, record, markdown(latency, args))
 
 
 if __name__ == "__main__":

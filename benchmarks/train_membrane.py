@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from benchmarks.record import QUICK, ROOT, add_results_option, results_stem, write_results
+from benchmarks.record import QUICK, ROOT, parse_options, write_results
 
 QUICK_SET = ["train.epochs=1", "data.image_size=64", "data.train_repeats=1"]
 
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "membrane_unet_lite.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_membrane"))
     ap.add_argument("--set", action="append", default=[], dest="overrides")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 epoch of 64 px crops")
-    add_results_option(ap, "membrane_unet_lite")
-    args = ap.parse_args(argv)
+    args = parse_options(ap, "membrane_unet_lite", argv, quick="1 epoch of 64 px crops")
     if args.quick:
         args.out = str(QUICK / "train_membrane")
         args.overrides = [*QUICK_SET, *args.overrides]
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     result = train(recipe, args.out)
     rows = list(csv.DictReader((Path(args.out) / "train_log.csv").open()))
     imgs_per_s = sum(float(r["images_per_s"]) for r in rows) / len(rows)
-    stem = results_stem(args.results, "membrane_unet_lite", args.quick)
+    stem = args.results
     figure = write_overlay_figure(Path(args.out) / "model.pt", recipe, stem.with_name(stem.name + "_val.png"))
     m = result["metrics"]
     record = {"recipe": recipe.to_dict(), "overrides": args.overrides, "train_seconds": result["train_seconds"],
