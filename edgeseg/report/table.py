@@ -150,8 +150,8 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
             e.baseline_backend = "" if base.backend == e.backend else base.backend
             if base.score is not None and e.score is not None:
                 e.score_delta_points = (e.score - base.score) * 100
-                if e.task == "semantic":
-                    e.miou_delta_points = e.score_delta_points
+            if base.miou is not None and e.miou is not None:
+                e.miou_delta_points = (e.miou - base.miou) * 100
         if e.noisy:
             e.notes.append(str(_get(e.row, "latency", "noise_reason") or "noisy"))
     pareto_flags(entries)
@@ -198,17 +198,25 @@ def by_device(entries: list[Entry]) -> dict[str, list[Entry]]:
     return {d: sorted(g, key=lambda e: (e.model, e.threads or 0, e.batch, e.p50_ms or 0)) for d, g in groups.items()}
 
 
+def task_order(names: set[str] | None = None) -> list[str]:
+    """Task names (all known ones by default) in the order a report shows them (the task's ``report_rank``)."""
+    from edgeseg.catalog import TASKS
+
+    return sorted(TASKS if names is None else names, key=lambda t: (get_task(t).report_rank, t))
+
+
 def by_task(entries: list[Entry]) -> dict[str, list[Entry]]:
-    """Entries grouped per task, semantic first, order kept."""
+    """Entries grouped per task in :func:`task_order`, order kept within a task."""
     groups: dict[str, list[Entry]] = {}
-    for e in sorted(entries, key=lambda e: e.task != "semantic"):
+    rank = {t: i for i, t in enumerate(task_order({e.task for e in entries}))}
+    for e in sorted(entries, key=lambda e: rank[e.task]):
         groups.setdefault(e.task, []).append(e)
     return groups
 
 
 def score_label(entries: list[Entry]) -> str:
     """The headline metric's name: 'mIoU', 'mask AP', or both when tasks are mixed."""
-    tasks = sorted({e.task for e in entries}, key=lambda t: t != "semantic") or ["semantic"]
+    tasks = task_order({e.task for e in entries}) or task_order()[:1]
     return " or ".join(get_task(t).headline.label for t in tasks)
 
 
