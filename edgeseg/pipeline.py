@@ -4,10 +4,11 @@ Layout: ``OUT/{1_train,2_prune,3_quantize,4_export,5_bench,6_report}``; the chai
 table. ``prune`` replaces the checkpoint later stages start from; bench measures the trained, pruned,
 quantized and exported files side by side. Each stage records a fingerprint of its config and input artifacts
 (and of the dataset's files, for stages that read them) in ``stage.json``; a stage whose fingerprint
-is unchanged and whose outputs exist is skipped. A stage removes its ``stage.json``
-before it starts, so a stage killed half-way is never taken for done by the next run, whatever files it
-left. An interrupted training stage resumes from its ``last.pt`` when its model/data/train sections are
-unchanged (``force`` trains from scratch). ``OUT`` is locked while a run works in it.
+is unchanged, whose marker says ``done`` and whose outputs exist is skipped. A stage marks itself
+``running`` before it starts, so a stage killed half-way is never taken for done by the next run, whatever
+files it left. Training resumes from its ``last.pt`` only when the interrupted attempt had the same
+fingerprint (config and data files); after a change, or with ``force``, it trains from scratch.
+``OUT`` is locked while a run works in it.
 """
 
 from __future__ import annotations
@@ -34,29 +35,34 @@ def _fingerprint(config: Any, inputs: list[Path]) -> str:
     return text_sha256(blob)
 
 
-def _unchanged(folder: Path, fingerprint: str, outputs: list[Path]) -> bool:
-    marker = folder / FILES.stage_json
-    if not marker.exists() or not all(p.exists() for p in outputs):
-        return False
+def _marker(folder: Path) -> dict[str, Any]:
+    """The stage's ``stage.json`` ({} when absent or cut short); markers of older runs have no status: done."""
     try:
-        return json.loads(marker.read_text()).get("fingerprint") == fingerprint
-    except (json.JSONDecodeError, UnicodeDecodeError):  # a marker cut short: the stage is redone
-        return False
+        info = json.loads((folder / FILES.stage_json).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
-def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], force: bool,
+def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], state: RunState,
            body: Callable[[], dict[str, Any]], log: dict[str, Any]) -> dict[str, Any]:
+    """Skip the stage when its marker says it finished with this fingerprint and its outputs exist; else mark
+    it running (so a kill leaves no 'done' behind) and run it, resuming only an attempt of this fingerprint."""
     from edgeseg.progress import line_progress
 
-    if not force and _unchanged(folder, fingerprint, outputs):
-        info = json.loads((folder / FILES.stage_json).read_text())
-        log[name] = {"status": "skipped", "summary": "unchanged: " + info.get("summary", ""), "folder": str(folder)}
+    before = _marker(folder)
+    same = before.get("fingerprint") == fingerprint
+    if not state.force and same and before.get("status", "done") == "done" and all(p.exists() for p in outputs):
+        log[name] = {"status": "skipped", "summary": "unchanged: " + before.get("summary", ""), "folder": str(folder)}
         line_progress(f"run: {name} skipped (inputs unchanged)")
-        return info.get("result", {})
+        return before.get("result", {})
     line_progress(f"run: {name} ...")
-    (folder / FILES.stage_json).unlink(missing_ok=True)  # from here on, the old outputs are no longer vouched for
+    state.resume = not state.force and same and before.get("status") == "running"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FILES.stage_json, {"stage": name, "fingerprint": fingerprint, "status": "running"})
     result = body()
-    info = {"stage": name, "fingerprint": fingerprint, "summary": result.pop("_summary", ""), "result": result}
+    info = {"stage": name, "fingerprint": fingerprint, "status": "done", "summary": result.pop("_summary", ""),
+            "result": result}
     atomic_write_json(folder / FILES.stage_json, info)
     log[name] = {"status": "done", "summary": info["summary"], "folder": str(folder)}
     line_progress(f"run: {name} done: {info['summary']}")
@@ -100,12 +106,15 @@ class RunState:
         shipped: The exported files export shipped (the run's headline prefers them).
         reports: Report files by format (md, html).
         force: Every stage runs again; training starts from scratch instead of resuming.
+        resume: The running stage continues an attempt of the same fingerprint that was interrupted (training
+            resumes from its ``last.pt``); set per stage by the run.
     """
 
     recipe: Recipe
     out: Path
     trust_checkpoint: bool = False
     force: bool = False
+    resume: bool = False
     data_files: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     artifacts: list[Path] = field(default_factory=list)
@@ -144,7 +153,7 @@ def _run_train(state: RunState, folder: Path) -> dict[str, Any]:
 
     recipe = state.recipe
     trust = state.trust_checkpoint
-    resume = not state.force and _resumable(folder / FILES.last, recipe, trust)
+    resume = state.resume and _resumable(folder / FILES.last, recipe, trust)
     result = train(recipe, folder, resume=resume, trust_checkpoint=trust)
     evals = {"val": result["metrics"]}
     if _has_test_split(recipe):
@@ -304,7 +313,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
         log: dict[str, Any] = {}
         for stage in STAGES:
             if stage.enabled(recipe):
-                _run_stage(stage, state, force, log)
+                _run_stage(stage, state, log)
         summary = {"recipe": recipe.name, "out": str(state.out), "stages": log,
                    "headline": headline(state.results, shipped=state.shipped),
                    "report": {k: str(p) for k, p in state.reports.items() if p.exists()}}
@@ -312,14 +321,14 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
     return summary
 
 
-def _run_stage(stage: Stage, state: RunState, force: bool, log: dict[str, Any]) -> None:
+def _run_stage(stage: Stage, state: RunState, log: dict[str, Any]) -> None:
     """Run (or skip, when its fingerprint is unchanged) one stage and hand its outputs on."""
     folder = stage_dir(state.out, stage.name)
     config = stage.config(state.recipe)
     if stage.reads_data:  # the data files are an input too: changed masks or deleted images re-run it
         config = {"config": config, "data_files": state.data_files}
     fingerprint = _fingerprint(config, stage.inputs(state))
-    result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), force,
+    result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), state,
                     lambda: stage.run(state, folder), log)
     stage.adopt(state, folder, result)
 

@@ -124,11 +124,40 @@ def test_rerun_after_the_data_changed_prunes_again_and_force_retrains(tmp_path, 
     Image.fromarray(np.ones((32, 32), np.uint8)).save(mask)
     st = mask.stat()
     os.utime(mask, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    train = out / STAGES["train"]
+    # Training on the new data starts over: "resuming" the finished last.pt would train no epoch at all and
+    # hand on the model of the old data. The same for --force. train.json is gone until a training writes it.
+    (train / FILES.train_json).unlink()
     assert _status(run(_run_recipe(root), out)) == {"train": "done", "prune": "done"}
-    # --force trains from scratch: it must not "resume" the finished last.pt and train no epoch at all
-    forced = run(_run_recipe(root), out, force=True)
-    assert _status(forced) == {"train": "done", "prune": "done"}
-    train_json = json.loads((out / STAGES["train"] / FILES.train_json).read_text())
-    assert "resumed" not in train_json, train_json.get("resumed")
-    rows = (out / STAGES["train"] / FILES.train_log).read_text().strip().splitlines()
-    assert len(rows) == 2  # header + the one epoch, trained again
+    assert "resumed" not in json.loads((train / FILES.train_json).read_text())["figures"]
+    (train / FILES.train_json).unlink()
+    assert _status(run(_run_recipe(root), out, force=True)) == {"train": "done", "prune": "done"}
+    assert "resumed" not in json.loads((train / FILES.train_json).read_text())["figures"]
+    assert len((train / FILES.train_log).read_text().strip().splitlines()) == 2  # header + the one epoch
+
+
+def test_run_killed_mid_training_resumes_only_the_same_attempt(tmp_path, monkeypatch):
+    import edgeseg.train.loop as loop
+
+    real, calls = loop.checkpoint, []
+
+    def checkpoint_then_die(run_, epoch, row):
+        real(run_, epoch, row)
+        calls.append(epoch)
+        if epoch == 0:
+            raise Killed()  # Ctrl-C right after epoch 1 of 2 was saved
+
+    d = tiny_recipe_dict("unet_test", num_classes=2)
+    d["data"]["synthetic"].update(num_train=4, num_val=2, size=32)
+    d["data"]["image_size"] = 32
+    d["train"]["epochs"] = 2
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop, "checkpoint", checkpoint_then_die)
+    with pytest.raises(Killed):
+        run(recipe_from_dict(d), out)
+    marker = json.loads((out / STAGES["train"] / FILES.stage_json).read_text())
+    assert marker["status"] == "running"
+    assert _status(run(recipe_from_dict(d), out)) == {"train": "done"}
+    assert calls == [0, 1]  # the second run did epoch 2 only
+    figures = json.loads((out / STAGES["train"] / FILES.train_json).read_text())["figures"]
+    assert figures["resumed"]["from_epoch"] == 1
