@@ -161,3 +161,154 @@ def test_run_killed_mid_training_resumes_only_the_same_attempt(tmp_path, monkeyp
     assert calls == [0, 1]  # the second run did epoch 2 only
     figures = json.loads((out / STAGES["train"] / FILES.train_json).read_text())["figures"]
     assert figures["resumed"]["from_epoch"] == 1
+
+
+# --- instance data with broken files -------------------------------------------------------------------
+
+def _png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def _instance_data(kind: str, root: Path) -> tuple[Path, Path]:
+    """Four noisy 24x32 images with two instances each; returns (a image, its mask)."""
+    rng = np.random.default_rng(0)
+    ids = np.zeros((24, 32), np.uint8)
+    ids[2:8, 2:9], ids[12:20, 14:25] = 1, 2
+    for i in range(4):
+        image = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        if kind == "instance_folder":
+            im, mask = root / "images" / f"im{i}.png", root / "masks" / f"im{i}.png"
+        else:
+            im, mask = root / "PNGImages" / f"Fudan{i}.png", root / "PedMasks" / f"Fudan{i}_mask.png"
+        _png(im, image), _png(mask, ids)
+    return (root / "images" / "im1.png", root / "masks" / "im1.png") if kind == "instance_folder" else \
+        (root / "PNGImages" / "Fudan1.png", root / "PedMasks" / "Fudan1_mask.png")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _empty(folder: Path) -> None:
+    for p in folder.iterdir():
+        p.unlink()
+
+
+BROKEN = {  # case -> (edit of (root, image, mask), the message naming the file and what was expected)
+    "truncated image": (lambda root, im, mask: _truncate(im), r"{im}: unreadable image \(image file is truncated"),
+    "zero-byte image": (lambda root, im, mask: im.write_bytes(b""), r"{im}: unreadable image"),
+    "truncated mask": (lambda root, im, mask: _truncate(mask), r"{mask}: unreadable image"),
+    "mask of another size": (lambda root, im, mask: _png(mask, np.zeros((20, 32), np.uint8)),
+                             r"{mask}: mask is 32x20 but its image {im} is 32x24"),
+    "RGB mask": (lambda root, im, mask: _png(mask, np.zeros((24, 32, 3), np.uint8)),
+                 r"{mask}: instance-id mask must be single-channel"),
+    "empty image folder": (lambda root, im, mask: _empty(im.parent), r"{images}: no images"),
+    "empty mask folder": (lambda root, im, mask: _empty(mask.parent), r"image without mask"),
+    "mask without image": (lambda root, im, mask: im.unlink(), r"{mask}: mask without image"),
+}
+
+
+@pytest.mark.parametrize("kind", ["instance_folder", "pennfudan"])
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_instance_folders_are_one_line_errors_naming_the_file(tmp_path, kind, case):
+    import re
+
+    from edgeseg.data.base import DataError
+    from edgeseg.data.instances import build_instance_dataset
+
+    root = tmp_path / "data"
+    im, mask = _instance_data(kind, root)
+    edit, pattern = BROKEN[case]
+    edit(root, im, mask)
+    cfg = recipe_from_dict({"data": {"kind": kind, "root": str(root), "val_ratio": 0.0}}).data
+    with pytest.raises(DataError) as err:
+        build_instance_dataset(cfg, "train", in_channels=3, train=True, num_classes=1)
+    message = str(err.value)
+    assert "\n" not in message
+    assert re.search(pattern.format(im=re.escape(str(im)), mask=re.escape(str(mask)),
+                                    images=re.escape(str(im.parent))), message), message
+
+
+def test_an_all_background_id_mask_is_an_image_without_instances(tmp_path):
+    from edgeseg.data.instances import build_instance_dataset
+
+    root = tmp_path / "data"
+    _, mask = _instance_data("instance_folder", root)
+    _png(mask, np.zeros((24, 32), np.uint8))
+    cfg = recipe_from_dict({"data": {"kind": "instance_folder", "root": str(root), "val_ratio": 0.0,
+                                     "image_size": 32}}).data
+    ds = build_instance_dataset(cfg, "train", in_channels=3, train=True, num_classes=1)
+    counts = sorted(len(ds[i][1]["labels"]) for i in range(len(ds)))
+    assert counts[0] == 0 and ds[1][1]["masks"].shape == (0, 32, 32)
+
+
+# --- COCO edge cases -----------------------------------------------------------------------------------
+
+def _coco_doc(tmp_path: Path) -> tuple[Path, dict]:
+    from tests.data.test_instances import _coco
+
+    path, _ = _coco(tmp_path)
+    return path, json.loads(path.read_text())
+
+
+COCO_BAD = {  # case -> (edit, message)
+    "empty annotation list": (lambda d: d.update(annotations=[]), r"field 'annotations' is empty"),
+    "undeclared category id": (lambda d: d["annotations"][0].update(category_id=5),
+                               r"annotation id 10: unknown category_id 5 \(categories: \[3, 7\]\)"),
+    "no categories": (lambda d: d.update(categories=[]), r"field 'categories' is empty"),
+    "category declared twice": (lambda d: d["categories"].append({"id": 7, "name": "again"}),
+                                r"category id 7 is declared twice"),
+    "image id twice": (lambda d: d["images"].append(dict(d["images"][0])), r"image id 1 appears twice"),
+    "width wrong": (lambda d: d["images"][0].update(width=64),
+                    r"image id 1: .*a.png is 48x32 but the json says 64x32 \(fields 'width', 'height'\)"),
+    "height not a number": (lambda d: d["images"][0].update(height="32"),
+                            r"image id 1: field 'height' is '32'; expected a positive integer"),
+    "height zero": (lambda d: d["images"][1].update(height=0), r"image id 2: field 'height' is 0"),
+    "2-point polygon": (lambda d: d["annotations"][0].update(segmentation=[[1, 1, 5, 5]]),
+                        r"annotation id 10: polygon with 2 points"),
+    "polygon of strings": (lambda d: d["annotations"][0].update(segmentation=[[1, "a", 5, 5, 6, 6]]),
+                           r"annotation id 10: polygon .* not a number"),
+    "bbox of 3 values": (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]),
+                         r"annotation id 10: field 'bbox' is \[1, 2, 3\]; expected \[x, y, width, height\]"),
+    "RLE counts wrong": (lambda d: d["annotations"][2]["segmentation"].update(counts=[5, 5]),
+                         r"annotation id 12: RLE 'counts' do not decode to a 32x48 mask"),
+    "annotation not an object": (lambda d: d["annotations"].append("x"), r"annotations\[4\] is str"),
+}
+
+
+@pytest.mark.parametrize("case", list(COCO_BAD))
+def test_bad_coco_in_the_training_split_is_a_one_line_error(tmp_path, case):
+    from edgeseg.data.base import DataError
+    from edgeseg.data.instances import build_instance_dataset
+
+    path, doc = _coco_doc(tmp_path)
+    edit, pattern = COCO_BAD[case]
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    cfg = recipe_from_dict({"data": {"kind": "coco", "annotations": {"train": str(path), "val": str(path)},
+                                     "root": str(tmp_path / "imgs"), "image_size": 32}}).data
+    with pytest.raises(DataError, match=pattern) as err:
+        build_instance_dataset(cfg, "train", in_channels=3, train=True)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_coco_image_without_instances_trains_and_evaluates(tmp_path):
+    """An image whose objects are all gone (or crowd) is a valid background-only example, in training
+    crops (the augmentation used to fail on an empty mask stack) and in the metric."""
+    from edgeseg.evaluate import evaluate
+    from edgeseg.train import train
+
+    path, doc = _coco_doc(tmp_path)
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != 2 or a.get("iscrowd")]
+    path.write_text(json.dumps(doc))
+    recipe = recipe_from_dict({
+        "name": "coco-empty", "model": {"name": "yolact_test", "num_classes": 2},
+        "data": {"kind": "coco", "annotations": {"train": str(path), "val": str(path)},
+                 "root": str(tmp_path / "imgs"), "image_size": 64},
+        "train": {"epochs": 1, "batch_size": 2, "warmup_epochs": 0}})
+    result = train(recipe, tmp_path / "t")
+    assert np.isfinite(result["metrics"]["mask_ap"])
+    metrics = evaluate(tmp_path / "t" / FILES.model, split="val")
+    assert metrics["num_images"] == 2 and 0.0 <= metrics["mask_ap"] <= 1.0
