@@ -312,3 +312,75 @@ def test_coco_image_without_instances_trains_and_evaluates(tmp_path):
     assert np.isfinite(result["metrics"]["mask_ap"])
     metrics = evaluate(tmp_path / "t" / FILES.model, split="val")
     assert metrics["num_images"] == 2 and 0.0 <= metrics["mask_ap"] <= 1.0
+
+
+# --- a pruned model's exported files in eval, bench and predict ------------------------------------------
+
+SMALL_DATA = ["--set", "data.synthetic.num_train=4", "--set", "data.synthetic.num_val=2"]
+QUICK_BENCH = ["--min-runs", "3", "--warmup", "1", "--min-time", "0", "--threads", "1"]
+
+
+def _cli(monkeypatch, capsys, *argv: object) -> str:
+    """``edgeseg ARGV`` in this process; returns stdout + stderr after asserting exit 0."""
+    import sys
+
+    from edgeseg.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edgeseg", *map(str, argv)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    out = capsys.readouterr()
+    assert info.value.code == 0, out.err
+    return out.out + out.err
+
+
+def _pruned(tmp_path: Path, model: str, num_classes: int) -> Path:
+    """An untrained checkpoint pruned to half its channels (what `edgeseg prune --ratio 0.5` writes)."""
+    from edgeseg.compress.prune import PruneConfig, prune
+    from tests.conftest import make_checkpoint
+
+    base = make_checkpoint(tmp_path / "base.pt", model=model, num_classes=num_classes)
+    prune(base, tmp_path / "pruned", PruneConfig(ratio=0.5, round_to=2), measure_latency=False,
+          measure_accuracy=False)
+    return tmp_path / "pruned" / FILES.model
+
+
+def _eval_bench_predict(monkeypatch, capsys, tmp_path: Path, files: list[Path], score: str) -> None:
+    image = _png(tmp_path / "img.png", np.zeros((40, 40, 3), np.uint8))
+    for f in files:
+        assert "over 2 images" in _cli(monkeypatch, capsys, "eval", f, "--threads", "1")
+        _cli(monkeypatch, capsys, "predict", f, image, "--out", tmp_path / f"pred-{f.suffix[1:]}", "--threads", "1")
+        assert list((tmp_path / f"pred-{f.suffix[1:]}").glob("img.*.png"))
+    results = tmp_path / "r.jsonl"
+    _cli(monkeypatch, capsys, "bench", *files, "--out", results, *QUICK_BENCH)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(rows) == len(files) and all(not r.get("error") and r["latency"]["p50_ms"] > 0 for r in rows)
+    assert all(r["accuracy"]["num_images"] == 2 and r["accuracy"][score] is not None for r in rows)
+
+
+def test_pruned_model_onnx_and_ort_run_in_eval_bench_and_predict(tmp_path, monkeypatch, capsys):
+    pruned = _pruned(tmp_path, "unet_test", 4)
+    _cli(monkeypatch, capsys, "export", pruned, "--format", "onnx", "--format", "ort", "--out", tmp_path / "ex",
+         *SMALL_DATA)
+    _eval_bench_predict(monkeypatch, capsys, tmp_path, [tmp_path / "ex" / "model.onnx", tmp_path / "ex" / "model.ort"],
+                        "miou")
+
+
+@pytest.mark.slow  # the ExecuTorch lowering and its runtime's first load take over a minute here
+def test_pruned_model_pte_runs_in_eval_bench_and_predict(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("executorch.runtime", reason="the executorch extra is not installed")
+    pruned = _pruned(tmp_path, "unet_test", 4)
+    _cli(monkeypatch, capsys, "export", pruned, "--format", "executorch", "--out", tmp_path / "et", *SMALL_DATA)
+    _eval_bench_predict(monkeypatch, capsys, tmp_path, [tmp_path / "et" / "model.pte"], "miou")
+
+
+@pytest.mark.slow  # YOLACT with its postprocess in the graph: the ONNX export alone takes about a minute here
+def test_pruned_instance_model_with_postprocess_in_graph(tmp_path, monkeypatch, capsys):
+    pruned = _pruned(tmp_path, "yolact_test", 2)
+    out = _cli(monkeypatch, capsys, "export", pruned, "--postprocess-in-graph", "--format", "onnx", "--format", "ort",
+               "--out", tmp_path / "ex", *SMALL_DATA)
+    doc = json.loads((tmp_path / "ex" / FILES.export_json).read_text())
+    assert all(a.get("shipped", True) for a in doc["artifacts"]), out
+    files = [tmp_path / "ex" / "model.onnx", tmp_path / "ex" / "model.ort"]
+    _eval_bench_predict(monkeypatch, capsys, tmp_path, files, "mask_ap")
+    assert list((tmp_path / "pred-onnx").glob("img.detections.json"))
