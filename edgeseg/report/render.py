@@ -180,8 +180,7 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
 
 CSV_FIELDS = ["device", "model", "task", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
               "gmacs", "p50_ms", "p90_ms", "e2e_p50_ms", "throughput", "peak_mb", "metric", "score"]
-CSV_TAIL = ["images", "speedup", "score_delta_points", "miou_delta_points", "baseline", "pareto", "noisy",
-            "noise_reason"]
+CSV_TAIL = ["images", "speedup", "score_delta_points", "baseline", "pareto", "noisy", "noise_reason"]
 
 
 def csv_fields() -> list[str]:

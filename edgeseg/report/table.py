@@ -34,8 +34,6 @@ class Entry:
     p90_ms: float | None
     throughput: float | None
     peak_mb: float | None
-    miou: float | None
-    dice: float | None
     images: int | None
     noisy: bool
     task: str = "semantic"
@@ -44,7 +42,6 @@ class Entry:
     e2e_p50_ms: float | None = None  # with the task's postprocess (instance models)
     speedup: float | None = None
     score_delta_points: float | None = None
-    miou_delta_points: float | None = None
     baseline: str = ""
     baseline_backend: str = ""  # set when the FP32 baseline ran on another backend (none on this one)
     pareto: bool = False
@@ -111,7 +108,6 @@ def to_entry(row: dict[str, Any]) -> Entry:
         size_mb=size / 1e6 if size else None, params=_get(row, "model", "params"), gmacs=_get(row, "model", "gmacs"),
         p50_ms=_get(row, "latency", "p50_ms"), p90_ms=_get(row, "latency", "p90_ms"),
         throughput=_get(row, "latency", "throughput_ips"), peak_mb=_get(row, "memory", "peak_rss_mb"),
-        miou=_get(row, "accuracy", "miou"), dice=_get(row, "accuracy", "mean_dice"),
         images=_get(row, "accuracy", "num_images"), noisy=bool(row.get("noisy")))
 
 
@@ -150,8 +146,6 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
             e.baseline_backend = "" if base.backend == e.backend else base.backend
             if base.score is not None and e.score is not None:
                 e.score_delta_points = (e.score - base.score) * 100
-            if base.miou is not None and e.miou is not None:
-                e.miou_delta_points = (e.miou - base.miou) * 100
         if e.noisy:
             e.notes.append(str(_get(e.row, "latency", "noise_reason") or "noisy"))
     pareto_flags(entries)
