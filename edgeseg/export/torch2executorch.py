@@ -35,7 +35,7 @@ from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2int8 import decide_int8, measure_paired
 from edgeseg.export.pte_mixed import choose_int8
 from edgeseg.artifacts.metadata import pte_constant_methods
-from edgeseg.quiet import first_line, quiet_tools
+from edgeseg.quiet import PHONE_STACK_LOGGERS, first_line, quiet_import, quiet_tools
 
 PTE_NAMES = {"fp32": "model.pte", "int8": "model.int8.pte"}
 REJECTED_INT8 = "model.int8.rejected.pte"
@@ -132,6 +132,45 @@ def _lowering_error(exc: BaseException, graph: Any, stage: str) -> ExportError:
     return ExportError(f"ExecuTorch {stage} failed: {first_line(exc)}")
 
 
+def untie_shared_parameters(gm: torch.fx.GraphModule) -> int:
+    """Give every use of a parameter that several operators read its own copy; returns how many copies.
+
+    YOLACT's head runs one conv tower on every FPN level with per-level BatchNorm. Folding a BatchNorm
+    into its conv (XNNPACK's FuseBatchNormPass names the folded weight after the conv's weight;
+    PT2E's folding assigns it back to the conv's attribute) then writes one level's fold over the
+    others' (ExecuTorch 1.5: head outputs off by up to 96% relative), so each level gets its own weight first.
+    """
+    copies = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "get_attr" or len(node.users) < 2:
+            continue
+        try:
+            value = gm.get_parameter(str(node.target))
+        except AttributeError:  # a buffer or constant: never folded into
+            continue
+        for user in list(node.users)[1:]:
+            copies += 1
+            name = f"{str(node.target).replace('.', '_')}_use{copies}"
+            gm.register_parameter(name, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
+            with gm.graph.inserting_after(node):
+                user.replace_input_with(node, gm.graph.get_attr(name))
+    if copies:
+        gm.graph.lint()
+        gm.recompile()
+    return copies
+
+
+def export_untied(model: torch.nn.Module, example: torch.Tensor) -> Any:
+    """``torch.export`` of ``model``; re-exported after :func:`untie_shared_parameters` when it shares weights."""
+    program = torch.export.export(model, (example,))
+    params = set(program.graph_signature.inputs_to_parameters)
+    if any(n.op == "placeholder" and n.name in params and len(n.users) > 1 for n in program.graph.nodes):
+        gm = program.module()
+        untie_shared_parameters(gm)
+        program = torch.export.export(gm, (example,))
+    return program
+
+
 def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
     """``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte`` bytes, plus delegation figures.
 
@@ -141,9 +180,9 @@ def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
+    with quiet_tools(*PHONE_STACK_LOGGERS, native=True):
         try:
-            program = torch.export.export(model, (example,))
+            program = export_untied(model, example)
         except Exception as exc:  # noqa: BLE001  (torch.export raises many types; one line for the user)
             raise ExportError(f"torch.export failed: {first_line(exc)}") from exc
         try:
@@ -212,8 +251,8 @@ def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterabl
             return gm
 
     quantizer = _FloatTailQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
-        prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with quiet_tools(*PHONE_STACK_LOGGERS, native=True):
+        prepared = prepare_pt2e(export_untied(model, example).module(), quantizer)
         with torch.no_grad():
             for image in images:
                 prepared(torch.from_numpy(image))
@@ -242,12 +281,17 @@ def _static(ctx: ExportContext) -> ExportContext:
                                _parity_inputs=None)
 
 
-def convert(ctx: ExportContext) -> list[ArtifactRecord]:
-    """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+def _executorch_available() -> None:
+    """Import the ExecuTorch compiler quietly (torchao reports native libraries it cannot load on import)."""
     try:
-        import executorch.exir  # noqa: F401
+        quiet_import("executorch.exir")
     except ImportError:
         raise ExportError("ExecuTorch export needs the executorch package: pip install 'edgeseg[executorch]'") from None
+
+
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
+    """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+    _executorch_available()
     model, meta, note = delegable_model(ctx.model, ctx.meta)
     if note:
         ctx.say(f"ExecuTorch: {note}", note=True)
@@ -255,31 +299,47 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     if model is not ctx.model:
         static = dataclasses.replace(static, model=model)
     outputs = list(getattr(model, "output_names", ctx.task.output_names))
-    example = example_input(static)
-    path = ctx.out / PTE_NAMES["fp32"]
-    h, w = ctx.input_hw
-    ctx.say(f"exporting {meta.model_name} to ExecuTorch (XNNPACK, {h}x{w}, batch 1)")
-    data, info = lower(model, example, pte_constant_methods(meta, outputs, "fp32"))
-    write_pte(path, data)
-    info.update(input=[1, meta.in_channels, h, w], unpool=dict(getattr(model, "config", {})).get("unpool"))
-    parity = static.parity(open_pte(path, ctx.threads))
-    parity["passed"] = static.parity_ok(parity)
-    record = ctx.add(ArtifactRecord(path, "executorch", "fp32", figures={"export": info, "parity": parity}))
-    ctx.say(f"ExecuTorch fp32: {info['fraction_delegated']:.1%} of {info['ops_delegated'] + info['ops_portable']} "
-            f"operators delegated to XNNPACK; parity max abs err {parity['max_abs_err']:.2e}, "
-            f"{ctx.task.name} agreement {parity['agreement']:.4%}")
-    if not parity["passed"]:
-        record.shipped, record.reason = False, "FP32 parity check failed"
-        raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
-                          f"(max rel err {parity['max_rel_err']:.2e}, {ctx.task.name} agreement "
-                          f"{parity['agreement']:.4%}); see export.json")
+    record = convert_fp32(ctx, static, model, meta, outputs)
     records = [record]
     if "int8" in ctx.precisions:
-        records.append(convert_int8(ctx, static, model, meta, outputs, path))
+        records.append(convert_int8(ctx, static, model, meta, outputs, record.path))
     from edgeseg.export.phone_kit import write_phone_kit
 
     records.append(ctx.add(write_phone_kit(ctx.out, [r for r in records if r.shipped], meta)))
     return records
+
+
+def convert_fp32(ctx: ExportContext, static: ExportContext, model: torch.nn.Module, meta: ModelMeta,
+                 outputs: list[str]) -> ArtifactRecord:
+    """model.pte, written only once its parity passed (the task's FP32 bar); ExportError naming both figures
+    otherwise, and no .pte is left behind."""
+    path = ctx.out / PTE_NAMES["fp32"]
+    tmp = ctx.out / f".model.tmp{os.getpid()}.pte"
+    h, w = ctx.input_hw
+    ctx.say(f"exporting {meta.model_name} to ExecuTorch (XNNPACK, {h}x{w}, batch 1)")
+    data, info = lower(model, example_input(static), pte_constant_methods(meta, outputs, "fp32"))
+    info.update(input=[1, meta.in_channels, h, w], unpool=dict(getattr(model, "config", {})).get("unpool"))
+    try:
+        parity = static.parity(open_pte(write_pte(tmp, data), ctx.threads))
+        parity["passed"] = static.parity_ok(parity)
+        if parity["passed"]:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    ctx.say(f"ExecuTorch fp32: {info['fraction_delegated']:.1%} of {info['ops_delegated'] + info['ops_portable']} "
+            f"operators delegated to XNNPACK; parity max abs err {parity['max_abs_err']:.2e}, "
+            f"{ctx.task.name} agreement {parity['agreement']:.4%}")
+    passed = parity["passed"]
+    record = ctx.add(ArtifactRecord(path, "executorch", "fp32", shipped=passed,
+                                    reason="" if passed else "FP32 parity check failed; not written",
+                                    figures={"export": info, "parity": parity}))
+    if not passed:
+        bars = ctx.task.parity_bars
+        raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
+                          f"(max rel err {parity['max_rel_err']:.2e}, expected <= {bars.fp32_max_rel_err:.0e}; "
+                          f"{ctx.task.name} agreement {parity['agreement']:.4%}, expected >= "
+                          f"{bars.fp32_min_agreement:.1%}); not written, figures in export.json")
+    return record
 
 
 # INT8: the same checks and policy as ONNX INT8 (onnx2int8.measure_paired / decide_int8).

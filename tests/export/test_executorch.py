@@ -110,7 +110,7 @@ def exported(tmp_path_factory):
     """
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.export.context import ExportContext
-    from edgeseg.export.formats import FORMATS
+    from edgeseg.export.formats import FORMATS, load_converter
     from edgeseg.recipe import ExportCfg, recipe_from_dict
 
     root = tmp_path_factory.mktemp("pte")
@@ -129,7 +129,7 @@ def exported(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("edgeseg.export.onnx2int8.LATENCY_KW", QUICK_LATENCY)
         mp.setattr("edgeseg.export.onnx2int8.LATENCY_ROUNDS", 1)
-        FORMATS["executorch"].load()(ctx)
+        load_converter(FORMATS["executorch"].converter)(ctx)
     return ckpt_path, ctx.out, {"artifacts": [a.to_dict() for a in ctx.artifacts], "notes": ctx.notes}
 
 
