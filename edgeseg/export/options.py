@@ -88,11 +88,8 @@ def apply_options(cfg: ExportCfg, options: Options) -> ExportCfg:
     return ExportCfg.model_validate(tree)
 
 
-def check_plan(cfg: ExportCfg, formats: list[str], precisions: list[str], task: Any, options: Options) -> None:
-    """Refuse, before any work, what would fail late or be silently ignored.
-
-    ``formats``/``precisions``: the resolved names; ``task``: the model's :class:`~edgeseg.tasks.base.Task`.
-    """
+def check_plan(cfg: ExportCfg, precisions: list[str], options: Options) -> None:
+    """Refuse, before any work, what would fail late or be silently ignored (``precisions``: resolved)."""
     if cfg.qat is not None and cfg.max_drop is not None:
         raise ExportError(f"{name_of(options, 'qat')} and {name_of(options, 'max_drop')} cannot be combined: QAT "
                           "trains every layer for INT8; mixed precision picks float layers after PTQ")
@@ -101,9 +98,6 @@ def check_plan(cfg: ExportCfg, formats: list[str], precisions: list[str], task: 
         if given:
             raise ExportError(f"{given[0]}: concerns INT8, which this export does not make; add --int8 (or "
                               f"export.precisions: [fp32, int8]) or leave out {given[0]}")
-    if "executorch" in formats and not task.supports_executorch:
-        raise ExportError(f"--format executorch: {task.name} models are not exported to ExecuTorch "
-                          f"({task.executorch_refusal}); export to ONNX for ONNX Runtime instead")
 
 
 __all__ = ["HINTS", "INT8_FIELDS", "Options", "apply_options", "check_plan", "check_values", "name_of"]

@@ -335,9 +335,10 @@ def convert_fp32(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
                                     figures={"export": info, "parity": parity}))
     if not passed:
         bars = ctx.task.parity_bars
+        of = (f" of {parity['detections']} detections" if "detections" in parity else "")
         raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
                           f"(max rel err {parity['max_rel_err']:.2e}, expected <= {bars.fp32_max_rel_err:.0e}; "
-                          f"{ctx.task.name} agreement {parity['agreement']:.4%}, expected >= "
+                          f"{ctx.task.name} agreement {parity['agreement']:.4%}{of}, expected >= "
                           f"{bars.fp32_min_agreement:.1%}); not written, figures in export.json")
     return record
 
@@ -399,6 +400,9 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
                  outputs: list[str], fp32: Path) -> ArtifactRecord:
     """Write model.int8.pte (or model.int8.rejected.pte) with calibration, parity, latency and accuracy figures."""
     example = example_input(static)
+    if ctx.cfg.qat is not None or ctx.cfg.max_drop is not None:
+        ctx.say("ExecuTorch INT8 is post-training quantization (PT2E, XNNPACK quantizer): QAT and --max-drop "
+                "apply to the ONNX INT8 model only", note=True)
     path, rejected = ctx.out / PTE_NAMES["int8"], ctx.out / REJECTED_INT8
     built: dict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = {}  # candidate -> (file, export, calibration)
     try:
