@@ -180,7 +180,8 @@ def qat_int8(ctx: ExportContext, dst: Path, target: str = "onnxruntime-cpu", mod
 
     cal, qat = ctx.cfg.calibration, ctx.cfg.qat
     images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
-                                      count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
+                                      count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed,
+                                      task=ctx.meta.task)
     ctx.say(f"QAT ({target}): fake quantizers from {cal.images} training images, then {qat.epochs} epochs of "
             "fine-tuning")
     try:
