@@ -66,6 +66,18 @@ def test_export_option_refused_first_in_one_line_naming_the_option(case, ckpt, t
     assert not out.exists()  # no folder, no model.onnx, no export.json with an `error`
 
 
+def test_instance_int8_executorch_is_refused_before_any_work(tmp_path, monkeypatch, capsys, no_conversion):
+    """Issue 18.5: YOLACT's FP32 .pte is exported (parity like every family); its INT8 program is refused in
+    one line before anything is converted, whether --int8 or the recipe's precisions ask for it."""
+    yolact = make_checkpoint(tmp_path / "y.pt", model="yolact_test")
+    for argv in (["--int8"], ["--set", "export.precisions=[fp32,int8]"]):
+        code, err = cli(monkeypatch, capsys, "export", yolact, "--format", "executorch", "--out", tmp_path / "ex",
+                        *argv)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "INT8 with --format executorch: not offered for instance models" in err, err
+        assert not (tmp_path / "ex").exists()
+
+
 def test_a_refused_export_keeps_the_previous_one(ckpt, tmp_path, monkeypatch, capsys, no_conversion):
     out = tmp_path / "ex"
     out.mkdir()

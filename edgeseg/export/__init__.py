@@ -131,6 +131,7 @@ def _plan(checkpoint: Path, formats: list[str] | None, precisions: list[str] | N
     from edgeseg.export.formats import resolve_formats, resolve_precisions
     from edgeseg.export.options import apply_options, check_plan
     from edgeseg.recipe import ExportCfg, checkpoint_recipe
+    from edgeseg.tasks import get_task
 
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
     rcp, recipe_source = checkpoint_recipe(ckpt, recipe, overrides)
@@ -138,7 +139,7 @@ def _plan(checkpoint: Path, formats: list[str] | None, precisions: list[str] | N
     cfg = apply_options((cfg if cfg is not None else rcp.export or ExportCfg()).model_copy(deep=True), options)
     fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
     precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
-    check_plan(cfg, precs, options)
+    check_plan(cfg, [f.name for f in fmts], precs, get_task(ckpt.meta.task), options)
     return Plan(checkpoint, ckpt, rcp, recipe_source, cfg, fmts, precs, list(overrides or []), options)
 
 

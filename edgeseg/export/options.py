@@ -88,8 +88,9 @@ def apply_options(cfg: ExportCfg, options: Options) -> ExportCfg:
     return ExportCfg.model_validate(tree)
 
 
-def check_plan(cfg: ExportCfg, precisions: list[str], options: Options) -> None:
-    """Refuse, before any work, what would fail late or be silently ignored (``precisions``: resolved)."""
+def check_plan(cfg: ExportCfg, formats: list[str], precisions: list[str], task: Any, options: Options) -> None:
+    """Refuse, before any work, what would fail late or be silently ignored (``formats``/``precisions``:
+    resolved names; ``task``: the model's :class:`~edgeseg.tasks.base.Task`)."""
     if cfg.qat is not None and cfg.max_drop is not None:
         raise ExportError(f"{name_of(options, 'qat')} and {name_of(options, 'max_drop')} cannot be combined: QAT "
                           "trains every layer for INT8; mixed precision picks float layers after PTQ")
@@ -98,6 +99,10 @@ def check_plan(cfg: ExportCfg, precisions: list[str], options: Options) -> None:
         if given:
             raise ExportError(f"{given[0]}: concerns INT8, which this export does not make; add --int8 (or "
                               f"export.precisions: [fp32, int8]) or leave out {given[0]}")
+    if "executorch" in formats and "int8" in precisions and task.executorch_int8_refusal:
+        raise ExportError(f"INT8 with --format executorch: not offered for {task.name} models "
+                          f"({task.executorch_int8_refusal}); export the .pte in FP32 (leave out --int8, or "
+                          "--set export.precisions=[fp32]) and INT8 as ONNX (--format onnx --int8)")
 
 
 __all__ = ["HINTS", "INT8_FIELDS", "Options", "apply_options", "check_plan", "check_values", "name_of"]

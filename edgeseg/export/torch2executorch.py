@@ -30,6 +30,7 @@ import torch
 
 from edgeseg.artifacts import ModelMeta, atomic_write_bytes
 from edgeseg.export.context import ExportContext
+from edgeseg.runtime.base import BackendError
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2int8 import decide_int8, measure_paired
 from edgeseg.export.pte_lower import delegation, export_untied, lower
@@ -274,10 +275,13 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
     path, rejected = ctx.out / PTE_NAMES["int8"], ctx.out / REJECTED_INT8
     built: dict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = {}  # candidate -> (file, export, calibration)
     try:
-        mixed, tmp = _int8_candidates(ctx, model, example, meta, outputs, fp32, built)
+        try:
+            mixed, tmp = _int8_candidates(ctx, model, example, meta, outputs, fp32, built)
+            int8 = open_pte(tmp, ctx.threads)
+            parity = static.parity(int8)
+        except BackendError as exc:  # lowered, but the runtime cannot run it: nothing is written
+            raise ExportError(f"ExecuTorch INT8 program: {exc}") from None
         info, cal_info = built[mixed["chosen"]][1:]
-        int8 = open_pte(tmp, ctx.threads)
-        parity = static.parity(int8)
         bar = ctx.task.parity_bars.int8_min_agreement
         parity["passed"] = parity["agreement"] >= bar
         ctx.say(f"measuring ExecuTorch FP32 vs INT8 latency ({ctx.threads} threads, batch 1, "

@@ -138,7 +138,11 @@ class ExecuTorchBackend:
                                f"this program was loaded with {self.threads}; open it again")
         # a fresh contiguous tensor: numpy's x[None] carries a 0 stride the runtime may reject
         t = self._torch.from_numpy(np.asarray(x, dtype=np.float32)).clone(memory_format=self._torch.contiguous_format)
-        outs = self.method.execute([t])
+        try:  # not silenced: this is the timed call (the runtime's own reason goes to stderr first)
+            outs = self.method.execute([t])
+        except RuntimeError as exc:
+            raise BackendError(f"{self.path}: ExecuTorch cannot run it on a {list(shape)} input: "
+                               f"{str(exc).strip().splitlines()[0]}") from None
         return {n: o.numpy() for n, o in zip(self.output_names, outs)}
 
     def synchronize(self) -> None:
