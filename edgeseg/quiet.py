@@ -85,7 +85,8 @@ def quiet_import(module: str, *logger_names: str) -> ModuleType:
     For packages that report optional native libraries they could not load (torchao) on import; an
     ImportError still reaches the caller.
     """
-    if module in sys.modules:
+    if module in sys.modules:  # an import statement's path all the same (cheap; an import hook sees it)
+        __import__(module)
         return sys.modules[module]
     with quiet_tools(*PHONE_STACK_LOGGERS, *logger_names, native=True):
         return import_module(module)
