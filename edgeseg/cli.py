@@ -149,15 +149,15 @@ def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
 
 @app.command()
 def export(checkpoint: Path, out: OutOpt = Path("exports"),
-           format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="onnx | ort | tensorrt | "
-                                                                "openvino (repeatable; default: the recipe's export.formats)")] = None,
+           format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help=" | ".join(catalog.FORMATS)
+                                                                + " (repeatable; default: the recipe's export.formats)")] = None,
            int8: bool = typer.Option(False, "--int8", help="also INT8 (QDQ), calibrated on the training split"),
            fp16: bool = typer.Option(False, "--fp16", help="also FP16"),
            calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
-           calib_method: Optional[str] = typer.Option(None, help="minmax | entropy | percentile"),
+           calib_method: Optional[str] = typer.Option(None, help=" | ".join(catalog.CALIBRATION_METHODS)),
            int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
            qat: bool = typer.Option(False, "--qat", help="INT8 by quantization-aware training (NNCF), not PTQ"),
-           epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (default 3)"),
+           epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (with --qat; default 3)"),
            max_drop: Optional[float] = typer.Option(None, help="mixed precision: most val mIoU points INT8 may "
                                                                "lose; measured float fallback per layer"),
            opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
@@ -166,20 +166,23 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
                                                           "(a fixed number of detection slots per image)"),
            data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
            set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
-    """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
+    """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO,
+    ExecuTorch (.pte + phone kit)."""
     from edgeseg.export import export as export_api
 
-    # The options are overrides of the recipe's export section, so `--data RECIPE` / the checkpoint's
-    # recipe settings (calibration size, policy, ...) apply unless an option says otherwise.
-    options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
-               "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None,
-               "export.qat.epochs": (epochs or 3) if qat else None, "export.max_drop": max_drop,
-               "export.postprocess": "graph" if postprocess_in_graph else None}
-    overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
+    # Options lie over the recipe's export section (--data RECIPE, or the checkpoint's), so its other
+    # settings apply; an error names the option (label -> export field, value).
+    given = {"--calib-images": ("calibration.images", calib_images),
+             "--calib-method": ("calibration.method", calib_method),
+             "--int8-policy": ("int8_policy", int8_policy), "--opset": ("opset", opset),
+             "--static": ("dynamic", False if static else None), "--qat": ("qat", True if qat else None),
+             "--epochs": ("qat.epochs", epochs), "--max-drop": ("max_drop", max_drop),
+             "--postprocess-in-graph": ("postprocess", "graph" if postprocess_in_graph else None)}
+    options = {label: kv for label, kv in given.items() if kv[1] is not None}
     # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None
     result = export_api(checkpoint, out, formats=format or None, precisions=precisions, recipe=data,
-                        overrides=overrides, trust_checkpoint=trust_checkpoint)
+                        overrides=set, options=options, trust_checkpoint=trust_checkpoint)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
         # escape(): rich would read "[shipped]" (and brackets in paths/reasons) as markup and drop it
