@@ -16,9 +16,6 @@ MAX_MODULE_LINES = 400
 ALLOWED: set[str] = {
     "edgeseg/compress/prune.py",
     "edgeseg/compress/prune.py:prune",
-    "edgeseg/export/onnx2int8.py:convert",
-    "edgeseg/export/pool_ties.py:pool_tie_check",
-    "edgeseg/export/trt_kit.py:build_script",
     "edgeseg/models/yolact.py",
     "edgeseg/recipe.py",
     "edgeseg/train/loop.py",
