@@ -39,9 +39,12 @@ def prune_config(**values: Any) -> PruneCfg:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
         what = first["msg"].removeprefix("Value error, ")
-        got = f" (got {first['input']!r})" if where and not isinstance(first.get("input"), dict) else ""
-        name = f"{where} ({option_name(where)})" if where else "options"
-        raise PruneError(f"prune {name}: {what}{got}") from None
+        if not where:  # a check across fields: name them as options
+            for field in ("target_latency_ms", "target_macs", "ratio"):
+                what = what.replace(field, option_name(field))
+            raise PruneError(f"prune: {what}") from None
+        got = "" if "got" in what else f" (got {first['input']!r})"
+        raise PruneError(f"prune {where} ({option_name(where)}): {what}{got}") from None
 
 
 def ort_cpu_block() -> int:

@@ -7,6 +7,7 @@ a latency (iterative steps, each candidate exported to ONNX and timed on ONNX Ru
 from __future__ import annotations
 
 import contextlib
+import copy
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def prune_model(model: nn.Module, cfg: PruneCfg, probe: Probe, *, taylor_batches
     if cfg.importance == "taylor" and not (taylor_batches and loss_fn):
         raise PruneError("importance 'taylor' needs training batches and a loss for its gradients")
     model.eval()
+    check_prunable(model, cfg, probe.hw)
     rows = [probe(model, 0, 0.0)]
     if cfg.mode == "latency" and rows[0]["latency_ms"] <= cfg.target_latency_ms:
         log(f"target {cfg.target_latency_ms:g} ms already met by the start ({rows[0]['latency_ms']:.2f} ms)")
@@ -129,6 +131,21 @@ def _not_reached(cfg: PruneCfg, last: dict[str, Any], start: dict[str, Any]) -> 
             f"{last['macs'] / start['macs']:.1%} of the MACs{lat}); nothing written")
 
 
+def check_prunable(model: nn.Module, cfg: PruneCfg, hw: tuple[int, int]) -> None:
+    """Refuse before any measurement a request under which no channel can go: a copy of ``model`` is
+    pruned once at the largest ratio ``cfg`` allows (magnitude ranking: what may go does not depend on it)."""
+    trial = copy.deepcopy(model).eval()
+    macs = count_macs(trial, hw)
+    ratio = cfg.ratio if cfg.mode == "ratio" else cfg.max_ratio
+    one = cfg.model_copy(update={"ratio": ratio, "target_macs": None, "target_latency_ms": None,
+                                 "importance": "l2", "round_to": resolve_round_to(cfg)})
+    pruner = make_pruner(trial, one, torch.randn(1, model.in_channels, *hw))
+    with torch.no_grad():
+        aligned_step(pruner, resolve_round_to(one))
+    if count_macs(trial, hw) >= macs:
+        raise PruneError(nothing_to_prune(model, cfg))
+
+
 def nothing_to_prune(model: nn.Module, cfg: PruneCfg) -> str:
     """The one-line reason no channel could be removed, naming the options that decide it."""
     given = [f"{option_name('round_to')} {resolve_round_to(cfg)}"]
@@ -138,4 +155,4 @@ def nothing_to_prune(model: nn.Module, cfg: PruneCfg) -> str:
             "feeds an output, or is narrower than the channel multiple; nothing written")
 
 
-__all__ = ["Probe", "nothing_to_prune", "onnx_latency_ms", "prune_model", "taylor_gradients"]
+__all__ = ["Probe", "check_prunable", "nothing_to_prune", "onnx_latency_ms", "prune_model", "taylor_gradients"]
