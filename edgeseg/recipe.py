@@ -214,14 +214,13 @@ class PruneCfg(_Strict):
     @field_validator("round_to", mode="before")
     @classmethod
     def _round_to_text(cls, v: Any) -> Any:
-        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        text = v.strip().lower() if isinstance(v, str) else None
+        if v is None or text == "auto":
+            return text
+        if (isinstance(v, bool) or not isinstance(v, (int, float, str)) or (text is not None and not text.isdigit())
+                or (isinstance(v, float) and not v.is_integer()) or int(v) < 1):
             raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
-        if isinstance(v, str):
-            text = v.strip().lower()
-            if text != "auto" and not text.isdigit():
-                raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
-            return text if text == "auto" else int(text)
-        return v
+        return int(v)
 
     @field_validator("keep", mode="before")
     @classmethod

@@ -37,7 +37,7 @@ def prune_config(**values: Any) -> PruneCfg:
         return PruneCfg(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if not isinstance(p, int))
+        where = str(first["loc"][0]) if first["loc"] else ""  # a flat section: the field itself
         what = first["msg"].removeprefix("Value error, ")
         if not where:  # a check across fields: name them as options
             for field in ("target_latency_ms", "target_macs", "ratio"):
