@@ -77,37 +77,53 @@ def prune_model(model: nn.Module, cfg: PruneCfg, probe: Probe, *, taylor_batches
 
     Every row has params, MACs and (with a probe that measures it) validation accuracy; latency is
     measured before, after the last step, and after every step when it is the target. A latency target
-    the unpruned model already meets leaves it untouched (one row). Raises :class:`PruneError` when no
-    channel can be removed or a target is not reached at ``cfg.max_ratio``.
+    the unpruned model already meets leaves it untouched (one row). Raises :class:`PruneError`, before
+    any measurement, when no channel can be removed, and when a target is not reached at ``cfg.max_ratio``.
     """
     if cfg.importance == "taylor" and not (taylor_batches and loss_fn):
         raise PruneError("importance 'taylor' needs training batches and a loss for its gradients")
     model.eval()
+    if cfg.mode == "ratio":
+        return _prune_once(model, cfg, probe, taylor_batches, loss_fn, log)
     check_prunable(model, cfg, probe.hw)
     rows = [probe(model, 0, 0.0)]
     if cfg.mode == "latency" and rows[0]["latency_ms"] <= cfg.target_latency_ms:
         log(f"target {cfg.target_latency_ms:g} ms already met by the start ({rows[0]['latency_ms']:.2f} ms)")
         return rows
     pruner = make_pruner(model, cfg, torch.randn(1, model.in_channels, *probe.hw))
-    total = 1 if cfg.mode == "ratio" else cfg.steps
-    for step in range(1, total + 1):
-        if cfg.importance == "taylor":
-            taylor_gradients(model, taylor_batches or [], loss_fn)  # type: ignore[arg-type]
-        with torch.no_grad() if cfg.importance != "taylor" else contextlib.nullcontext():
-            aligned_step(pruner, resolve_round_to(cfg))
-        model.zero_grad(set_to_none=True)
-        ratio = cfg.ratio if cfg.mode == "ratio" else cfg.max_ratio * step / cfg.steps
-        rows.append(probe(model, step, ratio, latency=cfg.mode == "latency"))
-        log(_step_line(rows[-1], rows[0], total))
+    for step in range(1, cfg.steps + 1):
+        _step(model, pruner, cfg, taylor_batches, loss_fn)
+        rows.append(probe(model, step, cfg.max_ratio * step / cfg.steps, latency=cfg.mode == "latency"))
+        log(_step_line(rows[-1], rows[0], cfg.steps))
         if _reached(cfg, rows[-1], rows[0]):
             break
-    if rows[-1]["macs"] >= rows[0]["macs"]:
-        raise PruneError(nothing_to_prune(model, cfg))
-    if not _reached(cfg, rows[-1], rows[0]):
+    else:
         raise PruneError(_not_reached(cfg, rows[-1], rows[0]))
     if probe.latency is not None and "latency_ms" not in rows[-1]:
         rows[-1]["latency_ms"] = probe.latency(model)
     return rows
+
+
+def _prune_once(model: nn.Module, cfg: PruneCfg, probe: Probe, taylor_batches: Batches | None,
+                loss_fn: LossFn | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """A ratio: one step, checked to have removed something before the start (kept aside) and the pruned
+    model are measured."""
+    start = copy.deepcopy(model)
+    macs = count_macs(model, probe.hw)
+    _step(model, make_pruner(model, cfg, torch.randn(1, model.in_channels, *probe.hw)), cfg, taylor_batches, loss_fn)
+    if count_macs(model, probe.hw) >= macs:
+        raise PruneError(nothing_to_prune(model, cfg))
+    rows = [probe(start, 0, 0.0), probe(model, 1, float(cfg.ratio))]
+    log(_step_line(rows[-1], rows[0], 1))
+    return rows
+
+
+def _step(model: nn.Module, pruner: Any, cfg: PruneCfg, taylor_batches: Batches | None, loss_fn: LossFn | None) -> None:
+    if cfg.importance == "taylor":
+        taylor_gradients(model, taylor_batches or [], loss_fn)  # type: ignore[arg-type]
+    with torch.no_grad() if cfg.importance != "taylor" else contextlib.nullcontext():
+        aligned_step(pruner, resolve_round_to(cfg))
+    model.zero_grad(set_to_none=True)
 
 
 def _step_line(row: dict[str, Any], start: dict[str, Any], total: int) -> str:
@@ -118,9 +134,7 @@ def _step_line(row: dict[str, Any], start: dict[str, Any], total: int) -> str:
 def _reached(cfg: PruneCfg, row: dict[str, Any], start: dict[str, Any]) -> bool:
     if cfg.mode == "macs":
         return row["macs"] <= cfg.target_macs * start["macs"]
-    if cfg.mode == "latency":
-        return row["latency_ms"] <= cfg.target_latency_ms
-    return row["step"] == 1
+    return row["latency_ms"] <= cfg.target_latency_ms
 
 
 def _not_reached(cfg: PruneCfg, last: dict[str, Any], start: dict[str, Any]) -> str:
