@@ -85,11 +85,17 @@ def prune_model(model: nn.Module, cfg: PruneCfg, probe: Probe, *, taylor_batches
     model.eval()
     if cfg.mode == "ratio":
         return _prune_once(model, cfg, probe, taylor_batches, loss_fn, log)
+    if cfg.mode == "latency":  # a start that meets it needs no pruning, whatever could be pruned
+        if probe.latency is None:
+            raise PruneError("a latency target needs a probe that measures latency")
+        start_ms = probe.latency(model)
+        if start_ms <= cfg.target_latency_ms:
+            log(f"target {cfg.target_latency_ms:g} ms already met by the start ({start_ms:.2f} ms)")
+            return [{**probe(model, 0, 0.0, latency=False), "latency_ms": start_ms}]
     check_prunable(model, cfg, probe.hw)
-    rows = [probe(model, 0, 0.0)]
-    if cfg.mode == "latency" and rows[0]["latency_ms"] <= cfg.target_latency_ms:
-        log(f"target {cfg.target_latency_ms:g} ms already met by the start ({rows[0]['latency_ms']:.2f} ms)")
-        return rows
+    rows = [probe(model, 0, 0.0, latency=cfg.mode != "latency")]
+    if cfg.mode == "latency":
+        rows[0]["latency_ms"] = start_ms
     pruner = make_pruner(model, cfg, torch.randn(1, model.in_channels, *probe.hw))
     for step in range(1, cfg.steps + 1):
         _step(model, pruner, cfg, taylor_batches, loss_fn)
