@@ -49,8 +49,8 @@ CASES = {
     "missing checkpoint": (["{missing}", "--ratio", "0.5"], "missing.pt"),
     "nothing to prune: --round-to 1000": (["--ratio", "0.5", "--round-to", "1000"],
                                           "nothing to prune in UNet with --round-to 1000"),
-    "nothing to prune: --keep *": (["--ratio", "0.5", "--keep", "*"], "nothing to prune in UNet with --round-to 8 "
-                                                                      "and --keep '*'"),
+    "nothing to prune: --keep *": (["--ratio", "0.5", "--keep", "*"],
+                                   "nothing to prune in UNet with --round-to 8 and --keep '*'"),
     "nothing to prune: --target-macs": (["--target-macs", "0.5", "--round-to", "1000"], "nothing to prune"),
 }
 

@@ -18,7 +18,7 @@ WRONG_SPEED = re.compile(r"\b0\.\d+x faster")
 
 def readme_commands(verb: str) -> list[str]:
     """Lines of README.md's ``bash`` blocks that run ``edgeseg <verb>``."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
     return [line.strip() for block in blocks for line in block.splitlines()
             if line.strip().startswith(f"edgeseg {verb} ")]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeseg.compress.prune import PruneConfig, PruneError, Probe, prune, prune_model, speed_phrase
+from edgeseg.compress.prune import Probe, PruneConfig, PruneError, prune, prune_model, speed_phrase
 from edgeseg.compress.prune_select import check_shippable
 from edgeseg.models import create_model
 from edgeseg.models.profile import count_params
@@ -91,7 +91,7 @@ def _fake_val(score: float) -> dict[str, float]:
 def test_the_most_accurate_of_pruned_and_finetuned_is_written(scores: tuple[float, float], chosen: int,
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = make_checkpoint(tmp_path / "model.pt")
-    cfg = dict(ratio=0.5, round_to=2, threads=1)
+    cfg = {"ratio": 0.5, "round_to": 2, "threads": 1}
     prune(src, tmp_path / "plain", PruneConfig(**cfg), measure_latency=False, measure_accuracy=False)
     given = iter(scores)  # the training loop's validations: the pruned model before epoch 1, then epoch 1
     monkeypatch.setattr("edgeseg.train.loop._validate", lambda *a, **k: _fake_val(next(given)))
