@@ -77,8 +77,9 @@ def prune_model(model: nn.Module, cfg: PruneCfg, probe: Probe, *, taylor_batches
 
     Every row has params, MACs and (with a probe that measures it) validation accuracy; latency is
     measured before, after the last step, and after every step when it is the target. A latency target
-    the unpruned model already meets leaves it untouched (one row). Raises :class:`PruneError`, before
-    any measurement, when no channel can be removed, and when a target is not reached at ``cfg.max_ratio``.
+    the unpruned model already meets leaves it untouched (one row). Raises :class:`PruneError` when no
+    channel can be removed (before any measurement but a latency target's start) and when a target is not
+    reached at ``cfg.max_ratio``.
     """
     if cfg.importance == "taylor" and not (taylor_batches and loss_fn):
         raise PruneError("importance 'taylor' needs training batches and a loss for its gradients")
