@@ -205,19 +205,19 @@ def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
           target_macs: Optional[float] = typer.Option(None, help="keep at most this fraction of the MACs"),
           target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms "
                                                                   "(a start already under it is kept unchanged)"),
-          importance: Optional[str] = typer.Option(None, help=" | ".join(catalog.PRUNE_IMPORTANCES) + " (default l2)"),
+          importance: Optional[str] = typer.Option(None, help=" | ".join(catalog.PRUNE_IMPORTANCES)),
           global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
           round_to: Optional[str] = typer.Option(None, help="kept channel counts are multiples of this, or 'auto': "
                                                  "ONNX Runtime's CPU channel block here (16 with AVX-512, else 8); "
                                                  "default: auto for --target-latency, else 8"),
           keep: Optional[list[str]] = typer.Option(None, "--keep", help="layer-name pattern (fnmatch) whose convs "
                                                    "and coupled layers are not pruned; repeatable"),
-          finetune_epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs after pruning (default 0); "
+          finetune_epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs after pruning (none if not given); "
                                                                    "the most accurate epoch, or the pruned model, "
                                                                    "is written"),
           finetune_lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: recipe's)"),
           distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
-          threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads for latency (default 2)"),
+          threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads for latency"),
           data: Optional[Path] = typer.Option(None, help="recipe for the data (default: the checkpoint's)"),
           set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Structured channel pruning (Torch-Pruning) + fine-tuning; writes model.pt and prune.json into OUT."""
