@@ -1,5 +1,5 @@
 """Every `edgeseg prune` command README.md prints runs exactly as printed (issue #18: the first one used to
-end in ``KeyError: 'latency_ms'``), on the quickstart's family (unet-lite) trained on nothing, 64 px."""
+end in ``KeyError: 'latency_ms'``), on an untrained tiny U-Net (unet_test), 64 px."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_the_readme_shows_prune_commands() -> None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("readme_prune")
-    make_checkpoint(root / "runs/qs/1_train/model.pt", model="unet-lite", num_classes=2)
+    make_checkpoint(root / "runs/qs/1_train/model.pt", model="unet_test", num_classes=2)
     return root
 
 
