@@ -193,40 +193,49 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
 
 @app.command()
 def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
-          ratio: Optional[float] = typer.Option(None, help="fraction of channels to remove (0.5 halves widths)"),
+          ratio: Optional[float] = typer.Option(None, help="size target: fraction of channels to remove (0.5 halves "
+                                                           "widths)"),
           target_macs: Optional[float] = typer.Option(None, help="keep at most this fraction of the MACs"),
-          target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms"),
-          importance: str = typer.Option("l2", help="l1 | l2 | bn | taylor"),
+          target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms "
+                                                                  "(a start already under it is kept unchanged)"),
+          importance: Optional[str] = typer.Option(None, help=" | ".join(catalog.PRUNE_IMPORTANCES)),
           global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
           round_to: Optional[str] = typer.Option(None, help="kept channel counts are multiples of this, or 'auto': "
                                                  "ONNX Runtime's CPU channel block here (16 with AVX-512, else 8); "
                                                  "default: auto for --target-latency, else 8"),
           keep: Optional[list[str]] = typer.Option(None, "--keep", help="layer-name pattern (fnmatch) whose convs "
                                                    "and coupled layers are not pruned; repeatable"),
-          finetune_epochs: int = typer.Option(0, help="fine-tuning epochs after pruning"),
+          finetune_epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs after pruning (none if not given); "
+                                                                   "the most accurate epoch, or the pruned model, "
+                                                                   "is written"),
           finetune_lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: recipe's)"),
           distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
-          threads: int = typer.Option(2, help="ONNX Runtime threads for latency"),
+          threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads for latency"),
           data: Optional[Path] = typer.Option(None, help="recipe for the data (default: the checkpoint's)"),
           set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Structured channel pruning (Torch-Pruning) + fine-tuning; writes model.pt and prune.json into OUT."""
-    from edgeseg.compress.prune import PruneConfig, parse_latency
+    from edgeseg.compress.prune import parse_latency, prune_config
     from edgeseg.compress.prune import prune as prune_api
-
-    cfg = PruneConfig(ratio=ratio, target_macs=target_macs,
-                      target_latency_ms=parse_latency(target_latency) if target_latency else None,
-                      importance=importance, global_pruning=global_pruning, round_to=round_to, keep=list(keep or []),
-                      finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
-    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
     from edgeseg.tasks import get_task
 
+    if threads is not None and threads < 1:  # as bench refuses it
+        raise typer.BadParameter(f"{threads} is not allowed; expected an integer >= 1", param_hint="'--threads'")
+    cfg = prune_config(ratio=ratio, target_macs=target_macs,
+                       target_latency_ms=parse_latency(target_latency) if target_latency else None,
+                       importance=importance, global_pruning=global_pruning, round_to=round_to, keep=keep,
+                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
+    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
+    fig = doc["figures"]
     for label in ("before", "after"):
-        row = doc["figures"][label]
+        row = fig[label]
         val = row.get("val") or {}
         accuracy = f", val {get_task(val.get('task', 'semantic')).summary(val)}" if val else ""
-        out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs, "
-                          f"{row.get('latency_ms', float('nan')):.2f} ms{accuracy}")
-    out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup'] or float('nan'):.2f}x faster); details: {Path(out) / 'prune.json'}")
+        lat = f", {row['latency_ms']:.2f} ms" if "latency_ms" in row else ""
+        out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs{lat}"
+                          f"{accuracy}", soft_wrap=True)
+    out_console.print(escape(f"{fig['decision']}; {fig['speed']} than the start"
+                             if fig.get("speedup") else fig["decision"]), soft_wrap=True)
+    out_console.print(escape(f"{doc['checkpoint']}; details: {Path(out) / 'prune.json'}"), soft_wrap=True)
 
 
 @app.command()

@@ -173,14 +173,14 @@ def _adopt_train(state: RunState, folder: Path, result: dict[str, Any]) -> None:
 
 
 def _run_prune(state: RunState, folder: Path) -> dict[str, Any]:
-    from edgeseg.compress.prune import PruneConfig, prune
+    from edgeseg.compress.prune import prune
 
     cfg = state.recipe.prune
     assert cfg is not None and state.checkpoint is not None
-    doc = prune(state.checkpoint, folder, PruneConfig(**cfg.model_dump()), trust_checkpoint=state.trust_checkpoint)
+    doc = prune(state.checkpoint, folder, cfg, trust_checkpoint=state.trust_checkpoint)
     fig = doc["figures"]
     return {"_summary": f"{fig['macs_ratio']:.0%} of the MACs, {fig['params_ratio']:.0%} of the params"
-                        + (f", {fig['speedup']:.2f}x faster" if fig.get("speedup") else ""),
+                        + (f", {fig['speed']}" if fig.get("speedup") else ""),
             "checkpoint": doc["checkpoint"]}
 
 

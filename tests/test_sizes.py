@@ -14,8 +14,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgeseg"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 400
 ALLOWED: set[str] = {
-    "edgeseg/compress/prune.py",
-    "edgeseg/compress/prune.py:prune",
     "edgeseg/models/yolact.py",
     "edgeseg/recipe.py",
     "edgeseg/train/loop.py",
