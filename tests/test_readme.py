@@ -105,7 +105,7 @@ BLOCKS = readme_blocks(README.read_text())
 def test_the_readme_blocks_are_found() -> None:
     flat = [c for block in BLOCKS for c in block]
     assert any(c.startswith("edgeseg run") for c in flat) and any(c.startswith("edgeseg prune") for c in flat)
-    assert as_argv("edgeseg bench a.onnx \\")[:3] == [sys.executable, "-m", "edgeseg"]
+    assert as_argv("edgeseg train r.yaml")[:4] == [sys.executable, "-m", "edgeseg", "train"]
     assert readme_blocks("```bash\nedgeseg a \\\n  --b c   # note\n# comment\npip install x\n```\n") == \
         [["edgeseg a --b c"]]
 
