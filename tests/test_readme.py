@@ -38,7 +38,7 @@ def readme_blocks(text: str) -> list[list[str]]:
         for raw in body.splitlines():
             line = pending + raw.strip()
             if line.endswith("\\"):
-                pending = line[:-1] + " "
+                pending = line[:-1].rstrip() + " "
                 continue
             pending = ""
             command = re.sub(r"\s+#.*$", "", line).strip()
