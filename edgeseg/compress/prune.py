@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.catalog import FILES
 from edgeseg.compress.prune_config import (PruneConfig, PruneError, ort_cpu_block, parse_latency, prune_config,
                                            resolve_round_to)
 from edgeseg.compress.prune_finetune import check_task_supports, finetune, logit_distillation, taylor_inputs
@@ -109,7 +110,7 @@ def write(job: PruneJob, steps: list[dict[str, Any]], out: Path, t0: float, trus
     """Write the chosen candidate as ``out/model.pt`` and ``out/prune.json``; returns the document."""
     from edgeseg.artifacts import atomic_output_path, atomic_write_json, file_sha256, provenance
 
-    start, model_pt = steps[0], out / "model.pt"
+    start, model_pt = steps[0], out / FILES.model
     finetune_info: dict[str, Any] = {}
     epochs: list[dict[str, Any]] = []
     if len(steps) == 1:  # a latency target the start already meets: written unchanged
@@ -132,7 +133,7 @@ def write(job: PruneJob, steps: list[dict[str, Any]], out: Path, t0: float, trus
     doc = provenance("prune", inputs, fig)
     doc.update(steps=steps, candidates=candidates(job.cfg, start, pruned, epochs, chosen),
                finetune=finetune_info, checkpoint=str(model_pt))
-    atomic_write_json(out / "prune.json", doc)
+    atomic_write_json(out / FILES.prune_json, doc)
     return doc
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.catalog import FILES
 from edgeseg.compress.prune_config import PruneError
 from edgeseg.recipe import PruneCfg, Recipe
 
@@ -92,12 +93,12 @@ def finetune(model: nn.Module, rcp: Recipe, cfg: PruneCfg, folder: Path,
     print(f"prune: fine-tuning {cfg.finetune_epochs} epochs" + (" with logit distillation" if extra else ""),
           flush=True)
     result = train(ft, folder, model=model, extra_loss=extra, validate_start=True)
-    best = folder / "model.pt"
+    best = folder / FILES.model
     chosen = int(read_checkpoint(best)["epoch"]) + 1  # 0: the pruned model, validated before epoch 1
     info = {"epochs": cfg.finetune_epochs, "lr": ft.train.lr, "distill": cfg.distill,
-            "train_seconds": result.get("train_seconds"), "log": str(folder / "train_log.csv"),
+            "train_seconds": result.get("train_seconds"), "log": str(folder / FILES.train_log),
             "chosen_epoch": chosen}
-    return best, epoch_rows(folder / "train_log.csv"), info
+    return best, epoch_rows(folder / FILES.train_log), info
 
 
 def epoch_rows(log: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeseg.catalog import FILES
 from edgeseg.export.formats import FORMATS, PRECISIONS, ArtifactRecord, ExportError, Format
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def remove_previous_export(out: Path) -> list[str]:
     import json
     import shutil
 
-    listing = out / "export.json"
+    listing = out / FILES.export_json
     if not listing.is_file():
         return []
     try:
@@ -231,7 +232,7 @@ def _write_export_json(ctx: Any, inputs: dict[str, Any], error: str) -> dict[str
               "input_size": list(ctx.input_hw), "threads": ctx.threads}
     doc = provenance("export", inputs, _summary(ctx))
     doc.update(artifacts=[a.to_dict() for a in ctx.artifacts], notes=ctx.notes, error=error)
-    atomic_write_json(ctx.out / "export.json", doc)
+    atomic_write_json(ctx.out / FILES.export_json, doc)
     return doc
 
 
