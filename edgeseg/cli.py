@@ -110,11 +110,18 @@ def models(size: int = typer.Option(256, help="input side for the MACs column"),
 
 @app.command()
 def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOpt = None,
-          resume: bool = typer.Option(False, help="continue from OUT/last.pt"), trust_checkpoint: TrustOpt = False) -> None:
+          resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
+          time: Optional[str] = typer.Option(None, "--time", help="train for this long instead of train.epochs, "
+                                             "e.g. 20m, 2h, 90s (sets train.time_budget)"),
+          trust_checkpoint: TrustOpt = False) -> None:
     """Train a recipe; writes model.pt, last.pt, train_log.csv and metrics.json into OUT."""
+    from edgeseg.recipe import parse_duration
     from edgeseg.train import train as train_api
 
-    result = train_api(recipe, out, overrides=set, resume=resume, trust_checkpoint=trust_checkpoint)
+    if time is not None:
+        parse_duration(time, "--time")  # a bad value names the option, not the recipe field
+    overrides = [*(set or []), *([f"train.time_budget={time}"] if time is not None else [])]
+    result = train_api(recipe, out, overrides=overrides, resume=resume, trust_checkpoint=trust_checkpoint)
     if result:
         _print_metrics(result["metrics"], f"validation of {out / 'model.pt'}")
 

@@ -45,6 +45,27 @@ _BENCH = catalog.BENCH_DEFAULTS
 _INSTANCE = catalog.INSTANCE_DEFAULTS
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_EXAMPLE = "a positive number with s, m or h, e.g. 90s, 20m, 2h"
+
+
+def parse_duration(text: Any, field: str) -> float:
+    """``"90s"``, ``"20m"``, ``"2h"``, ``"1.5h"`` (or a bare number of seconds) -> seconds > 0.
+
+    Raises a one-line error naming ``field`` (a recipe field or a CLI option) on anything else.
+    """
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf") or isinstance(text, bool):
+        raise RecipeError(f"{field}: {text!r} is not a duration; expected {DURATION_EXAMPLE}")
+    return seconds
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -124,6 +145,25 @@ class TrainCfg(_Strict):
     seed: int = 0
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the end)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU")
+    time_budget: str | None = Field(
+        None, description="train for this long (e.g. 90s, 20m, 2h) instead of train.epochs: warm-up and cosine "
+                          "are laid over the time (warm-up: the warmup_epochs / epochs share of it)")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            parse_duration(v, "train.time_budget")  # the text stays as written (it is in the recipe hash)
+        except RecipeError:
+            raise ValueError(f"not a duration; expected {DURATION_EXAMPLE}") from None
+        return str(v)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        """``time_budget`` in seconds (None: train ``epochs``)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget, "train.time_budget")
 
 
 class CalibrationCfg(_Strict):
