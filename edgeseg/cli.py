@@ -299,6 +299,37 @@ def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edges
 
 
 @app.command()
+def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetOpt = None,
+             budget: Optional[str] = typer.Option(None, help="latency budget of the deployed model, e.g. 4ms "
+                                                  "(p50, batch 1)"),
+             time: Optional[str] = typer.Option(None, "--time", help="wall time of the trials, e.g. 2h"),
+             backend: str = typer.Option("onnxruntime", help="target runtime: " + ", ".join(catalog.OPTIMIZE_BACKENDS)),
+             threads: int = typer.Option(2, min=1, help="intra-op threads the latency is measured with"),
+             plan: bool = typer.Option(False, "--plan", help="only write the candidate files and the device "
+                                       "runner script (time them on another device)"),
+             device_latency: Optional[Path] = typer.Option(None, "--device-latency", help="the device runner's "
+                                                          "JSON lines for the plan in OUT, instead of timing here"),
+             storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in OUT/study.db); "
+                                                   "processes sharing it share the study")) -> None:
+    """The most accurate model of the recipe's search space that fits a latency budget: latency first, then
+    multi-fidelity training (Optuna), then the winner trained, exported, benched and reported."""
+    from edgeseg.compress.prune import PruneError, parse_latency
+    from edgeseg.optimize import optimize as optimize_api
+    from edgeseg.recipe import parse_duration
+
+    try:
+        budget_ms = parse_latency(budget) if budget else None
+    except PruneError:
+        raise typer.BadParameter(f"{budget!r}: expected milliseconds like 4ms or seconds like 0.004s",
+                                 param_hint="'--budget'") from None
+    doc = optimize_api(recipe, out, budget_ms=budget_ms,
+                       time_s=parse_duration(time, "--time") if time else None, backend=backend, threads=threads,
+                       plan=plan, device_latency=device_latency, storage=storage, overrides=set,
+                       say=lambda msg: out_console.print(escape(f"optimize: {msg}"), soft_wrap=True))
+    out_console.print(escape(doc["summary"]), soft_wrap=True)
+
+
+@app.command()
 def run(recipe: RecipeArg = None, out: OutOpt = Path("runs/run"), set: SetOpt = None,
         force: bool = typer.Option(False, help="rerun stages even when their inputs are unchanged"),
         trust_checkpoint: TrustOpt = False) -> None:

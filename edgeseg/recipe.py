@@ -41,6 +41,7 @@ FloatDepthwise = Literal[catalog.FLOAT_DEPTHWISE]  # type: ignore[valid-type]
 DepthwiseScope = Literal[catalog.DEPTHWISE_SCOPES]  # type: ignore[valid-type]
 PostprocessPlace = Literal[catalog.POSTPROCESS_PLACES]  # type: ignore[valid-type]
 Importance = Literal[catalog.PRUNE_IMPORTANCES]  # type: ignore[valid-type]
+OptimizePruner = Literal[catalog.OPTIMIZE_PRUNERS]  # type: ignore[valid-type]
 _BENCH = catalog.BENCH_DEFAULTS
 _INSTANCE = catalog.INSTANCE_DEFAULTS
 
@@ -265,6 +266,40 @@ class BenchCfg(_Strict):
     accuracy: bool = True
 
 
+class OptimizeCfg(_Strict):
+    """The search space and schedule of `edgeseg optimize` (unset lists: the task's defaults in the catalog)."""
+
+    models: list[str] | None = Field(None, description="variants searched (default: the task's lite families)")
+    widths: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: list(catalog.OPTIMIZE_WIDTHS),
+                                                        description="multipliers of each variant's widths")
+    depths: list[PositiveInt] | None = Field(None, description="encoder depths of families that have one "
+                                                               "(U-Net; default: the variant's own)")
+    prune_ratios: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: list(catalog.OPTIMIZE_PRUNE_RATIOS), description="`prune --ratio` forms (0: unpruned)")
+    precisions: list[Precision] = Field(default_factory=lambda: list(catalog.OPTIMIZE_PRECISIONS))
+    image_sizes: list[PositiveInt] | None = Field(None, description="input sides searched (default: only "
+                                                                    "data.image_size)")
+    proxy_time: str | None = Field(None, description="training time of the first fidelity (default: from "
+                                                     "--time, else 1m); each later one is reduction_factor x longer")
+    rungs: int = Field(3, ge=1, description="fidelities: proxy_time x reduction_factor^k, k < rungs")
+    reduction_factor: int = Field(3, ge=2, description="successive halving: 1 in this many goes on")
+    pruner: OptimizePruner = "successive_halving"
+    full_time: str | None = Field(None, description="the winner's training time (default: the recipe's train "
+                                                    "section as shipped)")
+    seed: int = 0
+
+    @field_validator("proxy_time", "full_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            parse_duration(v, "optimize")
+        except RecipeError:
+            raise ValueError(f"not a duration; expected {DURATION_EXAMPLE}") from None
+        return str(v)
+
+
 class ReportCfg(_Strict):
     """What `report` renders."""
 
@@ -296,6 +331,7 @@ class Recipe(_Strict):
     export: ExportCfg | None = None
     bench: BenchCfg | None = None
     report: ReportCfg | None = None
+    optimize: OptimizeCfg | None = None
     instance: InstanceCfg = Field(default_factory=InstanceCfg)
 
     @model_validator(mode="after")

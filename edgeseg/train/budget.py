@@ -16,8 +16,9 @@ from typing import Any
 
 @dataclass
 class Clock:
-    """Wall-clock time of one training run, counted from ``offset_s`` (the time an earlier part of the
-    run spent, when resumed). It runs from :meth:`start` on; before that it reads ``offset_s``."""
+    """Training time of one run: the wall time of its epochs' steps (validation and checkpoints are not
+    counted, so a fidelity of a study buys the same training on every candidate), from ``offset_s`` (what
+    an earlier part of the run spent, when resumed). It runs between :meth:`start` and :meth:`stop`."""
 
     budget_s: float
     offset_s: float = 0.0
@@ -25,7 +26,13 @@ class Clock:
     _read: float | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Count from now (each epoch's training: validation and checkpoints are not counted)."""
         self._started = time.monotonic()
+
+    def stop(self) -> None:
+        if self._started is not None:
+            self.offset_s += time.monotonic() - self._started
+            self._started = None
 
     def spent(self) -> float:
         """Seconds spent so far (earlier parts of a resumed run included), read now."""

@@ -327,15 +327,17 @@ def run_epochs(run: TrainRun) -> None:
     cfg, ctx, headline = run.cfg, run.ctx, run.task.headline
     of = f"/{cfg.epochs}" if run.clock is None else ""
     total = (cfg.epochs - run.start_epoch) * run.steps_per_epoch if run.clock is None else None
-    if run.clock is not None:
-        run.clock.start()
     with make_progress() as progress, say_where_on_interrupt(run.out, cfg.epochs, ctx.is_main):
         bar = progress.add_task("train", total=total, rate="", info="")
         for epoch in epochs_to_train(run):
             def on_step(loss: float, rate: float, epoch: int = epoch) -> None:
                 progress.update(bar, advance=1, rate=f"{rate:.1f} img/s", info=f"epoch {epoch + 1}{of} loss {loss:.4f}")
 
+            if run.clock is not None:
+                run.clock.start()
             row = train_epoch(run, epoch, on_step)
+            if run.clock is not None:
+                run.clock.stop()
             run.epochs_done = epoch + 1
             last = epoch + 1 == cfg.epochs if run.clock is None else run.clock.over()
             if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or last):

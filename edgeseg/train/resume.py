@@ -87,7 +87,9 @@ def restore(run: Any, state: dict[str, Any]) -> None:
         label = run.task.headline.label
         so_far = f"best {label} {run.best:.4f}" if run.best_metrics else "not validated yet"
         longer = f"; train.epochs extended from {before}, schedule rebuilt" if before != cfg.epochs else ""
-        print(f"resuming {run.out / 'last.pt'} at epoch {run.start_epoch + 1}/{cfg.epochs} ({so_far}{longer})")
+        at = f"{run.start_epoch + 1}/{cfg.epochs}" if run.clock is None else \
+            f"{run.start_epoch + 1} ({run.clock.offset_s:.1f} of {run.clock.budget_s:g} s spent)"
+        print(f"resuming {run.out / 'last.pt'} at epoch {at} ({so_far}{longer if run.clock is None else ''})")
 
 
 def resume_or_note(run: Any, resume: bool, trust_checkpoint: bool) -> dict[str, Any] | None:
