@@ -28,7 +28,7 @@ def study_and_winner(recipe: Any, out: Path, timed: Any, records: dict[str, dict
     over = len(timed.space) - len(records)
     say(f"{len(records)} of {len(timed.space)} architectures fit {budget_ms:g} ms on {timed.where} "
         f"({over} never train); study {name!r} in {url}; first fidelity {proxy_s:.0f} s")
-    trials = study.Trials(recipe=recipe, out=out, cfg=cfg, proxy_s=proxy_s, candidates=cands, checkpoints=ckpts,
+    trials = study.Trials(recipe=recipe, out=out, name=name, cfg=cfg, proxy_s=proxy_s, candidates=cands, checkpoints=ckpts,
                           records=records, say=say)
     study.run_queue(st, trials, None if time_s is None else time.monotonic() + time_s)
     rows = output.trial_rows(st)

@@ -60,6 +60,7 @@ class Trials:
 
     recipe: Recipe
     out: Path
+    name: str  # the study's: its trials train in OUT/trials/<name>/<candidate>
     cfg: OptimizeCfg
     proxy_s: float
     candidates: dict[str, Candidate]
@@ -88,7 +89,7 @@ class Trials:
         from edgeseg.train.loop import train
 
         cand, head = self.candidates[cid], None
-        folder = self.out / F.runs / cid
+        folder = self.out / F.runs / self.name / cid
         scores: list[dict[str, Any]] = []
         score = float("nan")
         for k in range(self.cfg.rungs):
