@@ -120,7 +120,7 @@ def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOp
 
     if time is not None:
         parse_duration(time, "--time")  # a bad value names the option, not the recipe field
-    overrides = [*(set or []), *([f"train.time_budget={time}"] if time is not None else [])]
+    overrides = [*([f"train.time_budget={time}"] if time is not None else []), *(set or [])]
     result = train_api(recipe, out, overrides=overrides, resume=resume, trust_checkpoint=trust_checkpoint)
     if result:
         _print_metrics(result["metrics"], f"validation of {out / 'model.pt'}")
