@@ -72,14 +72,18 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
     import json
 
     from edgeseg.artifacts import atomic_write_json
-    from edgeseg.artifacts.outputs import folder_lock
+    from edgeseg.artifacts.outputs import OutputError, folder_lock
 
     path = out / F.winner / "winner.json"
     if path.is_file() and json.loads(path.read_text()).get("candidate") == cand.id:
         return json.loads(path.read_text())
-    with folder_lock(out / F.winner):
-        result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out, cfg.full_time, threads,
-                                     backend)
+    try:
+        with folder_lock(out / F.winner):
+            result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out, cfg.full_time,
+                                         threads, backend)
+    except OutputError:
+        return {"candidate": cand.id, "summary": f"study done; the winner {cand.id} is being trained by another "
+                                                 f"process in {out / F.winner}"}
     row = output.deployed_row(result["bench"], best["precision"])
     lat, acc = (row.get("latency") or {}).get("p50_ms"), (row.get("accuracy") or {}).get(metric)
     own = doc["own"] or {}

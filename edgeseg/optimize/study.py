@@ -11,7 +11,9 @@ processes or hosts share it without training a candidate twice.
 
 from __future__ import annotations
 
+import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from edgeseg.optimize.space import Candidate, OptimizeError
 from edgeseg.recipe import OptimizeCfg, Recipe
 
 F = catalog.OPTIMIZE_FILES
+HEARTBEAT_S = 20
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -34,24 +37,57 @@ def open_study(url: str, name: str, cfg: OptimizeCfg) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry: stable here
     if cfg.pruner == "hyperband":
         pruner: Any = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.rungs,
                                                      reduction_factor=cfg.reduction_factor)
     else:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=cfg.reduction_factor)
-    try:
-        return optuna.create_study(storage=url, study_name=name, direction="maximize", load_if_exists=True,
-                                   sampler=optuna.samplers.RandomSampler(seed=cfg.seed), pruner=pruner)
-    except (ValueError, ImportError, RuntimeError) as exc:  # a bad URL, a missing driver, an unreachable DB
-        raise OptimizeError(f"--storage {url}: cannot open an Optuna study there: {str(exc).splitlines()[0]}") from None
+    # optuna >= 4.9 renamed the callback and its argument (the old names warn there)
+    new = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+    retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)} if new \
+        else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=2)}
+    for attempt in range(5):
+        try:
+            # A heartbeat marks the trials of a process that died (killed, host lost) failed after a grace
+            # period, and the callback queues their candidate again: another process picks it up.
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                                 **retry)
+            return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                       sampler=optuna.samplers.RandomSampler(seed=cfg.seed), pruner=pruner)
+        except (ValueError, ImportError, RuntimeError) as exc:  # a bad URL, a missing driver, an unreachable DB
+            raise OptimizeError(f"--storage {url}: cannot open an Optuna study there: "
+                                f"{str(exc).splitlines()[0]}") from None
+        except Exception:  # noqa: BLE001  two processes creating the same new storage at once: one wins
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def queue(study: Any, ids: list[str]) -> None:
-    """Queue every feasible candidate once (a later process, or a resumed one, queues nothing new)."""
-    seen = {t.params.get("candidate") for t in study.get_trials(deepcopy=False)}
+    """Queue every feasible candidate that no trial holds yet: a resumed study queues only the candidates
+    whose trial failed (an interrupted one: its training resumes from its ``last.pt``)."""
+    import optuna
+
+    held = {t.params.get("candidate") for t in study.get_trials(deepcopy=False)
+            if t.state != optuna.trial.TrialState.FAIL and t.user_attrs.get("duplicate_of") is None}
     for cid in ids:
-        if cid not in seen:
-            study.enqueue_trial({"candidate": cid}, skip_if_exists=True)
+        if cid not in held:
+            study.enqueue_trial({"candidate": cid})
+
+
+def _owner(study: Any, trial: Any, cid: str) -> Any:
+    """The trial that holds ``cid`` when it is not ``trial``: one finished, or running with a lower
+    number (two processes that took one candidate at once: the later trial yields)."""
+    import optuna
+
+    s = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(s.COMPLETE, s.PRUNED, s.RUNNING)):
+        if t.number != trial.number and t.params.get("candidate") == cid and t.user_attrs.get("duplicate_of") is None \
+                and (t.state != s.RUNNING or t.number < trial.number):
+            return t
+    return None
 
 
 @dataclass
@@ -72,12 +108,10 @@ class Trials:
         import optuna
 
         cid = trial.suggest_categorical("candidate", sorted(self.candidates))
-        others = [t for t in trial.study.get_trials(deepcopy=False)
-                  if t.number != trial.number and t.params.get("candidate") == cid
-                  and t.state != optuna.trial.TrialState.FAIL]
-        if others:  # a race between processes over the last queued trial: never train a candidate twice
-            trial.set_user_attr("duplicate_of", others[0].number)
-            raise optuna.TrialPruned(f"{cid} is trial {others[0].number}'s")
+        owner = _owner(trial.study, trial, cid)
+        if owner is not None:  # a race between processes: never train a candidate twice
+            trial.set_user_attr("duplicate_of", owner.number)
+            raise optuna.TrialPruned(f"{cid} is trial {owner.number}'s")
         for key, value in self.records[cid].items():
             trial.set_user_attr(key, value)
         return self._fidelities(trial, cid)
@@ -99,7 +133,7 @@ class Trials:
             rcp.train.eval_every = 10**6  # validate once, when the fidelity's time is spent
             model = load_checkpoint(self.checkpoints[cid]).model
             t0 = time.perf_counter()
-            result = train(rcp, folder, model=model, resume=k > 0)
+            result = train(rcp, folder, model=model, resume=True)  # an interrupted trial continues
             head = head or _headline(result)
             score = float(result["metrics"][head])
             scores.append({"fidelity": k, "time_budget_s": budget, "epochs": result.get("epochs_done"),
