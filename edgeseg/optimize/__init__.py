@@ -30,6 +30,7 @@ class Timed:
     precisions: list[str]
     p50: dict[str, float]
     where: str
+    figures: dict[str, dict[str, Any]]  # file name -> params, gmacs
 
     def forms(self, c: Candidate) -> dict[str, float]:
         return {p: self.p50[c.form(p)] for p in self.precisions}
@@ -61,10 +62,11 @@ def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool
     if plan_only:
         return None, ckpts, plan
     if device_file is not None:
-        return Timed(space, precisions, latency.device_latency(device_file, plan, out / F.plan), str(device_file)), \
-            ckpts, plan
+        return Timed(space, precisions, latency.device_latency(device_file, plan, out / F.plan), str(device_file),
+                     latency.model_figures(device_file)), ckpts, plan
     p50 = latency.measure_here(out, plan, recipe.bench, say)
-    return Timed(space, precisions, p50, f"{backend} here, {threads} threads"), ckpts, plan
+    return Timed(space, precisions, p50, f"{backend} here, {threads} threads", latency.model_figures(out / F.latency)), \
+        ckpts, plan
 
 
 def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str, Any]]:
@@ -73,7 +75,8 @@ def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str,
     for c in timed.space:
         form = timed.deployed(c, budget_ms)
         if form is not None:
-            records[c.id] = {"architecture": c.to_dict(), "latency_ms_by_precision": timed.forms(c),
+            records[c.id] = {"architecture": c.to_dict(), **timed.figures.get(c.form(timed.precisions[0]), {}),
+                             "latency_ms_by_precision": timed.forms(c),
                              "precision": form, "latency_ms": timed.p50[c.form(form)], "budget_ms": budget_ms}
     if not records:
         name, ms = timed.fastest()

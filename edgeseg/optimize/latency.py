@@ -94,7 +94,8 @@ def write_plan(out: Path, space: list[Candidate], precisions: list[str], backend
 
 def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: Callable[[str], None]) -> dict[str, float]:
     """p50 latency (ms) of every plan file on this machine, through `edgeseg bench`; lines of files
-    already measured in ``OUT/latency.jsonl`` (same sha256, same backend and threads) are reused."""
+    already measured in ``OUT/latency.jsonl`` (same sha256, same backend and threads) are reused.
+    :func:`model_figures` reads the params and MACs from the same lines."""
     from edgeseg.bench import benchmark
 
     log = out / F.latency
@@ -156,6 +157,12 @@ def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
     return found
 
 
+def model_figures(path: Path) -> dict[str, dict[str, Any]]:
+    """name -> params and GMACs of every file a bench line in ``path`` describes (counted from the graph)."""
+    return {r["artifact"]["name"]: {k: (r.get("model") or {}).get(k) for k in ("params", "gmacs")}
+            for r in _rows(path) if r.get("model")}
+
+
 def read_plan(out: Path) -> dict[str, Any]:
     """The plan ``--plan`` wrote into ``out`` (``--device-latency`` needs it)."""
     path = out / F.plan
@@ -165,4 +172,4 @@ def read_plan(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-__all__ = ["build_candidate", "device_latency", "measure_here", "read_plan", "write_plan"]
+__all__ = ["build_candidate", "device_latency", "measure_here", "model_figures", "read_plan", "write_plan"]
