@@ -89,9 +89,9 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
     own = doc["own"] or {}
     own_text = ""
     if own:
-        own_ms = own["latency_ms_by_precision"].get("fp32")
+        prec, own_ms = next(iter(own["latency_ms_by_precision"].items()))
         own_acc = own.get(metric)
-        own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms FP32"
+        own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
                     + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
                        if own_ms and own_ms > doc["budget_ms"] else ""))
     summary = (f"chose {cand.id} ({best['precision']}): {lat if lat is None else round(lat, 2)} ms measured on its "

@@ -91,3 +91,25 @@ def test_device_latency_study_finds_the_winner_and_resumes_without_repeating(pla
     assert again["trials"] == 1 and again["candidate"] == SMALL  # the stored study: no trial repeated
     assert (runs / SMALL / "last.pt").stat().st_mtime == mtime  # and nothing trained again
     assert len(Path(planned / F.trials).read_text().splitlines()) == 1
+
+
+def test_interrupted_study_resumes_the_interrupted_trial(planned, monkeypatch):
+    import edgeseg.train.loop as loop
+
+    real, calls = loop.train, []
+
+    def interrupt_the_second_training(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train", interrupt_the_second_training)
+    with pytest.raises(KeyboardInterrupt):  # both candidates fit 6 ms: the second trial is interrupted
+        optimize(tiny_optimize_recipe(), planned, budget_ms=6, device_latency=planned / "device.jsonl")
+    monkeypatch.setattr(loop, "train", real)
+    doc = optimize(tiny_optimize_recipe(), planned, budget_ms=6, device_latency=planned / "device.jsonl")
+    trials = [json.loads(line) for line in (planned / F.trials).read_text().splitlines()]
+    done = sorted(t["candidate"] for t in trials if t["state"] == "complete")
+    assert done == [SMALL, LARGE] and doc["feasible"] == 2  # the interrupted candidate trained on the rerun
+    assert [t["state"] for t in trials].count("fail") == 1 and len(trials) == 3
