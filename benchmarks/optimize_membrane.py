@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+from edgeseg.bench.core import usable_cores as cpu_cores
 from edgeseg.bench.machine import cpu_model
 from edgeseg.recipe import load_recipe, parse_duration
 
@@ -47,7 +48,11 @@ def latency_first(out: Path, threads: int) -> dict[str, Any]:
     figures = model_figures(out / "latency.jsonl")
     forms = [{"file": name, "p50_ms": ms, **figures.get(name, {}), "fits": ms <= budget}
              for name, ms in sorted(p50.items(), key=lambda kv: kv[1])]
-    return {"unet_lite_fp32_ms": p50[own], "budget_ms": budget, "forms": forms,
+    lines = [json.loads(x) for x in (out / "latency.jsonl").read_text().splitlines() if x.strip()]
+    loads = [r.get("load_avg_1m") or 0.0 for r in lines]
+    quiet = {"noisy_lines": sum(bool(r.get("noisy")) for r in lines), "lines": len(lines),
+             "load_avg_1m": [min(loads), max(loads)]}
+    return {"unet_lite_fp32_ms": p50[own], "budget_ms": budget, "forms": forms, "noise": quiet,
             "fitting_forms": sum(f["fits"] for f in forms), "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -114,7 +119,9 @@ def main() -> None:
                      f"{'yes' if f['fits'] else 'no'} |" for f in lat["forms"])
     md = (f"# optimize_membrane ({result['date']}, {result['cpu']}, ONNX Runtime CPU, {args.threads} threads, "
           f"256x256)\n\nunet-lite FP32: {lat['unet_lite_fp32_ms']:.2f} ms; budget (half): {lat['budget_ms']:.2f} ms; "
-          f"{lat['fitting_forms']} of {len(lat['forms'])} forms fit; latency phase {lat['seconds']} s.\n\n"
+          f"{lat['fitting_forms']} of {len(lat['forms'])} forms fit; this run's latency phase {lat['seconds']} s (files and lines already in OUT reused); "
+          f"{lat['noise']['noisy_lines']} of {lat['noise']['lines']} bench lines flagged noisy (1-min load average "
+          f"{lat['noise']['load_avg_1m'][0]:.1f}-{lat['noise']['load_avg_1m'][1]:.1f} on {cpu_cores()} cores).\n\n"
           "| form (untrained) | p50 ms | params | GMACs | fits |\n|---|---|---|---|---|\n" + rows + "\n")
     if "predicted_vs_trained" in result:
         pv = result["predicted_vs_trained"]
