@@ -100,6 +100,7 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
                f"{'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
     winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],
               "predicted_latency_ms": best["latency_ms"], "final_latency_ms": lat, f"final_{metric}": acc,
+              "final_accuracy": {k: v for k, v in (row.get("accuracy") or {}).items() if isinstance(v, (int, float))},
               "folder": str(out / F.winner), "report": result["report"], "summary": summary}
     atomic_write_json(path, winner)
     return winner
