@@ -39,8 +39,8 @@ def open_study(url: str, name: str, cfg: OptimizeCfg) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry: stable here
     if cfg.pruner == "hyperband":
-        pruner: Any = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.rungs,
-                                                     reduction_factor=cfg.reduction_factor)
+        pruner: Any = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=cfg.reduction_factor ** (cfg.rungs - 1), reduction_factor=cfg.reduction_factor)
     else:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=cfg.reduction_factor)
     # optuna >= 4.9 renamed the callback and its argument (the old names warn there)
@@ -139,7 +139,8 @@ class Trials:
             scores.append({"fidelity": k, "time_budget_s": budget, "epochs": result.get("epochs_done"),
                            head: score, "seconds": round(time.perf_counter() - t0, 1)})
             trial.set_user_attr("fidelities", scores)
-            trial.report(score, k)
+            # the step in proxy-time units: the pruners' rungs are at 1, eta, eta^2 (min_resource 1)
+            trial.report(score, self.cfg.reduction_factor ** k)
             self.say(f"trial {trial.number} {cid}: fidelity {k + 1}/{self.cfg.rungs} ({budget:g} s) "
                      f"val {head} {score:.4f}")
             if k + 1 < self.cfg.rungs and trial.should_prune():
