@@ -11,6 +11,7 @@ from typing import Any
 from edgeseg import catalog
 from edgeseg.artifacts import atomic_write_text
 from edgeseg.optimize.space import Candidate
+from edgeseg.optimize.study import candidate_of
 
 F = catalog.OPTIMIZE_FILES
 
@@ -19,11 +20,12 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     """One dict per trial of the storage: state, candidate, architecture, latency, fidelities, time."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate_of") is not None or "candidate" not in t.params:
+        candidate = candidate_of(t)
+        if t.user_attrs.get("duplicate_of") is not None or candidate is None:
             continue
         spent = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start \
             else None
-        rows.append({"trial": t.number, "state": t.state.name.lower(), "candidate": t.params["candidate"],
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "candidate": candidate,
                      "value": t.value, **t.user_attrs, "seconds": spent})
     return rows
 

@@ -65,12 +65,17 @@ def open_study(url: str, name: str, cfg: OptimizeCfg) -> Any:
     raise AssertionError("unreachable")
 
 
+def candidate_of(trial: Any) -> str | None:
+    """The candidate a trial holds (a queued trial has it only in its fixed parameters until it starts)."""
+    return trial.params.get("candidate") or trial.system_attrs.get("fixed_params", {}).get("candidate")
+
+
 def queue(study: Any, ids: list[str]) -> None:
     """Queue every feasible candidate that no trial holds yet: a resumed study queues only the candidates
     whose trial failed (an interrupted one: its training resumes from its ``last.pt``)."""
     import optuna
 
-    held = {t.params.get("candidate") for t in study.get_trials(deepcopy=False)
+    held = {candidate_of(t) for t in study.get_trials(deepcopy=False)
             if t.state != optuna.trial.TrialState.FAIL and t.user_attrs.get("duplicate_of") is None}
     for cid in ids:
         if cid not in held:
@@ -173,4 +178,4 @@ def finished(study: Any) -> bool:
     return not study.get_trials(deepcopy=False, states=states)
 
 
-__all__ = ["Trials", "finished", "open_study", "queue", "run_queue", "storage_url"]
+__all__ = ["Trials", "candidate_of", "finished", "open_study", "queue", "run_queue", "storage_url"]
