@@ -253,3 +253,33 @@ class BenchDefaults:
 
 
 BENCH_DEFAULTS = BenchDefaults()
+
+
+# --- optimize: the per-task search space defaults and the files of a study -------------------------------
+
+OPTIMIZE_FAMILIES = {"semantic": ("unet-lite", "segnet-lite", "fcn-lite"), "instance": ("yolact-lite",)}
+OPTIMIZE_WIDTHS = (0.5, 0.75, 1.0)         # multipliers of each variant's own widths
+OPTIMIZE_PRUNE_RATIOS = (0.0, 0.25)        # `prune --ratio` forms of each architecture (0: unpruned)
+OPTIMIZE_PRECISIONS = ("fp32", "int8")     # timed forms of each architecture
+OPTIMIZE_BACKENDS = ("onnxruntime",)       # targets timed here or by the device runner (ONNX files)
+OPTIMIZE_PRUNERS = ("successive_halving", "hyperband")
+
+
+@dataclass(frozen=True)
+class OptimizeFiles:
+    """What `edgeseg optimize` writes into OUT (one spelling each)."""
+
+    study: str = "study.db"              # the Optuna storage (SQLite) unless --storage names another
+    trials: str = "trials.jsonl"         # one line per trial
+    latency: str = "latency.jsonl"       # bench lines of every candidate file (before any training)
+    plan: str = "plan.json"              # the candidate files and their sha256 (--plan, --device-latency)
+    candidates: str = "candidates"       # the ONNX files timed (FP32 + INT8 per architecture)
+    arch: str = "arch"                   # per architecture: its untrained (pruned) checkpoint
+    runs: str = "trials"                 # per trial: its training run folder
+    runner_script: str = "run_on_device.sh"
+    plot: str = "optimize.png"           # accuracy vs latency, budget line, Pareto front
+    summary: str = "optimize.json"
+    winner: str = "winner"               # the winner trained at full length: 1_train, 4_export, 5_bench, 6_report
+
+
+OPTIMIZE_FILES = OptimizeFiles()

@@ -100,11 +100,18 @@ def models(size: int = typer.Option(256, help="input side for the MACs column"),
 
 @app.command()
 def train(recipe: RecipeArg = None, out: OutOpt = Path("runs/train"), set: SetOpt = None,
-          resume: bool = typer.Option(False, help="continue from OUT/last.pt"), trust_checkpoint: TrustOpt = False) -> None:
+          resume: bool = typer.Option(False, help="continue from OUT/last.pt"),
+          time: Optional[str] = typer.Option(None, "--time", help="train for this long instead of train.epochs, "
+                                             "e.g. 20m, 2h, 90s (sets train.time_budget)"),
+          trust_checkpoint: TrustOpt = False) -> None:
     """Train a recipe; writes model.pt, last.pt, train_log.csv and metrics.json into OUT."""
+    from edgeseg.recipe import parse_duration
     from edgeseg.train import train as train_api
 
-    result = train_api(recipe, out, overrides=set, resume=resume, trust_checkpoint=trust_checkpoint)
+    if time is not None:
+        parse_duration(time, "--time")  # a bad value names the option, not the recipe field
+    overrides = [*([f"train.time_budget={time}"] if time is not None else []), *(set or [])]
+    result = train_api(recipe, out, overrides=overrides, resume=resume, trust_checkpoint=trust_checkpoint)
     if result:
         _print_metrics(result["metrics"], f"validation of {out / 'model.pt'}")
 
@@ -291,6 +298,37 @@ def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edges
 
     for kind, path in report_api(list(inputs), out, title=title).items():
         out_console.print(f"{kind:>14}: {path}")
+
+
+@app.command()
+def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetOpt = None,
+             budget: Optional[str] = typer.Option(None, help="latency budget of the deployed model, e.g. 4ms "
+                                                  "(p50, batch 1)"),
+             time: Optional[str] = typer.Option(None, "--time", help="wall time of the trials, e.g. 2h"),
+             backend: str = typer.Option("onnxruntime", help="target runtime: " + ", ".join(catalog.OPTIMIZE_BACKENDS)),
+             threads: int = typer.Option(2, min=1, help="intra-op threads the latency is measured with"),
+             plan: bool = typer.Option(False, "--plan", help="only write the candidate files and the device "
+                                       "runner script (time them on another device)"),
+             device_latency: Optional[Path] = typer.Option(None, "--device-latency", help="the device runner's "
+                                                          "JSON lines for the plan in OUT, instead of timing here"),
+             storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in OUT/study.db); "
+                                                   "processes sharing it share the study")) -> None:
+    """The most accurate model of the recipe's search space that fits a latency budget: latency first, then
+    multi-fidelity training (Optuna), then the winner trained, exported, benched and reported."""
+    from edgeseg.compress.prune import PruneError, parse_latency
+    from edgeseg.optimize import optimize as optimize_api
+    from edgeseg.recipe import parse_duration
+
+    try:
+        budget_ms = parse_latency(budget) if budget else None
+    except PruneError:
+        raise typer.BadParameter(f"{budget!r}: expected milliseconds like 4ms or seconds like 0.004s",
+                                 param_hint="'--budget'") from None
+    doc = optimize_api(recipe, out, budget_ms=budget_ms,
+                       time_s=parse_duration(time, "--time") if time else None, backend=backend, threads=threads,
+                       plan=plan, device_latency=device_latency, storage=storage, overrides=set,
+                       say=lambda msg: out_console.print(escape(f"optimize: {msg}"), soft_wrap=True))
+    out_console.print(escape(doc["summary"]), soft_wrap=True)
 
 
 @app.command()

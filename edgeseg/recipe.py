@@ -41,8 +41,30 @@ FloatDepthwise = Literal[catalog.FLOAT_DEPTHWISE]  # type: ignore[valid-type]
 DepthwiseScope = Literal[catalog.DEPTHWISE_SCOPES]  # type: ignore[valid-type]
 PostprocessPlace = Literal[catalog.POSTPROCESS_PLACES]  # type: ignore[valid-type]
 Importance = Literal[catalog.PRUNE_IMPORTANCES]  # type: ignore[valid-type]
+OptimizePruner = Literal[catalog.OPTIMIZE_PRUNERS]  # type: ignore[valid-type]
 _BENCH = catalog.BENCH_DEFAULTS
 _INSTANCE = catalog.INSTANCE_DEFAULTS
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_EXAMPLE = "a positive number with s, m or h, e.g. 90s, 20m, 2h"
+
+
+def parse_duration(text: Any, field: str) -> float:
+    """``"90s"``, ``"20m"``, ``"2h"``, ``"1.5h"`` (or a bare number of seconds) -> seconds > 0.
+
+    Raises a one-line error naming ``field`` (a recipe field or a CLI option) on anything else.
+    """
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf") or isinstance(text, bool):
+        raise RecipeError(f"{field}: {text!r} is not a duration; expected {DURATION_EXAMPLE}")
+    return seconds
 
 
 class _Strict(BaseModel):
@@ -124,6 +146,25 @@ class TrainCfg(_Strict):
     seed: int = 0
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and always at the end)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU")
+    time_budget: str | None = Field(
+        None, description="train for this long (e.g. 90s, 20m, 2h) instead of train.epochs: warm-up and cosine "
+                          "are laid over the time (warm-up: the warmup_epochs / epochs share of it)")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            parse_duration(v, "train.time_budget")  # the text stays as written (it is in the recipe hash)
+        except RecipeError:
+            raise ValueError(f"not a duration; expected {DURATION_EXAMPLE}") from None
+        return str(v)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        """``time_budget`` in seconds (None: train ``epochs``)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget, "train.time_budget")
 
 
 class CalibrationCfg(_Strict):
@@ -257,6 +298,40 @@ class BenchCfg(_Strict):
     accuracy: bool = True
 
 
+class OptimizeCfg(_Strict):
+    """The search space and schedule of `edgeseg optimize` (unset lists: the task's defaults in the catalog)."""
+
+    models: list[str] | None = Field(None, description="variants searched (default: the task's lite families)")
+    widths: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: list(catalog.OPTIMIZE_WIDTHS),
+                                                        description="multipliers of each variant's widths")
+    depths: list[PositiveInt] | None = Field(None, description="encoder depths of families that have one "
+                                                               "(U-Net; default: the variant's own)")
+    prune_ratios: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default_factory=lambda: list(catalog.OPTIMIZE_PRUNE_RATIOS), description="`prune --ratio` forms (0: unpruned)")
+    precisions: list[Precision] = Field(default_factory=lambda: list(catalog.OPTIMIZE_PRECISIONS))
+    image_sizes: list[PositiveInt] | None = Field(None, description="input sides searched (default: only "
+                                                                    "data.image_size)")
+    proxy_time: str | None = Field(None, description="training time of the first fidelity (default: from "
+                                                     "--time, else 1m); each later one is reduction_factor x longer")
+    rungs: int = Field(3, ge=1, description="fidelities: proxy_time x reduction_factor^k, k < rungs")
+    reduction_factor: int = Field(3, ge=2, description="successive halving: 1 in this many goes on")
+    pruner: OptimizePruner = "successive_halving"
+    full_time: str | None = Field(None, description="the winner's training time (default: the recipe's train "
+                                                    "section as shipped)")
+    seed: int = 0
+
+    @field_validator("proxy_time", "full_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            parse_duration(v, "optimize")
+        except RecipeError:
+            raise ValueError(f"not a duration; expected {DURATION_EXAMPLE}") from None
+        return str(v)
+
+
 class ReportCfg(_Strict):
     """What `report` renders."""
 
@@ -288,6 +363,7 @@ class Recipe(_Strict):
     export: ExportCfg | None = None
     bench: BenchCfg | None = None
     report: ReportCfg | None = None
+    optimize: OptimizeCfg | None = None
     instance: InstanceCfg = Field(default_factory=InstanceCfg)
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgeseg"
 # The layer order of docs/design.md ("Layers"), bottom first: a unit (a top-level module or package of
 # edgeseg) may import only itself and the units before it. "edgeseg" is the root package's lazy public API.
 LAYERS = ("errors", "catalog", "progress", "quiet", "data", "metrics", "tasks", "models", "artifacts", "runtime",
-          "recipe", "foreign", "evaluate", "predict", "bench", "train", "compress", "export", "report", "pipeline",
+          "recipe", "foreign", "evaluate", "predict", "bench", "train", "compress", "export", "report", "optimize", "pipeline",
           "edgeseg", "cli", "__main__")
 # Modules that must import without torch (docs/design.md, "Lazy top-level package").
 TORCH_FREE = ("edgeseg", "edgeseg.errors", "edgeseg.catalog", "edgeseg.artifacts", "edgeseg.artifacts.metadata",

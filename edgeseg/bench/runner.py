@@ -90,7 +90,9 @@ def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f"--data {args.data}: not found; expected a folder dataset or a .npz file")
     settings = BenchSettings(warmup=args.warmup, min_runs=args.min_runs, min_time_s=args.min_time,
                              memory=not args.no_memory)
-    sweep = Sweep(artifacts=list(args.artifacts), backends=_csv(args.backend), device=args.device,
+    # a folder stands for its files (`edgeseg optimize --plan` writes one of candidates)
+    files = [f for p in args.artifacts for f in (sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p])]
+    sweep = Sweep(artifacts=files, backends=_csv(args.backend), device=args.device,
                   threads=_csv(args.threads, int) or [usable_cores()], batches=_csv(args.batch, int) or [1],
                   settings=settings, allow_torch=False,
                   custom_op_library=args.custom_op_library)

@@ -39,6 +39,14 @@ class DistContext:
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         return bool(ok.item())
 
+    def max_of(self, value: float) -> float:
+        """The largest ``value`` over the ranks (so decisions read from a clock agree everywhere)."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

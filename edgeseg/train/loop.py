@@ -10,11 +10,10 @@ model's task (:mod:`edgeseg.tasks`) gives the datasets, collation, loss and metr
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,17 @@ import yaml
 from torch import nn
 
 from edgeseg.artifacts import atomic_write_json, atomic_write_text, provenance
-from edgeseg.artifacts.checkpoint import read_checkpoint, save_checkpoint, unwrap
+from edgeseg.artifacts.checkpoint import save_checkpoint, unwrap
 from edgeseg.errors import UserError
 from edgeseg.recipe import Recipe, RecipeError, TrainCfg
 from edgeseg.tasks import Task, by_name, get_task
+from edgeseg.train import budget
 from edgeseg.train import distributed as dist_utils
 from edgeseg.train.class_weights import ClassWeights, compute_class_weights
 from edgeseg.train.log import CsvLog, log_fields
 from edgeseg.train.losses import criterion_for
-from edgeseg.train.meta import meta_for
-from edgeseg.train.resume import (
-    check_resumable,
-    finished_run,
-    restart_schedule,
-    say_where_on_interrupt,
-    stored_epochs,
-)
+from edgeseg.train.meta import check_image_size, data_summary, meta_for
+from edgeseg.train.resume import restart_schedule, resume_or_note, say_where_on_interrupt  # noqa: F401
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -75,20 +69,17 @@ def make_optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then cosine decay to 1% of the base rate, stepped per iteration."""
-    total = cfg.epochs * steps_per_epoch
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return 0.01 + 0.99 * step / max(1, warm)
-        if cfg.scheduler == "constant":
-            return 1.0
-        progress = (step - warm) / max(1, total - warm)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch: int,
+                   clock: budget.Clock | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to 1% of the base rate, stepped per iteration; with a ``clock``
+    (``train.time_budget``) laid over the share of the time spent instead of over the steps."""
+    cosine = cfg.scheduler == "cosine"
+    if clock is not None:
+        share = budget.warmup_share(cfg)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: budget.lr_factor(clock.fraction(), share, cosine))
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch) / total
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: budget.lr_factor(step / total, warm, cosine))
 
 
 def _validate(model: nn.Module, meta: Any, val_set: Any, device: torch.device, task: Task) -> dict[str, Any]:
@@ -125,28 +116,6 @@ def _with_weights(recipe: Recipe, weights: ClassWeights | None) -> Recipe:
     return resolved
 
 
-def check_image_size(recipe: Recipe, stride: int) -> None:
-    """``data.image_size`` must be a multiple of the built model's stride (checked before anything is written)."""
-    stride = max(1, int(stride))
-    h, w = recipe.data.size_hw
-    if h % stride or w % stride:
-        def near(v: int) -> str:
-            lo, hi = v // stride * stride, -(-v // stride) * stride
-            return f"{lo} or {hi}" if lo else str(hi)
-
-        raise RecipeError(f"recipe field data.image_size: {h}x{w} is not a multiple of {recipe.model.name}'s "
-                          f"stride {stride} (use {near(h)}" + (f" by {near(w)}" if w != h else "") + ")")
-
-
-def data_summary(recipe: Recipe, dataset: Any, split: str) -> dict[str, Any]:
-    """What was loaded and how (kind, split, images; for semantic masks the encoding chosen), as recorded
-    in checkpoints and train.json. Datasets without their own summary (instance data) get the basics."""
-    own = getattr(dataset, "summary", None)
-    if own:
-        return dict(own)
-    return {"kind": recipe.data.kind, "split": split, "images": len(getattr(dataset, "samples", dataset))}
-
-
 @dataclass
 class TrainRun:
     """What one training run holds between its steps (set up once, then updated epoch by epoch).
@@ -156,6 +125,8 @@ class TrainRun:
             resolved ``class_weights``).
         best, best_metrics: The best validation headline metric so far and its metrics (model.pt's).
         resumed: What ``--resume`` continued (``from_epoch``; ``extended`` when train.epochs grew).
+        clock: The ``train.time_budget`` clock (None: the run lasts ``train.epochs``).
+        epochs_done: Epochs trained so far (the last one partial when the time ran out in it).
     """
 
     recipe: Recipe
@@ -181,6 +152,8 @@ class TrainRun:
     best_metrics: dict[str, Any] = field(default_factory=dict)
     resumed: dict[str, Any] = field(default_factory=dict)
     log: CsvLog | None = None
+    clock: budget.Clock | None = None
+    epochs_done: int = 0
 
     @property
     def cfg(self) -> TrainCfg:
@@ -226,34 +199,13 @@ def set_up(recipe: Recipe, out: Path, model: nn.Module | None = None,
     loader_for_epoch = dist_utils.loader_factory(train_set, cfg.batch_size, recipe.data.workers, cfg.seed, ctx,
                                                  collate_fn=task.collate())
     steps_per_epoch = len(loader_for_epoch(0))
-    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    clock = budget.Clock(cfg.time_budget_s) if cfg.time_budget_s else None
+    sched = make_scheduler(opt, cfg, steps_per_epoch, clock)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     return TrainRun(recipe=recipe, out=out, ctx=ctx, device=device, task=task, train_set=train_set, val_set=val_set,
                     model=model, meta=meta, criterion=criterion, opt=opt, sched=sched, scaler=scaler,
                     loader_for_epoch=loader_for_epoch, steps_per_epoch=steps_per_epoch, weights=weights,
-                    extras=extras, extra_loss=extra_loss)
-
-
-def restore(run: TrainRun, state: dict[str, Any]) -> None:
-    """Continue from a ``last.pt`` that :func:`check_resumable` accepted: weights, optimizer, schedule
-    (rebuilt for the current train.epochs), scaler, epoch and best metric."""
-    cfg = run.cfg
-    unwrap(run.model).load_state_dict(state["model_state"])
-    run.opt.load_state_dict(state["optimizer"])
-    run.sched.load_state_dict(state["scheduler"])
-    restart_schedule(run.sched, run.opt)
-    run.scaler.load_state_dict(state["scaler"])
-    run.start_epoch, run.best = state["epoch"] + 1, state["best_metric"]
-    run.best_metrics = state.get("best_metrics", {})
-    before = stored_epochs(state, cfg.epochs)
-    run.resumed = {"from_epoch": run.start_epoch}
-    if before != cfg.epochs:
-        run.resumed["extended"] = {"from_epochs": before, "to_epochs": cfg.epochs}
-    if run.ctx.is_main:
-        label = run.task.headline.label
-        so_far = f"best {label} {run.best:.4f}" if run.best_metrics else "not validated yet"
-        longer = f"; train.epochs extended from {before}, schedule rebuilt" if before != cfg.epochs else ""
-        print(f"resuming {run.out / 'last.pt'} at epoch {run.start_epoch + 1}/{cfg.epochs} ({so_far}{longer})")
+                    extras=extras, extra_loss=extra_loss, clock=clock)
 
 
 def start(run: TrainRun, resume: bool) -> None:
@@ -301,10 +253,14 @@ def train_epoch(run: TrainRun, epoch: int, on_step: Callable[[float, float], Non
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         run.scaler.step(run.opt)
         run.scaler.update()
+        if run.clock is not None:  # train.time_budget: the schedule and the stop read this time
+            run.clock.tick(ctx.max_of)
         run.sched.step()
         seen += images.shape[0]
         loss_sum += loss.item() * images.shape[0]
         on_step(loss.item(), seen * ctx.world_size / (time.perf_counter() - t0))
+        if run.clock is not None and run.clock.over():  # train.time_budget spent: end mid-epoch
+            break
     epoch_s = time.perf_counter() - t0
     return {"epoch": epoch + 1, "step": (epoch + 1) * run.steps_per_epoch, "lr": f"{run.sched.get_last_lr()[0]:.6g}",
             "train_loss": f"{loss_sum / max(1, seen):.5f}", "images_per_s": f"{seen * ctx.world_size / epoch_s:.2f}",
@@ -331,7 +287,8 @@ def checkpoint(run: TrainRun, epoch: int, row: dict[str, Any]) -> None:
     run.log.append(row, upto_epoch=epoch + 1 if epoch == run.start_epoch else None)
     save_checkpoint(run.out / "last.pt", run.model, run.meta, epoch=epoch, best_metric=run.best,
                     best_metrics=run.best_metrics, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
-                    scaler=run.scaler.state_dict(), metrics=run.best_metrics, **run.extras)
+                    scaler=run.scaler.state_dict(), metrics=run.best_metrics, **run.extras,
+                    **({"time_spent_s": run.clock.spent()} if run.clock is not None else {}))
 
 
 def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
@@ -342,7 +299,9 @@ def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
         out, headline = run.out, run.task.headline
         metrics = {**run.best_metrics, "task": run.task.name, "split": "val", "checkpoint": str(out / "model.pt")}
         atomic_write_json(out / "metrics.json", metrics)
-        figures = {f"best_{headline.key}": run.best, "train_seconds": round(train_s, 1), "epochs": run.cfg.epochs,
+        epochs = run.cfg.epochs if run.clock is None else run.epochs_done
+        figures = {f"best_{headline.key}": run.best, "train_seconds": round(train_s, 1), "epochs": epochs,
+                   **budget.figures(run.clock, run.epochs_done),
                    "world_size": run.ctx.world_size, "device": str(run.device),
                    "train_images": len(run.train_set), "val_images": len(run.val_set), **run.extras,
                    **({"resumed": run.resumed} if run.resumed else {})}
@@ -353,6 +312,46 @@ def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
     return result
 
 
+def epochs_to_train(run: TrainRun) -> Iterator[int]:
+    """Epoch indices: up to ``train.epochs``, or while ``train.time_budget`` is not spent."""
+    epoch = run.start_epoch
+    while (epoch < run.cfg.epochs) if run.clock is None else not run.clock.over():
+        yield epoch
+        epoch += 1
+
+
+def run_epochs(run: TrainRun) -> None:
+    """Train, validate (every ``eval_every`` epochs and after the last) and checkpoint epoch by epoch."""
+    from edgeseg.progress import line_progress, make_progress
+
+    cfg, ctx, headline = run.cfg, run.ctx, run.task.headline
+    of = f"/{cfg.epochs}" if run.clock is None else ""
+    total = (cfg.epochs - run.start_epoch) * run.steps_per_epoch if run.clock is None else None
+    with make_progress() as progress, say_where_on_interrupt(run.out, cfg.epochs, ctx.is_main):
+        bar = progress.add_task("train", total=total, rate="", info="")
+        for epoch in epochs_to_train(run):
+            def on_step(loss: float, rate: float, epoch: int = epoch) -> None:
+                progress.update(bar, advance=1, rate=f"{rate:.1f} img/s", info=f"epoch {epoch + 1}{of} loss {loss:.4f}")
+
+            if run.clock is not None:
+                run.clock.start()
+            row = train_epoch(run, epoch, on_step)
+            if run.clock is not None:
+                run.clock.stop()
+            run.epochs_done = epoch + 1
+            last = epoch + 1 == cfg.epochs if run.clock is None else run.clock.over()
+            if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or last):
+                score = validate(run, epoch, row)
+                progress.update(bar, info=f"epoch {epoch + 1}{of} val {headline.label} {score:.4f} (best {run.best:.4f})")
+            if ctx.is_main:
+                checkpoint(run, epoch, row)
+                val = row.get(f"val_{headline.key}")
+                line_progress(f"epoch {epoch + 1}{of}: loss {row['train_loss']}"
+                              + (f", val {headline.label} {val}" if val is not None else "")
+                              + f" ({float(row['epoch_s']):.1f} s)")
+            ctx.barrier()
+
+
 def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkpoint: bool = False,
           model: nn.Module | None = None,
           extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -360,9 +359,10 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
     """Train ``recipe``'s model into ``out``; returns the final validation metrics and paths.
 
     Under ``torchrun`` (WORLD_SIZE > 1) the same call trains with DDP: gloo on CPU, nccl on CUDA;
-    rank 0 validates and writes every file. Steps: :func:`set_up`, resume check (:func:`restore`),
-    :func:`start`, then per epoch :func:`train_epoch`, :func:`validate`, :func:`checkpoint`, and
-    :func:`finish`.
+    rank 0 validates and writes every file. Steps: :func:`set_up`, :func:`resume_or_note`,
+    :func:`start`, :func:`run_epochs` (per epoch :func:`train_epoch`, :func:`validate`,
+    :func:`checkpoint`) and :func:`finish`. With ``train.time_budget`` the epochs run until the time
+    is spent (:mod:`edgeseg.train.budget`).
 
     Args:
         recipe: Model, data and training settings.
@@ -376,47 +376,21 @@ def train(recipe: Recipe, out: str | Path, *, resume: bool = False, trust_checkp
             epoch (fine-tuning that never beats its starting point then keeps it; ``start_score`` in
             the result). Ignored on resume.
     """
-    from edgeseg.progress import line_progress, make_progress
+    from edgeseg.progress import line_progress
 
     out = Path(out)
     run = set_up(recipe, out, model, extra_loss)
-    cfg, ctx, headline = run.cfg, run.ctx, run.task.headline
-    last = out / "last.pt"
-    if resume and last.exists():
-        state = read_checkpoint(last, trust=trust_checkpoint, resume=True)
-        check_resumable(last, state, recipe)
-        if state["epoch"] + 1 >= cfg.epochs:
-            return finished_run(out, state, cfg.epochs, headline.label, ctx)
-        restore(run, state)
-    elif ctx.is_main and last.exists():
-        print(f"note: {out} holds an earlier run; starting over (pass --resume to continue it)")
+    done = resume_or_note(run, resume, trust_checkpoint)
+    if done is not None:
+        return done
     start(run, resume)
     start_score = None
     if validate_start and run.start_epoch == 0:
-        if ctx.is_main:
+        if run.ctx.is_main:
             start_score = validate(run, -1, {})
-            line_progress(f"before fine-tuning: val {headline.label} {start_score:.4f}")
-        ctx.barrier()
+            line_progress(f"before fine-tuning: val {run.task.headline.label} {start_score:.4f}")
+        run.ctx.barrier()
     t_start = time.perf_counter()
-    with make_progress() as progress, say_where_on_interrupt(out, cfg.epochs, ctx.is_main):
-        bar = progress.add_task("train", total=(cfg.epochs - run.start_epoch) * run.steps_per_epoch, rate="",
-                                info="")
-        for epoch in range(run.start_epoch, cfg.epochs):
-            def on_step(loss: float, rate: float, epoch: int = epoch) -> None:
-                progress.update(bar, advance=1, rate=f"{rate:.1f} img/s",
-                                info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}")
-
-            row = train_epoch(run, epoch, on_step)
-            if ctx.is_main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                score = validate(run, epoch, row)
-                progress.update(bar, info=f"epoch {epoch + 1}/{cfg.epochs} val {headline.label} {score:.4f} "
-                                          f"(best {run.best:.4f})")
-            if ctx.is_main:
-                checkpoint(run, epoch, row)
-                val = row.get(f"val_{headline.key}")
-                line_progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']}"
-                              + (f", val {headline.label} {val}" if val is not None else "")
-                              + f" ({float(row['epoch_s']):.1f} s)")
-            ctx.barrier()
+    run_epochs(run)
     result = finish(run, time.perf_counter() - t_start)
     return result if start_score is None else {**result, "start_score": start_score}

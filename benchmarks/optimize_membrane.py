@@ -1,0 +1,137 @@
+"""`edgeseg optimize` on the ISBI 2012 membranes against the hand-made lite models (issue 20).
+
+Usage: python benchmarks/optimize_membrane.py [--time 2h] [--threads 2] [--out benchmarks/.runs/optimize_membrane]
+                                              [--latency-only]
+
+1. Latency first, in this run: every architecture of the default space (unet-lite / segnet-lite /
+   fcn-lite x widths 0.5, 0.75, 1 x prune ratios 0, 0.25 x FP32 / INT8) built untrained, exported and
+   timed on ONNX Runtime CPU (2 threads, 256x256). The budget is half of unet-lite's FP32 latency.
+2. (not with --latency-only) `edgeseg optimize` under that budget within --time; the winner is
+   re-measured on its final artifact and its mean Dice on the whole val split compared with unet-lite
+   trained as the recipe ships it, and the hand-made lite variants (FP32 and INT8) are placed against
+   the Pareto front.
+
+Writes benchmarks/results/optimize_membrane.json and .md. Standalone (no shared benchmark writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+from edgeseg.bench.core import usable_cores as cpu_cores
+from edgeseg.bench.machine import cpu_model
+from edgeseg.recipe import load_recipe, parse_duration
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "membrane_unet_lite.yaml"
+HAND_MADE = ("unet-lite", "segnet-lite", "fcn-lite")
+
+
+def latency_first(out: Path, threads: int) -> dict[str, Any]:
+    """Build and time the default space; the budget is half of unet-lite's FP32 p50."""
+    from edgeseg.optimize import optimize
+    from edgeseg.optimize.latency import measure_here, model_figures
+
+    recipe = load_recipe(RECIPE)
+    t0 = time.perf_counter()
+    optimize(recipe, out, plan=True, threads=threads)
+    plan = json.loads((out / "plan.json").read_text())
+    p50 = measure_here(out, plan, recipe.bench, print)
+    own = "unet-lite-w1-d4-p0-s256.fp32.onnx"
+    budget = p50[own] / 2
+    figures = model_figures(out / "latency.jsonl")
+    forms = [{"file": name, "p50_ms": ms, **figures.get(name, {}), "fits": ms <= budget}
+             for name, ms in sorted(p50.items(), key=lambda kv: kv[1])]
+    lines = [json.loads(x) for x in (out / "latency.jsonl").read_text().splitlines() if x.strip()]
+    loads = [r.get("load_avg_1m") or 0.0 for r in lines]
+    quiet = {"noisy_lines": sum(bool(r.get("noisy")) for r in lines), "lines": len(lines),
+             "load_avg_1m": [min(loads), max(loads)]}
+    return {"unet_lite_fp32_ms": p50[own], "budget_ms": budget, "forms": forms, "noise": quiet,
+            "fitting_forms": sum(f["fits"] for f in forms), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def predicted_vs_trained(out: Path, trained: Path, threads: int) -> dict[str, Any]:
+    """Latency before training vs after: the untrained unet-lite candidate file and a trained unet-lite
+    checkpoint exported at 256x256, timed in one bench call (same conditions)."""
+    from edgeseg.bench import benchmark
+    from edgeseg.export import export
+
+    doc = export(trained, out / "trained_unet_lite", formats=["onnx"], precisions=["fp32"],
+                 overrides=["data.image_size=256"])
+    files = [out / "candidates" / "unet-lite-w1-d4-p0-s256.fp32.onnx", Path(doc["artifacts"][0]["path"])]
+    rows = benchmark(files, out=out / "predicted_vs_trained.jsonl", backends=["onnxruntime"], threads=[threads],
+                     accuracy=False)
+    p50 = [r["latency"]["p50_ms"] for r in rows]
+    return {"trained_checkpoint": str(trained), "untrained_p50_ms": p50[0], "trained_p50_ms": p50[1],
+            "ratio": p50[1] / p50[0]}
+
+
+def hand_made(out: Path, threads: int) -> list[dict[str, Any]]:
+    """Each lite variant trained as the membrane recipe ships it, exported FP32 + INT8, benched with Dice."""
+    from edgeseg.bench import benchmark
+    from edgeseg.export import export
+    from edgeseg.train import train
+
+    points = []
+    for name in HAND_MADE:
+        run = out / "hand_made" / name
+        train(RECIPE, run / "train", overrides=[f"model.name={name}"])
+        doc = export(run / "train" / "model.pt", run / "export", precisions=["fp32", "int8"])
+        files = [a["path"] for a in doc["artifacts"] if a["format"] == "onnx" and a.get("shipped", True)]
+        for r in benchmark(files, out=run / "bench.jsonl", backends=["onnxruntime"], threads=[threads]):
+            points.append({"model": name, "file": Path(r["artifact"]["path"]).name,
+                           "p50_ms": (r.get("latency") or {}).get("p50_ms"),
+                           "mean_dice": (r.get("accuracy") or {}).get("mean_dice")})
+    return points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--time", default="2h")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / ".runs" / "optimize_membrane")
+    ap.add_argument("--latency-only", action="store_true", help="only step 1 (no training)")
+    ap.add_argument("--trained", type=Path, default=None, help="a trained unet-lite model.pt: time it beside its "
+                                                                 "untrained candidate file")
+    args = ap.parse_args()
+    result: dict[str, Any] = {"date": str(date.today()), "cpu": cpu_model(), "threads": args.threads,
+                              "versions": library_versions(("torch", "onnxruntime", "optuna"))}
+    result["latency_first"] = lat = latency_first(args.out, args.threads)
+    if args.trained is not None:
+        result["predicted_vs_trained"] = predicted_vs_trained(args.out, args.trained, args.threads)
+    if not args.latency_only:
+        from edgeseg.optimize import optimize
+
+        t0 = time.perf_counter()
+        doc = optimize(RECIPE, args.out, budget_ms=lat["budget_ms"], time_s=parse_duration(args.time, "--time"),
+                       threads=args.threads)
+        result["optimize"] = {**doc, "seconds": round(time.perf_counter() - t0, 1)}
+        result["hand_made"] = hand_made(args.out, args.threads)
+    results = ROOT / "benchmarks" / "results"
+    atomic_write_json(results / "optimize_membrane.json", result)
+    rows = "\n".join(f"| {f['file']} | {f['p50_ms']:.2f} | {f.get('params') or '-'} | {f.get('gmacs') or '-'} | "
+                     f"{'yes' if f['fits'] else 'no'} |" for f in lat["forms"])
+    md = (f"# optimize_membrane ({result['date']}, {result['cpu']}, ONNX Runtime CPU, {args.threads} threads, "
+          f"256x256)\n\nunet-lite FP32: {lat['unet_lite_fp32_ms']:.2f} ms; budget (half): {lat['budget_ms']:.2f} ms; "
+          f"{lat['fitting_forms']} of {len(lat['forms'])} forms fit; this run's latency phase {lat['seconds']} s (files and lines already in OUT reused); "
+          f"{lat['noise']['noisy_lines']} of {lat['noise']['lines']} bench lines flagged noisy (1-min load average "
+          f"{lat['noise']['load_avg_1m'][0]:.1f}-{lat['noise']['load_avg_1m'][1]:.1f} on {cpu_cores()} cores).\n\n"
+          "| form (untrained) | p50 ms | params | GMACs | fits |\n|---|---|---|---|---|\n" + rows + "\n")
+    if "predicted_vs_trained" in result:
+        pv = result["predicted_vs_trained"]
+        md += (f"\nLatency before training predicts the trained artifact: untrained unet-lite {pv['untrained_p50_ms']:.2f} "
+               f"ms vs trained {pv['trained_p50_ms']:.2f} ms (ratio {pv['ratio']:.3f}, one bench call).\n")
+    if "optimize" in result:
+        md += f"\n{result['optimize']['summary']}\n"
+    atomic_write_text(results / "optimize_membrane.md", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

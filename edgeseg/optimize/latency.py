@@ -1,0 +1,175 @@
+"""Latency first: every architecture of the space is built, exported and timed before anything trains.
+
+Latency does not depend on the weights, so each candidate is an untrained (seeded) model, pruned by
+``edgeseg.compress.prune`` where the space says so, exported by ``edgeseg.export`` (the FP32 ONNX file
+that would ship) and quantized to QDQ INT8 by ``edgeseg.quantize`` calibrated on random arrays (fine
+for timing). The files are timed here by ``edgeseg.benchmark`` (the `edgeseg bench` harness), or on
+another device by ``python -m edgeseg.bench.runner`` from a plan (``--plan``) whose lines come back with
+``--device-latency``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg import catalog
+from edgeseg.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256
+from edgeseg.optimize.space import Candidate, OptimizeError
+from edgeseg.recipe import BenchCfg, Recipe
+
+F = catalog.OPTIMIZE_FILES
+
+
+def _untrained_checkpoint(cand: Candidate, recipe: Recipe, folder: Path, seed: int) -> Path:
+    """``folder/init.pt`` (seeded weights), or ``folder/pruned/model.pt`` after ``prune --ratio``."""
+    import torch
+
+    from edgeseg.artifacts.checkpoint import save_checkpoint
+    from edgeseg.compress.prune import PruneConfig, prune
+    from edgeseg.models import create_model
+    from edgeseg.train.meta import check_image_size, meta_for
+
+    rcp = cand.recipe(recipe)
+    torch.manual_seed(seed)
+    net = create_model(cand.model, num_classes=rcp.model.num_classes, in_channels=rcp.model.in_channels,
+                       **dict(cand.args))
+    meta = meta_for(net, rcp)
+    check_image_size(rcp, meta.stride)
+    init = save_checkpoint(folder / "init.pt", net, meta, epoch=0, metrics={})
+    if not cand.prune_ratio:
+        return init
+    prune(init, folder / "pruned", PruneConfig(ratio=cand.prune_ratio), measure_accuracy=False,
+          measure_latency=False)
+    return folder / "pruned" / catalog.FILES.model
+
+
+def build_candidate(cand: Candidate, recipe: Recipe, out: Path, precisions: list[str], seed: int) -> Path:
+    """Write ``cand``'s untrained checkpoint (``OUT/arch/<id>``) and its timed files (``OUT/candidates``);
+    files already there are kept (a resumed or second process). Returns the checkpoint trials start from."""
+    from edgeseg.compress import quantize
+    from edgeseg.export import export
+
+    folder = out / F.arch / cand.id
+    ckpt = folder / ("pruned/" + catalog.FILES.model if cand.prune_ratio else "init.pt")
+    files = {p: out / F.candidates / cand.form(p) for p in precisions}
+    if ckpt.is_file() and all(f.is_file() for f in files.values()):
+        return ckpt
+    ckpt = _untrained_checkpoint(cand, recipe, folder, seed)
+    export(ckpt, folder / "export", formats=["onnx"], precisions=["fp32"])
+    fp32 = folder / "export" / "model.onnx"
+    if "fp32" in files:
+        atomic_write_bytes(files["fp32"], fp32.read_bytes())
+    if "int8" in files:
+        rcp = cand.recipe(recipe)
+        rng = np.random.default_rng(seed)
+        shape = (1, rcp.model.in_channels, *rcp.data.size_hw)
+        calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
+        quantize(fp32, files["int8"], calib)
+    for p in set(precisions) - {"fp32", "int8"}:
+        raise OptimizeError(f"optimize.precisions: {p!r} is not timed by optimize (fp32 and int8 are)")
+    return ckpt
+
+
+def write_plan(out: Path, space: list[Candidate], precisions: list[str], backend: str, threads: int) -> dict[str, Any]:
+    """``OUT/plan.json`` (every candidate file and its sha256) and ``OUT/run_on_device.sh``, the torch-free
+    command that times them on the device."""
+    files = {c.form(p): file_sha256(out / F.candidates / c.form(p)) for c in space for p in precisions}
+    plan = {"candidates": [c.to_dict() for c in space], "precisions": precisions, "files": files,
+            "backend": backend, "threads": threads}
+    atomic_write_json(out / F.plan, plan)
+    command = (f"python -m edgeseg.bench.runner {shlex.quote(F.candidates)} --out device.jsonl "
+               f"--backend {backend} --threads {threads}")
+    atomic_write_text(out / F.runner_script, "#!/bin/sh\n# Copy this folder to the device (numpy + onnxruntime + "
+                      "edgeseg, no torch), run this, copy device.jsonl back and pass it to\n# `edgeseg optimize "
+                      "RECIPE --budget MS --device-latency device.jsonl --out OUT`.\n"
+                      f'cd "$(dirname "$0")" && {command}\n')
+    return plan
+
+
+def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: Callable[[str], None]) -> dict[str, float]:
+    """p50 latency (ms) of every plan file on this machine, through `edgeseg bench`; lines of files
+    already measured in ``OUT/latency.jsonl`` (same sha256, same backend and threads) are reused.
+    :func:`model_figures` reads the params and MACs from the same lines."""
+    from edgeseg.bench import benchmark
+
+    log = out / F.latency
+    known = _p50s(_rows(log), plan)
+    todo = [out / F.candidates / name for name in plan["files"] if name not in known]
+    if todo:
+        say(f"timing {len(todo)} candidate files on {plan['backend']} ({plan['threads']} threads), before any "
+            "training")
+        benchmark(todo, out=log, backends=[plan["backend"]], threads=[plan["threads"]], batch=[1],
+                  cfg=bench, accuracy=False)
+        known = _p50s(_rows(log), plan)
+    missing = sorted(set(plan["files"]) - set(known))
+    if missing:
+        raise OptimizeError(f"{log}: no latency for {', '.join(missing[:3])} (see the error field of its lines)")
+    return known
+
+
+def device_latency(path: Path, plan: dict[str, Any], plan_path: Path) -> dict[str, float]:
+    """p50 latency (ms) per plan file from the device runner's lines; they must be the plan's files."""
+    if not path.is_file():
+        raise OptimizeError(f"--device-latency {path}: file not found; expected the JSON lines "
+                            f"`{F.runner_script}` wrote on the device")
+    rows = _rows(path)
+    names = {r["artifact"]["name"] for r in rows}
+    missing, unknown = sorted(set(plan["files"]) - names), sorted(names - set(plan["files"]))
+    shas = {r["artifact"]["name"]: r["artifact"].get("sha256") for r in rows if r["artifact"].get("sha256")}
+    changed = sorted(n for n, sha in shas.items() if n in plan["files"] and sha != plan["files"][n])
+    if missing or unknown or changed:
+        what = "; ".join(f"{k}: {', '.join(v[:3])}" + (" ..." if len(v) > 3 else "")
+                         for k, v in (("missing", missing), ("not in the plan", unknown), ("other files", changed)) if v)
+        raise OptimizeError(f"--device-latency {path}: its candidates do not match the plan {plan_path} ({what}); "
+                            "time exactly the files of that plan")
+    p50 = _p50s(rows, {**plan, "backend": None, "threads": None})
+    failed = sorted(set(plan["files"]) - set(p50))
+    if failed:
+        raise OptimizeError(f"--device-latency {path}: no latency measured for {', '.join(failed[:3])} "
+                            "(see the error field of its lines)")
+    return p50
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    from edgeseg.bench.rows import load_rows
+
+    return load_rows([path]) if path.is_file() else []
+
+
+def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
+    """name -> p50 ms of the rows that measured a plan file (the latest line of each wins)."""
+    found: dict[str, float] = {}
+    for r in rows:
+        art, lat = r.get("artifact") or {}, r.get("latency") or {}
+        if art.get("name") not in plan["files"] or not lat.get("p50_ms"):
+            continue
+        if plan.get("backend") and (r.get("backend") != plan["backend"] or r.get("threads") != plan["threads"]):
+            continue
+        if art.get("sha256") and art["sha256"] != plan["files"][art["name"]]:
+            continue
+        found[art["name"]] = float(lat["p50_ms"])
+    return found
+
+
+def model_figures(path: Path) -> dict[str, dict[str, Any]]:
+    """name -> params and GMACs of every file a bench line in ``path`` describes (counted from the graph)."""
+    return {r["artifact"]["name"]: {k: (r.get("model") or {}).get(k) for k in ("params", "gmacs")}
+            for r in _rows(path) if r.get("model")}
+
+
+def read_plan(out: Path) -> dict[str, Any]:
+    """The plan ``--plan`` wrote into ``out`` (``--device-latency`` needs it)."""
+    path = out / F.plan
+    if not path.is_file():
+        raise OptimizeError(f"--device-latency: {path} not found; run `edgeseg optimize RECIPE --plan --out {out}` "
+                            "first and time its candidate files on the device")
+    return json.loads(path.read_text())
+
+
+__all__ = ["build_candidate", "device_latency", "measure_here", "model_figures", "read_plan", "write_plan"]

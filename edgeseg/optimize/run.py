@@ -1,0 +1,106 @@
+"""The study's run and its ending: queue the feasible candidates, take trials until none is left, write
+trials.jsonl and the plot, and (once, by the process that sees the study done) train the winner."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeseg import catalog
+from edgeseg.optimize import output, study
+from edgeseg.optimize.space import Candidate, OptimizeError
+
+F = catalog.OPTIMIZE_FILES
+
+
+def study_and_winner(recipe: Any, out: Path, timed: Any, records: dict[str, dict[str, Any]], ckpts: dict[str, Path],
+                     *, budget_ms: float, time_s: float | None, backend: str, threads: int, storage: str | None,
+                     say: Any, own: Candidate | None, proxy_s: float) -> dict[str, Any]:
+    """Run (or join, or resume) the study, then finish it: the optimize.json document."""
+    cfg = recipe.optimize
+    url = study.storage_url(out, storage)
+    name = f"{recipe.name}-{budget_ms:g}ms-{backend}-{threads}t"
+    st = study.open_study(url, name, cfg)
+    # the slowest (largest) feasible candidates first: they set the bar successive halving prunes against
+    study.queue(st, sorted(records, key=lambda cid: -records[cid]["latency_ms"]))
+    cands = {c.id: c for c in timed.space if c.id in records}
+    over = len(timed.space) - len(records)
+    say(f"{len(records)} of {len(timed.space)} architectures fit {budget_ms:g} ms on {timed.where} "
+        f"({over} never train); study {name!r} in {url}; first fidelity {proxy_s:.0f} s")
+    trials = study.Trials(recipe=recipe, out=out, name=name, cfg=cfg, proxy_s=proxy_s, candidates=cands, checkpoints=ckpts,
+                          records=records, say=say)
+    study.run_queue(st, trials, None if time_s is None else time.monotonic() + time_s)
+    rows = output.trial_rows(st)
+    output.write_trials(out, rows)
+    metric = _metric(recipe)
+    plot = output.plot(out, rows, budget_ms, metric, own.id if own else None)
+    doc: dict[str, Any] = {"budget_ms": budget_ms, "where": timed.where, "storage": url, "study": name,
+                           "trials": len(rows), "feasible": len(records), "architectures": len(timed.space),
+                           "plot": str(plot) if plot else None, "own": _own(own, timed, rows, metric)}
+    done = [r for r in rows if r["state"] == "complete" and r.get("value") is not None]
+    if not study.finished(st):
+        left = sum(r["state"] in ("waiting", "running") for r in rows)
+        doc["summary"] = (f"study not finished: {len(done)} trials complete, {left} queued or running (another "
+                          "process, or --time ran out); run the same command again to continue")
+        return doc
+    if not done:
+        raise OptimizeError(f"{url}: no trial of study {name!r} completed (see {out / F.trials})")
+    best = max(done, key=lambda r: r["value"])
+    return {**doc, **_winner(recipe, out, cands[best["candidate"]], best, ckpts, cfg, threads, backend, metric, doc)}
+
+
+def _metric(recipe: Any) -> str:
+    from edgeseg.models import get_model_info
+    from edgeseg.tasks import get_task
+
+    return get_task(get_model_info(recipe.model.name).task).headline.key
+
+
+def _own(own: Candidate | None, timed: Any, rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """The recipe's own model: its latency per precision and, if it was trained as a trial, its score."""
+    if own is None:
+        return None
+    trial = next((r for r in rows if r["candidate"] == own.id and r.get("fidelities")), None)
+    return {"candidate": own.id, "latency_ms_by_precision": timed.forms(own),
+            metric: max(f[metric] for f in trial["fidelities"]) if trial else None}
+
+
+def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts: dict[str, Path], cfg: Any,
+            threads: int, backend: str, metric: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Train, export, bench and report the winner (once: a finished winner folder is reused)."""
+    import json
+
+    from edgeseg.artifacts import atomic_write_json
+    from edgeseg.artifacts.outputs import OutputError, folder_lock
+
+    path = out / F.winner / "winner.json"
+    if path.is_file() and json.loads(path.read_text()).get("candidate") == cand.id:
+        return json.loads(path.read_text())
+    try:
+        with folder_lock(out / F.winner):
+            result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out, cfg.full_time,
+                                         threads, backend)
+    except OutputError:
+        return {"candidate": cand.id, "summary": f"study done; the winner {cand.id} is being trained by another "
+                                                 f"process in {out / F.winner}"}
+    row = output.deployed_row(result["bench"], best["precision"])
+    lat, acc = (row.get("latency") or {}).get("p50_ms"), (row.get("accuracy") or {}).get(metric)
+    own = doc["own"] or {}
+    own_text = ""
+    if own:
+        prec, own_ms = next(iter(own["latency_ms_by_precision"].items()))
+        own_acc = own.get(metric)
+        own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
+                    + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
+                       if own_ms and own_ms > doc["budget_ms"] else ""))
+    summary = (f"chose {cand.id} ({best['precision']}): {lat if lat is None else round(lat, 2)} ms measured on its "
+               f"final artifact here (predicted before training: {best['latency_ms']:.2f} ms on {doc['where']}; "
+               f"budget {doc['budget_ms']:g} ms), val {metric} "
+               f"{'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
+    winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],
+              "predicted_latency_ms": best["latency_ms"], "final_latency_ms": lat, f"final_{metric}": acc,
+              "final_accuracy": {k: v for k, v in (row.get("accuracy") or {}).items() if isinstance(v, (int, float))},
+              "folder": str(out / F.winner), "report": result["report"], "summary": summary}
+    atomic_write_json(path, winner)
+    return winner
