@@ -6,7 +6,7 @@ input (a file, a recipe field, an option, the machine lacking a package) derive 
 exception is a bug and keeps its traceback; ``EDGESEG_DEBUG=1`` shows the traceback for all.
 
 Domain errors live beside the code that raises them and keep a builtin base too, so callers that
-catch ``ValueError``/``RuntimeError``/``KeyError`` still work: ``RecipeError`` (recipe.py),
+catch ``ValueError``/``RuntimeError``/``KeyError`` still work: ``RecipeError`` (recipe/sections.py),
 ``ArtifactError`` (artifacts), ``DataError`` (data/base.py), ``BackendError`` (runtime/base.py),
 ``UnknownModelError`` (models/registry.py), ``ExportError`` (here, re-exported by export/formats.py), ``ResultsError``
 (bench/rows.py), ``TrainingDiverged`` (train/loop.py).
