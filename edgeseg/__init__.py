@@ -23,6 +23,7 @@ _API = {
     "export": "edgeseg.export",
     "benchmark": "edgeseg.bench",
     "report": "edgeseg.report",
+    "optimize": "edgeseg.optimize",
     "run": "edgeseg.pipeline",
 }
 
