@@ -23,6 +23,7 @@ import torch
 import yaml
 from torch import nn
 
+from edgeseg.catalog import FILES
 from edgeseg.artifacts import atomic_write_json, atomic_write_text, provenance
 from edgeseg.artifacts.checkpoint import save_checkpoint, unwrap
 from edgeseg.errors import UserError
@@ -218,7 +219,7 @@ def start(run: TrainRun, resume: bool) -> None:
         return
     run.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.out / "recipe.yaml", yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
-    run.log = CsvLog(run.out / "train_log.csv", resume=resume, fields=log_fields(run.task))
+    run.log = CsvLog(run.out / FILES.train_log, resume=resume, fields=log_fields(run.task))
     if run.weights is not None:
         pairs = ", ".join(f"{n} {w:.3f}" for n, w in zip(run.meta.classes, run.weights.weights))
         print(f"class weights ({run.weights.method}): {pairs}")
@@ -276,7 +277,7 @@ def validate(run: TrainRun, epoch: int, row: dict[str, Any]) -> float:
     score = float(val[task.headline.key])
     if score > run.best or not run.best_metrics:  # an all-NaN/-1 first epoch still gives a model.pt
         run.best, run.best_metrics = score, val
-        save_checkpoint(run.out / "model.pt", run.model, run.meta, epoch=epoch, metrics=val, best_metric=run.best,
+        save_checkpoint(run.out / FILES.model, run.model, run.meta, epoch=epoch, metrics=val, best_metric=run.best,
                         **run.extras)
     return score
 
@@ -285,7 +286,7 @@ def checkpoint(run: TrainRun, epoch: int, row: dict[str, Any]) -> None:
     """Rank 0: append the epoch's log row and write last.pt (the full state ``--resume`` continues from)."""
     assert run.log is not None
     run.log.append(row, upto_epoch=epoch + 1 if epoch == run.start_epoch else None)
-    save_checkpoint(run.out / "last.pt", run.model, run.meta, epoch=epoch, best_metric=run.best,
+    save_checkpoint(run.out / FILES.last, run.model, run.meta, epoch=epoch, best_metric=run.best,
                     best_metrics=run.best_metrics, optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
                     scaler=run.scaler.state_dict(), metrics=run.best_metrics, **run.extras,
                     **({"time_spent_s": run.clock.spent()} if run.clock is not None else {}))
@@ -297,15 +298,15 @@ def finish(run: TrainRun, train_s: float) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if run.ctx.is_main:
         out, headline = run.out, run.task.headline
-        metrics = {**run.best_metrics, "task": run.task.name, "split": "val", "checkpoint": str(out / "model.pt")}
-        atomic_write_json(out / "metrics.json", metrics)
+        metrics = {**run.best_metrics, "task": run.task.name, "split": "val", "checkpoint": str(out / FILES.model)}
+        atomic_write_json(out / FILES.metrics_json, metrics)
         epochs = run.cfg.epochs if run.clock is None else run.epochs_done
         figures = {f"best_{headline.key}": run.best, "train_seconds": round(train_s, 1), "epochs": epochs,
                    **budget.figures(run.clock, run.epochs_done),
                    "world_size": run.ctx.world_size, "device": str(run.device),
                    "train_images": len(run.train_set), "val_images": len(run.val_set), **run.extras,
                    **({"resumed": run.resumed} if run.resumed else {})}
-        atomic_write_json(out / "train.json", provenance("train", {"recipe": run.recipe.to_dict(),
+        atomic_write_json(out / FILES.train_json, provenance("train", {"recipe": run.recipe.to_dict(),
                                                                     "recipe_hash": run.recipe.hash()}, figures))
         result = {"metrics": metrics, "out": str(out), **figures}
     run.ctx.teardown()

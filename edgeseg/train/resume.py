@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from edgeseg.catalog import FILES
 from edgeseg.artifacts.checkpoint import read_checkpoint, unwrap
 from edgeseg.recipe import Recipe, RecipeError, recipe_differences
 from edgeseg.train import budget
@@ -45,9 +46,9 @@ def finished_run(out: Path, state: dict[str, Any], epochs: int, label: str, ctx:
     ctx.teardown()
     if not ctx.is_main:
         return {}
-    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else \
-        {**state.get("best_metrics", {}), "split": "val", "checkpoint": str(out / "model.pt")}
-    figures = json.loads((out / "train.json").read_text()).get("figures", {}) if (out / "train.json").exists() else {}
+    metrics = json.loads((out / FILES.metrics_json).read_text()) if (out / FILES.metrics_json).exists() else \
+        {**state.get("best_metrics", {}), "split": "val", "checkpoint": str(out / FILES.model)}
+    figures = json.loads((out / FILES.train_json).read_text()).get("figures", {}) if (out / FILES.train_json).exists() else {}
     return {"metrics": metrics, "out": str(out), **figures, "resumed": "already finished"}
 
 
@@ -96,7 +97,7 @@ def resume_or_note(run: Any, resume: bool, trust_checkpoint: bool) -> dict[str, 
     """``--resume``: restore ``out/last.pt`` into ``run`` (a :class:`~edgeseg.train.loop.TrainRun`; None), or return the figures of a run that has
     nothing left to do; without ``--resume`` an earlier run in ``out`` is only mentioned."""
     out, cfg, ctx = run.out, run.cfg, run.ctx
-    last = out / "last.pt"
+    last = out / FILES.last
     if resume and last.exists():
         state = read_checkpoint(last, trust=trust_checkpoint, resume=True)
         check_resumable(last, state, run.recipe)
@@ -117,7 +118,7 @@ def say_where_on_interrupt(out: Path, epochs: int, is_main: bool) -> Iterator[No
         yield
     except KeyboardInterrupt:
         if is_main:
-            last = out / "last.pt"
+            last = out / FILES.last
             if last.exists():
                 done = read_checkpoint(last)["epoch"] + 1
                 print(f"\ninterrupted: {last} holds epoch {done}/{epochs}; continue with "
