@@ -53,8 +53,8 @@ def decode(deltas: torch.Tensor, anchors: torch.Tensor, weights: Sequence[float]
 
 def clip_boxes(boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Clamp xyxy boxes ``... x 4`` to an image of ``hw`` (python ints: constants in an exported graph)."""
-    x = boxes[..., 0::2].clamp(0, float(hw[1]))
-    y = boxes[..., 1::2].clamp(0, float(hw[0]))
+    x = boxes[..., 0::2].clamp(0.0, float(hw[1]))
+    y = boxes[..., 1::2].clamp(0.0, float(hw[0]))
     return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
 
 
