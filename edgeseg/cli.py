@@ -73,24 +73,14 @@ def _fmt(v: Any) -> str:
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     from edgeseg.tasks import get_task
 
-    task = get_task(metrics.get("task", "semantic"))
-    if task.name != "semantic":
-        table = Table(title=title)
-        for c in task.columns:
-            table.add_column(c.label)
-        table.add_row(*(_fmt(metrics.get(c.key)) for c in task.columns))
-        out_console.print(table)
-        out_console.print(f"over {metrics.get('num_images', '?')} images, {metrics.get('num_instances', '?')} instances")
-        return
+    header, rows, closing = get_task(metrics.get("task", "semantic")).metrics_table(metrics)
     table = Table(title=title)
-    for col in ("class", "IoU", "Dice"):
+    for col in header:
         table.add_column(col)
-    for name, iou in metrics.get("iou", {}).items():
-        table.add_row(name, _fmt(iou), _fmt(metrics["dice"].get(name)))
-    table.add_row("[bold]mean", _fmt(metrics.get("miou")), _fmt(metrics.get("mean_dice")))
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
     out_console.print(table)
-    out_console.print(f"pixel accuracy {_fmt(metrics.get('pixel_accuracy'))} over "
-                      f"{metrics.get('num_images', '?')} images")
+    out_console.print(closing)
 
 
 @app.command()

@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgeseg.catalog import FILES
 from edgeseg.errors import UserError
 
-LOCK_NAME = ".edgeseg.lock"
+LOCK_NAME = FILES.lock
 
 
 class OutputError(UserError, ValueError):

@@ -56,8 +56,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
     Returns:
         The rows written.
     """
-    from edgeseg.foreign import adopt_foreign
-    from edgeseg.progress import line_progress, make_progress
+    from edgeseg.progress import make_progress
 
     check_counts("threads", threads)
     check_counts("batch", batch)
@@ -67,28 +66,42 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
                   options=dict(torch_options or {}), trust_checkpoint=trust_checkpoint,
                   custom_op_library=custom_op_library)
     check_output_file(out)  # before minutes of measurements, not after
+    sweep.adopt = _foreign_adopter(data, size)
+    plan = sweep.plan(lambda msg: print(f"bench: {msg}"))
+    with make_progress() as progress:
+        bar = progress.add_task("bench", total=len(plan) * len(sweep.threads) * len(sweep.batches), rate="", info="")
+        return run_sweep(sweep, out, accuracy=_recipe_accuracy(data, split) if accuracy else None,
+                         say=lambda msg: progress.console.print(f"bench: {msg}"),
+                         on_row=_row_reporter(progress, bar), plan=plan)
+
+
+def _foreign_adopter(data: str | Path | None, size: tuple[int, int] | None) -> Any:
+    """Bring-your-own ONNX: the file alone is enough to time it (announced once per file)."""
+    from edgeseg.foreign import adopt_foreign
+
     announced: set[Path] = set()
 
-    def adopt(be: Any) -> None:  # bring-your-own ONNX: the file alone is enough to time it
+    def adopt(be: Any) -> None:
         note = adopt_foreign(be, data, size)
         if be.path not in announced:
             announced.add(be.path)
             print(f"bench: {note}")
 
-    sweep.adopt = adopt
-    plan = sweep.plan(lambda msg: print(f"bench: {msg}"))
-    with make_progress() as progress:
-        bar = progress.add_task("bench", total=len(plan) * len(sweep.threads) * len(sweep.batches), rate="", info="")
+    return adopt
 
-        def on_row(row: dict[str, Any]) -> None:
-            name = f"{row['artifact']['name']} {row['backend']} threads={row['threads']} batch={row['batch']}"
-            progress.update(bar, advance=1, info=name)
-            lat = row.get("latency") or {}
-            line_progress(f"bench: {name}: " + (f"p50 {lat['p50_ms']:.2f} ms" if lat
-                                                else f"failed ({str(row.get('error'))[:120]})"))
 
-        return run_sweep(sweep, out, accuracy=_recipe_accuracy(data, split) if accuracy else None,
-                         say=lambda msg: progress.console.print(f"bench: {msg}"), on_row=on_row, plan=plan)
+def _row_reporter(progress: Any, bar: Any) -> Any:
+    """Advance the bar and print one line per measured row."""
+    from edgeseg.progress import line_progress
+
+    def on_row(row: dict[str, Any]) -> None:
+        name = f"{row['artifact']['name']} {row['backend']} threads={row['threads']} batch={row['batch']}"
+        progress.update(bar, advance=1, info=name)
+        lat = row.get("latency") or {}
+        line_progress(f"bench: {name}: " + (f"p50 {lat['p50_ms']:.2f} ms" if lat
+                                            else f"failed ({str(row.get('error'))[:120]})"))
+
+    return on_row
 
 
 def _recipe_accuracy(data: str | Path | None, split: str) -> Any:

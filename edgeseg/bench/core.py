@@ -118,12 +118,31 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
         row["error"] = f"the artifact has a fixed input of {fixed_hw[0]}x{fixed_hw[1]}; cannot bench {hw[0]}x{hw[1]}"
         return row
     x = np.random.default_rng(0).standard_normal(tuple(row["input_shape"]), dtype=np.float32)
-    # Other processes' load is the usual cause of a noisy result on a shared machine: keep it with the row.
-    row["load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     kw = dict(batch=batch, warmup=settings.warmup, min_runs=settings.min_runs, min_time_s=settings.min_time_s,
               max_time_s=settings.max_time_s)
+    _time_network(row, backend, x, cuda=backend_name == "torch" and device.startswith("cuda"), **kw)
+    task = get_task(meta.task)
+    if task.has_postprocess:  # the network alone above; here with the task's numpy postprocess after it
+        def end_to_end() -> Any:
+            return task.decode(backend(x), input_hw=hw, image_hw=hw, placement="pad", **task.decode_options(meta))
+
+        row["latency_end_to_end"] = measure_latency(end_to_end, sync=backend.synchronize, **kw).to_dict()
+        row["postprocess"] = "numpy (edgeseg.tasks)"
+    if settings.memory:
+        from edgeseg.bench.memory import measure_memory
+
+        row["memory"] = measure_memory(path, backend=backend_name, device=device, threads=threads, batch=batch,
+                                       hw=hw, runs=settings.memory_runs, options=options)
+    row["accuracy"] = accuracy
+    return row
+
+
+def _time_network(row: dict[str, Any], backend: Any, x: np.ndarray, *, cuda: bool, **kw: Any) -> None:
+    """The network's latency into ``row``, flagged noisy when other processes kept the cores busy."""
+    # Other processes' load is the usual cause of a noisy result on a shared machine: keep it with the row.
+    row["load_avg_1m"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     with CpuWatch() as watch:
-        if backend_name == "torch" and device.startswith("cuda"):
+        if cuda:
             from edgeseg.bench.latency import measure_latency_cuda
 
             stats = measure_latency_cuda(lambda: backend(x), **kw)
@@ -139,17 +158,3 @@ def bench_one(path: Path, backend: Any, *, backend_name: str, device: str, threa
         stats.noise_reason = "; ".join(r for r in (stats.noise_reason, contended) if r)
     row["latency"] = stats.to_dict()
     row["noisy"] = stats.noisy
-    task = get_task(meta.task)
-    if task.has_postprocess:  # the network alone above; here with the task's numpy postprocess after it
-        def end_to_end() -> Any:
-            return task.decode(backend(x), input_hw=hw, image_hw=hw, placement="pad", **task.decode_options(meta))
-
-        row["latency_end_to_end"] = measure_latency(end_to_end, sync=backend.synchronize, **kw).to_dict()
-        row["postprocess"] = "numpy (edgeseg.tasks)"
-    if settings.memory:
-        from edgeseg.bench.memory import measure_memory
-
-        row["memory"] = measure_memory(path, backend=backend_name, device=device, threads=threads, batch=batch,
-                                       hw=hw, runs=settings.memory_runs, options=options)
-    row["accuracy"] = accuracy
-    return row

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeseg.catalog import FILES
 from edgeseg.quiet import quiet_tools
 
 PRESETS = {"onnxruntime-cpu": "mixed", "tensorrt": "performance"}
@@ -184,16 +185,16 @@ def qat_finetune(model: nn.Module, recipe: Any, out: Path, *, epochs: int, lr: f
 
         extra = logit_distillation(teacher)
     result = train(ft, out, model=qmodel, extra_loss=extra, validate_start=True)
-    best, best_epoch = out / "model.pt", None
+    best, best_epoch = out / FILES.model, None
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)
         qmodel.load_state_dict(state["model_state"])
         best_epoch = int(state.get("epoch", -1)) + 1
-    for name in ("model.pt", "last.pt"):
+    for name in (FILES.model, FILES.last):
         (out / name).unlink(missing_ok=True)
     metrics = result.get("metrics", {})
     return qmodel.cpu().eval(), {"epochs": epochs, "lr": ft.train.lr, "preset": PRESETS[target], "distill": distill,
                                  "calibration_images": len(calibration), "train_seconds": result.get("train_seconds"),
                                  "best_epoch": best_epoch, "start_val_score": result.get("start_score"),
                                  "train_val_miou": metrics.get("miou"),
-                                 "log": str(out / "train_log.csv")}
+                                 "log": str(out / FILES.train_log)}

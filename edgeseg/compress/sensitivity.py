@@ -77,51 +77,73 @@ def choose_float_layers(fp32_path: Path, *, quantize: Callable[[Path, list[str]]
         full_miou = miou(full)
         log(f"mixed precision: FP32 mIoU {fp32_miou:.4f}, full INT8 {full_miou:.4f} "
             f"({100 * (fp32_miou - full_miou):.2f} points, budget {max_drop})")
-
         present = sorted(set(kinds.values()))
-        candidates = {"full": full, **{f"float_{k}": build(f"float_{k}", [n for n, kk in kinds.items() if kk == k])
-                                       for k in present}}
-        times = latency(candidates)
-        kind_ms = {k: times[f"float_{k}"] for k in present}
-        excluded: list[str] = []
-        for k in present:
-            gain = 1 - times[f"float_{k}"] / times["full"]
-            verdict = "faster" if gain > 0 else "slower"
-            why = (f"{k} layers in float: model {times[f'float_{k}']:.2f} ms vs {times['full']:.2f} ms all-INT8 "
-                   f"({abs(gain):.1%} {verdict})")
-            if gain >= KIND_MARGIN:
-                for n, kk in kinds.items():
-                    if kk == k:
-                        excluded.append(n)
-                        reasons[n] = f"float for speed: {why}"
-            else:
-                for n, kk in kinds.items():
-                    if kk == k:
-                        reasons[n] = f"INT8 not slower: {why}"
+        times = latency({"full": full, **{f"float_{k}": build(f"float_{k}", [n for n, kk in kinds.items() if kk == k])
+                                          for k in present}})
+        excluded = _float_for_speed(kinds, times, reasons)
         log(f"mixed precision: {len(excluded)} layers float for speed ({', '.join(sorted({kinds[n] for n in excluded})) or 'none'})")
-
-        current = build("mixed", excluded) if excluded else full
-        current_miou = miou(current)
+        current_miou = miou(build("mixed", excluded) if excluded else full)
         evaluations = 2 + 1
         if 100 * (fp32_miou - current_miou) > max_drop:
-            # Leave-one-out sensitivity of every layer still in INT8.
-            for n in kinds:
-                if n in excluded:
-                    continue
-                sensitivity[n] = 100 * (miou(build("one", [n])) - full_miou)
-                evaluations += 1
-            for n in sorted(sensitivity, key=sensitivity.get, reverse=True):
-                if 100 * (fp32_miou - current_miou) <= max_drop:
-                    break
-                excluded.append(n)
-                reasons[n] = (f"float for accuracy: INT8 here alone costs {sensitivity[n]:.2f} mIoU points; "
-                              f"budget {max_drop} points")
-                current = build("mixed", excluded)
-                current_miou = miou(current)
-                evaluations += 1
+            current_miou, spent = _float_for_accuracy(kinds, excluded, reasons, sensitivity, build=build, miou=miou,
+                                                      fp32_miou=fp32_miou, full_miou=full_miou,
+                                                      current_miou=current_miou, max_drop=max_drop)
+            evaluations += spent
         log(f"mixed precision: {len(excluded)} of {len(kinds)} layers float, mIoU {current_miou:.4f} "
             f"({100 * (fp32_miou - current_miou):.2f} points)")
 
+    return {"float_layers": list(excluded), "layers": _layer_rows(kinds, excluded, reasons, sensitivity),
+            "kind_latency_ms": {k: times[f"float_{k}"] for k in present},
+            "full_int8_latency_ms": times["full"], "fp32_miou": fp32_miou, "full_int8_miou": full_miou,
+            "mixed_miou": current_miou, "max_drop_points": max_drop,
+            "full_int8_drop_points": 100 * (fp32_miou - full_miou),
+            "mixed_drop_points": 100 * (fp32_miou - current_miou), "evaluations": evaluations}
+
+
+def _float_for_speed(kinds: dict[str, str], times: dict[str, float], reasons: dict[str, str]) -> list[str]:
+    """Layers of every kind whose float form makes the model at least KIND_MARGIN faster (reasons filled in)."""
+    excluded: list[str] = []
+    for k in sorted(set(kinds.values())):
+        gain = 1 - times[f"float_{k}"] / times["full"]
+        verdict = "faster" if gain > 0 else "slower"
+        why = (f"{k} layers in float: model {times[f'float_{k}']:.2f} ms vs {times['full']:.2f} ms all-INT8 "
+               f"({abs(gain):.1%} {verdict})")
+        for n, kk in kinds.items():
+            if kk != k:
+                continue
+            if gain >= KIND_MARGIN:
+                excluded.append(n)
+                reasons[n] = f"float for speed: {why}"
+            else:
+                reasons[n] = f"INT8 not slower: {why}"
+    return excluded
+
+
+def _float_for_accuracy(kinds: dict[str, str], excluded: list[str], reasons: dict[str, str],
+                        sensitivity: dict[str, float], *, build: Callable[[str, list[str]], Path],
+                        miou: Callable[[Path], float], fp32_miou: float, full_miou: float,
+                        current_miou: float, max_drop: float) -> tuple[float, int]:
+    """Leave-one-out sensitivity of every layer still in INT8, then the most sensitive go float until the
+    drop fits ``max_drop``; extends ``excluded``/``reasons``/``sensitivity``. Returns (mIoU, evaluations)."""
+    evaluations = 0
+    for n in kinds:
+        if n not in excluded:
+            sensitivity[n] = 100 * (miou(build("one", [n])) - full_miou)
+            evaluations += 1
+    for n in sorted(sensitivity, key=sensitivity.get, reverse=True):
+        if 100 * (fp32_miou - current_miou) <= max_drop:
+            break
+        excluded.append(n)
+        reasons[n] = (f"float for accuracy: INT8 here alone costs {sensitivity[n]:.2f} mIoU points; "
+                      f"budget {max_drop} points")
+        current_miou = miou(build("mixed", excluded))
+        evaluations += 1
+    return current_miou, evaluations
+
+
+def _layer_rows(kinds: dict[str, str], excluded: list[str], reasons: dict[str, str],
+                sensitivity: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per quantizable node: kind, precision, why, and its sensitivity where measured."""
     layers = [{"node": n, "kind": k, "precision": "fp32" if n in excluded else "int8", "reason": reasons.get(n, ""),
                **({"sensitivity_points": round(sensitivity[n], 4)} if n in sensitivity else {})}
               for n, k in kinds.items()]
@@ -129,8 +151,4 @@ def choose_float_layers(fp32_path: Path, *, quantize: Callable[[Path, list[str]]
         if row["precision"] == "int8" and "sensitivity_points" in row:
             row["reason"] = (f"INT8: costs {row['sensitivity_points']:.2f} mIoU points alone, within the budget "
                              f"after the more sensitive layers went float; " + row["reason"])
-    return {"float_layers": list(excluded), "layers": layers, "kind_latency_ms": kind_ms,
-            "full_int8_latency_ms": times["full"], "fp32_miou": fp32_miou, "full_int8_miou": full_miou,
-            "mixed_miou": current_miou, "max_drop_points": max_drop,
-            "full_int8_drop_points": 100 * (fp32_miou - full_miou),
-            "mixed_drop_points": 100 * (fp32_miou - current_miou), "evaluations": evaluations}
+    return layers

@@ -83,7 +83,7 @@ class SemanticTask(Task):
         rows = [[name, iou, metrics["dice"].get(name)] for name, iou in metrics.get("iou", {}).items()]
         rows.append(["mean", metrics.get("miou"), metrics.get("mean_dice")])
         return (["class", "IoU", "Dice"], rows,
-                f"pixel accuracy {metrics.get('pixel_accuracy')} over {metrics.get('num_images', '?')} images")
+                f"pixel accuracy {_four(metrics.get('pixel_accuracy'))} over {metrics.get('num_images', '?')} images")
 
     def folder_samples(self, root: Any, split: str, meta: Any, *, mask_encoding: str = "auto",
                        val_ratio: float = 0.2, split_seed: int = 0) -> tuple[Any, int, list[Any]]:
@@ -123,3 +123,7 @@ class SemanticTask(Task):
         colours = class_colours(meta.num_classes, palette_cfg, meta.classes)
         labels = prediction.astype(np.uint8)
         return {"mask.png": png_bytes(labels, colours), "overlay.png": png_bytes(overlay(raw, labels, colours))}
+
+
+def _four(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)

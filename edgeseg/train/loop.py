@@ -216,7 +216,7 @@ def set_up(recipe: Recipe, out: Path, model: nn.Module | None = None,
     model = model.to(device)
     meta = meta_for(model, recipe)
     check_image_size(recipe, meta.stride)
-    weights = training_class_weights(recipe, train_set) if task.name == "semantic" else None
+    weights = training_class_weights(recipe, train_set) if task.supports_class_weights else None
     criterion = criterion_for(task, _with_weights(recipe, weights), model).to(device)
     extras: dict[str, Any] = {"data": {"train": data_summary(recipe, train_set, "train"),
                                        "val": data_summary(recipe, val_set, "val")}}

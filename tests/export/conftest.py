@@ -31,12 +31,17 @@ def fitted_checkpoint(path: Path, model: str = "unet_test", steps: int = 150, **
     net = ckpt.model.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     torch.manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(images), (4,))
-        loss = torch.nn.functional.cross_entropy(net(images[idx]), masks[idx], ignore_index=255)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same weights whatever thread count an earlier test left behind
+    try:
+        for _ in range(steps):
+            idx = torch.randint(0, len(images), (4,))
+            loss = torch.nn.functional.cross_entropy(net(images[idx]), masks[idx], ignore_index=255)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     state = read_checkpoint(path)
     extra = {k: v for k, v in state.items() if k not in ("format", "version", "model_config", "model_state", "meta")}
     return save_checkpoint(path, net.eval(), ckpt.meta, **extra)
