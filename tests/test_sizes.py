@@ -20,7 +20,6 @@ ALLOWED: set[str] = {
     "edgeseg/export/onnx2int8.py:convert",
     "edgeseg/export/pool_ties.py:pool_tie_check",
     "edgeseg/export/trt_kit.py:build_script",
-    "edgeseg/models/yolact.py",
     "edgeseg/recipe.py",
     "edgeseg/train/loop.py",
     "edgeseg/train/loop.py:train",
