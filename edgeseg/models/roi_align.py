@@ -104,10 +104,9 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, output_size: Sequence
     if not torch.onnx.is_in_onnx_export():
         return roi_align_torch(features, boxes, size, spatial_scale, sampling_ratio, aligned)
     rois, index = _flat_rois(boxes)
-    if torch.compiler.is_compiling():  # the dynamo exporter traces through torch.export
-        n, c = features.shape[:2]
-        return torch.onnx.ops.symbolic("RoiAlign", (features, rois, index),
-                                       _attrs(size, spatial_scale, sampling_ratio, aligned),
-                                       dtype=features.dtype, shape=(rois.shape[0], c, *size), version=ONNX_OPSET)
-    return _TorchScriptRoiAlign.apply(features, rois, index, size[0], size[1], float(spatial_scale),
-                                      int(sampling_ratio), bool(aligned))
+    if torch.jit.is_tracing():  # the TorchScript exporter
+        return _TorchScriptRoiAlign.apply(features, rois, index, size[0], size[1], float(spatial_scale),
+                                          int(sampling_ratio), bool(aligned))
+    return torch.onnx.ops.symbolic("RoiAlign", (features, rois, index), _attrs(size, spatial_scale, sampling_ratio, aligned),
+                                   dtype=features.dtype, shape=(rois.shape[0], features.shape[1], *size),
+                                   version=ONNX_OPSET)
