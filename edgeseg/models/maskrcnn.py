@@ -27,7 +27,8 @@ from edgeseg.models.backbones import FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
 from edgeseg.models.blocks import init_weights
 from edgeseg.models.maskrcnn_heads import (BoxHead, MaskHead, RPNHead, detect, level_anchors,
-                                           multilevel_roi_align, proposals, select_class_masks)
+                                           multilevel_roi_align, proposals, roi_align_by_level,
+                                           select_class_masks)
 from edgeseg.models.maskrcnn_targets import mask_targets, rpn_targets, sample_rois
 from edgeseg.models.registry import register_model
 from edgeseg.models.yolact import FPN, LITE_BACKBONE
@@ -140,10 +141,13 @@ class MaskRCNN(SegModel):
             props = proposals([t.detach() for t in logits], [t.detach() for t in deltas], anchors, hw,
                               pre_nms=self.rpn_pre_nms, post_nms=self.rpn_post_nms_train, nms_thresh=self.rpn_nms)
         rois, roi_labels, roi_reg, matched = sample_rois(props, targets, self.num_classes, rois=self.rois_per_image)
-        cls, box = self.box_head(self._pool(feats, rois, self.box_pool))
+        pool = dict(strides=STRIDES[:4], sampling_ratio=self.sampling_ratio, canonical_size=self.canonical_size)
+        cls, box = self.box_head(roi_align_by_level(feats[:4], boxes=rois, size=self.box_pool, **pool))
         flat_labels = roi_labels.reshape(-1)
         fg = flat_labels < self.num_classes
-        mask_logits = self.mask_head(self._pool(feats, rois, self.mask_pool)[fg])
+        masks_in = [roi_align_by_level([f[i:i + 1] for f in feats[:4]], boxes=b[lab < self.num_classes][None],
+                                       size=self.mask_pool, **pool) for i, (b, lab) in enumerate(zip(rois, roi_labels))]
+        mask_logits = self.mask_head(torch.cat(masks_in))
         return {"rpn_logits": torch.cat(logits, 1), "rpn_deltas": torch.cat(deltas, 1), "rpn_labels": rpn_labels,
                 "rpn_targets": rpn_reg, "cls_logits": cls, "box_deltas": box, "roi_labels": flat_labels,
                 "roi_targets": roi_reg.reshape(-1, 4),

@@ -107,6 +107,21 @@ def multilevel_roi_align(feats: list[torch.Tensor], strides: Sequence[int], boxe
     return out
 
 
+def roi_align_by_level(feats: list[torch.Tensor], strides: Sequence[int], boxes: torch.Tensor, size: int,
+                       sampling_ratio: int, canonical_size: float) -> torch.Tensor:
+    """Training twin of :func:`multilevel_roi_align`: each box pooled on its own level only (dynamic shapes,
+    a quarter of the work and memory) -> N*P x C x size x size."""
+    n, p = boxes.shape[:2]
+    level = roi_levels(boxes, len(feats), canonical_size)
+    out = feats[0].new_zeros((n * p, feats[0].shape[1], size, size))
+    for i in range(n):
+        for lvl, (f, s) in enumerate(zip(feats, strides)):
+            sel = torch.nonzero(level[i] == lvl).flatten()
+            if len(sel):
+                out[i * p + sel] = roi_align(f[i:i + 1], boxes[i, sel][None], (size, size), 1.0 / s, sampling_ratio)
+    return out
+
+
 class BoxHead(nn.Module):
     """``num_fc`` fully connected layers + ReLU on the pooled RoI, then class logits (``C + 1``, background
     last) and class-specific box deltas (``C x 4``)."""

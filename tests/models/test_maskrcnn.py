@@ -183,3 +183,13 @@ def test_onnx_export_matches_pytorch_detections() -> None:
         ref = [t.numpy() for t in model(x)]
     for name, r, g in zip(OUTPUT_NAMES, ref, got):
         np.testing.assert_allclose(g.astype(np.float64), r.astype(np.float64), atol=1e-4, err_msg=name)
+
+
+def test_training_pooling_equals_the_static_one() -> None:
+    from edgeseg.models.maskrcnn_heads import multilevel_roi_align, roi_align_by_level
+
+    torch.manual_seed(0)
+    feats = [torch.randn(2, 4, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 60, 60], [5, 5, 40, 30]], [[1, 2, 3, 4], [0, 0, 64, 64], [9, 9, 30, 50]]])
+    args = ((4, 8, 16, 32), boxes, 5, 2, 16.0)
+    torch.testing.assert_close(roi_align_by_level(feats, *args), multilevel_roi_align(feats, *args))
