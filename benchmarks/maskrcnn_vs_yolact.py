@@ -165,7 +165,7 @@ def write(results: list[dict], args: argparse.Namespace, cpu0: os.times_result, 
            platform.machine(), "process_cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system,
            "wall_s": cpu.elapsed - cpu0.elapsed, "results": results}
     (out / "maskrcnn_vs_yolact.json").write_text(json.dumps(doc, indent=1) + "\n")
-    fmt = lambda v, f=".2f": "-" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f=".2f": "-" if v is None else format(v, f)
     lines = [f"ORT CPU, {args.threads} threads, batch 1, {args.rounds}x{args.runs} runs alternating (p50 ms)", "",
              "| model | size | precision | GMACs | network | postprocess | end to end |", "|---|---:|---|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['size']} | {r['precision']} | {fmt(r['gmacs'])} | {fmt(r['network_p50_ms'])} | "

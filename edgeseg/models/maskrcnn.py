@@ -26,9 +26,17 @@ from edgeseg.catalog import INSTANCE_DEFAULTS as _T
 from edgeseg.models.backbones import FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
 from edgeseg.models.blocks import init_weights
-from edgeseg.models.maskrcnn_heads import (BoxHead, MaskHead, RPNHead, detect, level_anchors,
-                                           multilevel_roi_align, proposals, roi_align_by_level,
-                                           select_class_masks)
+from edgeseg.models.maskrcnn_heads import (
+    BoxHead,
+    MaskHead,
+    RPNHead,
+    detect,
+    level_anchors,
+    multilevel_roi_align,
+    proposals,
+    roi_align_by_level,
+    select_class_masks,
+)
 from edgeseg.models.maskrcnn_targets import mask_targets, rpn_targets, sample_rois
 from edgeseg.models.registry import register_model
 from edgeseg.models.yolact import FPN, LITE_BACKBONE
@@ -141,7 +149,7 @@ class MaskRCNN(SegModel):
             props = proposals([t.detach() for t in logits], [t.detach() for t in deltas], anchors, hw,
                               pre_nms=self.rpn_pre_nms, post_nms=self.rpn_post_nms_train, nms_thresh=self.rpn_nms)
         rois, roi_labels, roi_reg, matched = sample_rois(props, targets, self.num_classes, rois=self.rois_per_image)
-        pool = dict(strides=STRIDES[:4], sampling_ratio=self.sampling_ratio, canonical_size=self.canonical_size)
+        pool = {"strides": STRIDES[:4], "sampling_ratio": self.sampling_ratio, "canonical_size": self.canonical_size}
         cls, box = self.box_head(roi_align_by_level(feats[:4], boxes=rois, size=self.box_pool, **pool))
         flat_labels = roi_labels.reshape(-1)
         fg = flat_labels < self.num_classes

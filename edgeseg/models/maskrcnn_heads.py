@@ -7,6 +7,7 @@ the whole two-stage network exports to one ONNX graph. NMS is the matrix Fast NM
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -14,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models.box_ops import batched_fast_nms, clip_boxes, decode, gather_rows, sorted_topk
+from edgeseg.models.box_ops import (
+    batched_fast_nms,
+    clip_boxes,
+    decode,
+    gather_rows,
+    sorted_topk,
+)
 from edgeseg.models.roi_align import roi_align
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # box-head delta scaling (Detectron2's default)
@@ -129,7 +136,7 @@ class BoxHead(nn.Module):
     def __init__(self, in_channels: int, pool: int, fc_dim: int, num_fc: int, num_classes: int) -> None:
         super().__init__()
         dims = [in_channels * pool * pool] + [fc_dim] * num_fc
-        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.cls = nn.Linear(dims[-1], num_classes + 1)
         self.box = nn.Linear(dims[-1], num_classes * 4)
         self.num_classes = num_classes

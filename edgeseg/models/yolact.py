@@ -27,8 +27,8 @@ from torch import nn
 from edgeseg.catalog import INSTANCE_DEFAULTS as _T
 from edgeseg.models.backbones import ConvBNAct, FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
-from edgeseg.models.box_ops import box_iou, fast_nms  # noqa: F401  (shared with Mask R-CNN; box_iou re-exported)
 from edgeseg.models.blocks import init_weights
+from edgeseg.models.box_ops import box_iou, fast_nms  # noqa: F401  (shared with Mask R-CNN; box_iou re-exported)
 from edgeseg.models.registry import register_model
 from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, OUTPUT_NAMES, Detections, logit, target_size
 

@@ -22,6 +22,7 @@ from edgeseg.catalog import InstanceThresholds
 from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
 from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, ROI_OUTPUTS, box_iou
 from edgeseg.tasks.instance_postprocess import OUTPUT_NAMES as HEADS
+
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 WEIGHTED_ATEN = ("aten.conv2d", "aten.convolution", "aten.conv_transpose2d", "aten.linear", "aten.matmul")
 MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much

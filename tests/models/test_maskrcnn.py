@@ -13,7 +13,14 @@ import torch
 from edgeseg.models import create_model, get_model_info, list_models
 from edgeseg.models.box_ops import batched_fast_nms, decode, encode
 from edgeseg.models.maskrcnn import OUTPUT_NAMES
-from edgeseg.models.maskrcnn_heads import BoxHead, MaskHead, RPNHead, level_anchors, proposals, roi_levels
+from edgeseg.models.maskrcnn_heads import (
+    BoxHead,
+    MaskHead,
+    RPNHead,
+    level_anchors,
+    proposals,
+    roi_levels,
+)
 from edgeseg.models.roi_align import roi_align
 from edgeseg.tasks.instance_postprocess import decode_roi_outputs, paste_roi_masks
 
