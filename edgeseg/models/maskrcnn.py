@@ -34,7 +34,6 @@ from edgeseg.models.maskrcnn_heads import (
     level_anchors,
     multilevel_roi_align,
     proposals,
-    roi_align_by_level,
     select_class_masks,
 )
 from edgeseg.models.maskrcnn_targets import mask_targets, rpn_targets, sample_rois
@@ -149,12 +148,12 @@ class MaskRCNN(SegModel):
             props = proposals([t.detach() for t in logits], [t.detach() for t in deltas], anchors, hw,
                               pre_nms=self.rpn_pre_nms, post_nms=self.rpn_post_nms_train, nms_thresh=self.rpn_nms)
         rois, roi_labels, roi_reg, matched = sample_rois(props, targets, self.num_classes, rois=self.rois_per_image)
-        pool = {"strides": STRIDES[:4], "sampling_ratio": self.sampling_ratio, "canonical_size": self.canonical_size}
-        cls, box = self.box_head(roi_align_by_level(feats[:4], boxes=rois, size=self.box_pool, **pool))
+        cls, box = self.box_head(self._pool(feats, rois, self.box_pool))
         flat_labels = roi_labels.reshape(-1)
         fg = flat_labels < self.num_classes
-        masks_in = [roi_align_by_level([f[i:i + 1] for f in feats[:4]], boxes=b[lab < self.num_classes][None],
-                                       size=self.mask_pool, **pool) for i, (b, lab) in enumerate(zip(rois, roi_labels))]
+        # masks of the foreground RoIs only, image by image (their count differs)
+        masks_in = [self._pool([f[i:i + 1] for f in feats], b[lab < self.num_classes][None], self.mask_pool)
+                    for i, (b, lab) in enumerate(zip(rois, roi_labels))]
         mask_logits = self.mask_head(torch.cat(masks_in))
         return {"rpn_logits": torch.cat(logits, 1), "rpn_deltas": torch.cat(deltas, 1), "rpn_labels": rpn_labels,
                 "rpn_targets": rpn_reg, "cls_logits": cls, "box_deltas": box, "roi_labels": flat_labels,

@@ -15,13 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models.box_ops import (
-    batched_fast_nms,
-    clip_boxes,
-    decode,
-    gather_rows,
-    sorted_topk,
-)
+from edgeseg.models.box_ops import batched_fast_nms, clip_boxes, decode, fast_nms, gather_rows, sorted_topk
 from edgeseg.models.roi_align import roi_align
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # box-head delta scaling (Detectron2's default)
@@ -74,20 +68,16 @@ def proposals(logits: list[torch.Tensor], deltas: list[torch.Tensor], anchors: l
     Per level the ``pre_nms`` best anchors are decoded and clipped; Fast NMS runs within each level;
     boxes smaller than ``min_size`` and suppressed ones drop to the end (their score is -inf).
     """
-    boxes, scores, levels = [], [], []
-    for lvl, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+    boxes, scores = [], []
+    for lg, dl, an in zip(logits, deltas, anchors):
         s, idx = sorted_topk(lg, pre_nms)
-        b = decode(gather_rows(dl, idx), an[idx])
-        boxes.append(clip_boxes(b, image_hw))
-        scores.append(s)
-        levels.append(torch.full_like(idx, lvl))
-    b, s, lv = torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(levels, 1)
-    s, order = sorted_topk(s, s.shape[1])
-    b, lv = gather_rows(b, order), torch.gather(lv, 1, order)
-    keep = batched_fast_nms(b, s, lv, nms_thresh, span=float(max(image_hw)) + 1.0)
-    wh = b[..., 2:] - b[..., :2]
-    keep = keep & (wh.amin(dim=-1) > min_size)
-    _, best = sorted_topk(torch.where(keep, s, torch.full_like(s, -math.inf)), post_nms)
+        b = clip_boxes(decode(gather_rows(dl, idx), an[idx]), image_hw)
+        wh = b[..., 2:] - b[..., :2]
+        keep = fast_nms(b, s, nms_thresh) & (wh.amin(dim=-1) > min_size)  # one small matrix per level
+        boxes.append(b)
+        scores.append(torch.where(keep, s, torch.full_like(s, -math.inf)))
+    b, s = torch.cat(boxes, 1), torch.cat(scores, 1)
+    _, best = sorted_topk(s, post_nms)
     return gather_rows(b, best)
 
 
@@ -102,31 +92,24 @@ def multilevel_roi_align(feats: list[torch.Tensor], strides: Sequence[int], boxe
                          sampling_ratio: int, canonical_size: float) -> torch.Tensor:
     """RoIAlign of ``boxes`` N x P x 4 on the FPN level each is assigned to -> N*P x C x size x size.
 
-    Every level pools every box (static shapes); the box's own level is then selected, so the graph
-    holds one ``RoiAlign`` per level and a few ``Where``.
+    One ``RoiAlign`` for all levels: the levels, each padded by one replicated pixel, sit side by side in
+    one map, and each box is moved into its level's tile. For boxes inside the image this equals pooling
+    each level on its own (a sample within half a pixel of a tile's edge reads the replicated edge, as
+    RoIAlign's clamping does), at the cost of one level instead of all of them.
     """
-    level = roi_levels(boxes, len(feats), canonical_size).reshape(-1, 1, 1, 1)
-    out = None
-    for i, (f, s) in enumerate(zip(feats, strides)):
-        pooled = roi_align(f, boxes, (size, size), 1.0 / s, sampling_ratio, aligned=True)
-        out = pooled if out is None else torch.where(level == i, pooled, out)
-    assert out is not None
-    return out
-
-
-def roi_align_by_level(feats: list[torch.Tensor], strides: Sequence[int], boxes: torch.Tensor, size: int,
-                       sampling_ratio: int, canonical_size: float) -> torch.Tensor:
-    """Training twin of :func:`multilevel_roi_align`: each box pooled on its own level only (dynamic shapes,
-    a quarter of the work and memory) -> N*P x C x size x size."""
-    n, p = boxes.shape[:2]
     level = roi_levels(boxes, len(feats), canonical_size)
-    out = feats[0].new_zeros((n * p, feats[0].shape[1], size, size))
-    for i in range(n):
-        for lvl, (f, s) in enumerate(zip(feats, strides)):
-            sel = torch.nonzero(level[i] == lvl).flatten()
-            if len(sel):
-                out[i * p + sel] = roi_align(f[i:i + 1], boxes[i, sel][None], (size, size), 1.0 / s, sampling_ratio)
-    return out
+    height = int(feats[0].shape[-2]) + 2
+    tiles, offsets, x = [], [], 0
+    for f in feats:
+        t = F.pad(f, (1, 1, 1, 1), mode="replicate")
+        tiles.append(F.pad(t, (0, 0, 0, height - int(t.shape[-2]))))
+        offsets.append(x + 1)
+        x += int(t.shape[-1])
+    scale = (1.0 / torch.tensor([float(s) for s in strides], device=boxes.device))[level]
+    shift = torch.tensor([float(o) for o in offsets], device=boxes.device)[level]
+    one = torch.ones_like(shift)
+    moved = boxes * scale[..., None] + torch.stack([shift, one, shift, one], dim=-1)
+    return roi_align(torch.cat(tiles, dim=-1), moved, (size, size), 1.0, sampling_ratio, aligned=True)
 
 
 class BoxHead(nn.Module):

@@ -185,6 +185,10 @@ def test_onnx_export_matches_pytorch_detections() -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
                           output_names=list(OUTPUT_NAMES))
+    import onnx
+
+    ops = [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node]
+    assert ops.count("RoiAlign") == 2  # one for the box head, one for the mask head, all levels each
     got = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
     with torch.no_grad():
         ref = [t.numpy() for t in model(x)]
@@ -192,11 +196,19 @@ def test_onnx_export_matches_pytorch_detections() -> None:
         np.testing.assert_allclose(g.astype(np.float64), r.astype(np.float64), atol=1e-4, err_msg=name)
 
 
-def test_training_pooling_equals_the_static_one() -> None:
-    from edgeseg.models.maskrcnn_heads import multilevel_roi_align, roi_align_by_level
+def test_one_roialign_for_all_levels_equals_pooling_each_level() -> None:
+    from edgeseg.models.maskrcnn_heads import multilevel_roi_align
 
     torch.manual_seed(0)
-    feats = [torch.randn(2, 4, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
-    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 60, 60], [5, 5, 40, 30]], [[1, 2, 3, 4], [0, 0, 64, 64], [9, 9, 30, 50]]])
-    args = ((4, 8, 16, 32), boxes, 5, 2, 16.0)
-    torch.testing.assert_close(roi_align_by_level(feats, *args), multilevel_roi_align(feats, *args))
+    strides = (4, 8, 16, 32)
+    feats = [torch.randn(2, 4, 64 // s, 96 // s) for s in strides]
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 60, 60], [5, 5, 40, 30]],
+                          [[1, 2, 3, 4], [0, 0, 96, 64], [50, 9, 96, 64]]])  # image edges and corners included
+    got = multilevel_roi_align(feats, strides, boxes, 5, 2, 16.0)
+    level = roi_levels(boxes, 4, 16.0)
+    assert set(level.flatten().tolist()) == {0, 1, 2, 3}
+    for i in range(2):
+        for j in range(3):
+            lvl = int(level[i, j])
+            want = reference_roi_align(feats[lvl][i:i + 1], boxes[i:i + 1, j:j + 1], (5, 5), 1 / strides[lvl], 2)
+            torch.testing.assert_close(got[i * 3 + j].double(), want[0], atol=1e-5, rtol=0)
