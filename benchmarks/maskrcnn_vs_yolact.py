@@ -161,12 +161,16 @@ def write(results: list[dict], args: argparse.Namespace, cpu0: os.times_result, 
 
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"threads": args.threads, "rounds": args.rounds, "runs": args.runs, "cpu": platform.processor() or
-           platform.machine(), "process_cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system,
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                platform.machine())
+    doc = {"threads": args.threads, "rounds": args.rounds, "runs": args.runs, "cpu": name, "cores": os.cpu_count(),
+           "load_average": os.getloadavg(), "process_cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system,
            "wall_s": cpu.elapsed - cpu0.elapsed, "results": results}
     (out / "maskrcnn_vs_yolact.json").write_text(json.dumps(doc, indent=1) + "\n")
     fmt = lambda v, f=".2f": "-" if v is None else format(v, f)
-    lines = [f"ORT CPU, {args.threads} threads, batch 1, {args.rounds}x{args.runs} runs alternating (p50 ms)", "",
+    lines = [f"ORT CPU ({name}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), {args.threads} "
+             f"threads, batch 1, {args.rounds}x{args.runs} runs alternating (p50 ms)", "",
              "| model | size | precision | GMACs | network | postprocess | end to end |", "|---|---:|---|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['size']} | {r['precision']} | {fmt(r['gmacs'])} | {fmt(r['network_p50_ms'])} | "
               f"{fmt(r['postprocess_p50_ms'])} | {fmt(r['end_to_end_p50_ms'])} |" for r in results]
