@@ -18,7 +18,7 @@ Every export (``edgeseg.export.export``: ONNX, PTQ/QAT/mixed INT8, whole-val-spl
 with ``session.intra_op.allow_spinning=0``, the other processes' CPU use recorded per round; it holds
 /tmp/edgeseg-bench.lock.
 
-Usage: python benchmarks/compress_bench.py --runs RUNS --lite LITE --data ROOT --out OUT [--prepare-only]
+Usage: python -m benchmarks.compress_bench --runs RUNS --lite LITE --data ROOT --out OUT [--prepare-only]
 Writes benchmarks/results/compress_bench.json and compress_bench.md (or ``--results DIR``); compress.md
 holds the narrative around it.
 """
@@ -26,21 +26,16 @@ holds the narrative around it.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
-import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from benchmarks.record import RESULTS, write_results
+from benchmarks.timing import SESSION_CONFIG, bench_lock, side_by_side
 
-ROOT = Path(__file__).resolve().parents[1]
 LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 2.0, "max_time_s": 60.0}
-SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}  # what OrtBackend(spinning=False) sets
 
 
 @dataclass
@@ -95,7 +90,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Row], dict[str, Export], dict[s
         tag, ckpt = f"{fam}-p50", runs / f"{fam}-p50" / "model.pt"  # type: ignore[operator]
         val = summary[fam]["val"]
         fresh[f"{fam} fp32"] = {"model": fam, "like": ckpt, "params": summary[tag]["figures"]["before"]["params"]}
-        rows.append(Row(f"{fam} fp32", f"{fam} fp32", None, dice={**_acc(val), "source": "GPU run, torch FP32"}))
+        rows.append(Row(f"{fam} fp32", f"{fam} fp32", None, dice={**acc_figures(val), "source": "GPU run, torch FP32"}))
         exports[tag] = Export(ckpt, ["fp32", "int8"], common)
         rows += [Row(f"{tag} fp32", f"{fam} fp32", tag), Row(f"{tag} int8 ptq", f"{fam} fp32", tag, "int8")]
         if fam in args.qat_families.split(","):
@@ -141,7 +136,7 @@ def fresh_onnx(model: str, like: Path, path: Path, hw: tuple[int, int], params: 
     import torch
 
     from edgeseg.artifacts.checkpoint import load_checkpoint
-    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.artifacts.onnx_export import export_onnx
     from edgeseg.models import create_model
     from edgeseg.models.profile import count_params
     from edgeseg.recipe import recipe_from_dict
@@ -177,82 +172,50 @@ def prepare(rows: list[Row], exports: dict[str, Export], fresh: dict[str, dict[s
         art = next(a for a in arts if a["precision"] == row.precision)
         int8 = next(a for a in arts if a["precision"] == "int8")
         acc = int8["accuracy"]["int8" if row.precision == "int8" else "fp32"]
-        row.file, row.dice = Path(art["path"]), {**_acc(acc), "source": "this CPU, ONNX Runtime"}
+        row.file, row.dice = Path(art["path"]), {**acc_figures(acc), "source": "this CPU, ONNX Runtime"}
 
 
-def time_side_by_side(paths: dict[str, Path], hw: tuple[int, int], rounds: int, threads: int) -> dict[str, Any]:
-    """Best p50 per file over ``rounds`` alternating rounds, with the other processes' CPU use per round."""
-    from edgeseg.bench.contention import CpuWatch, contention_reason
-    from edgeseg.bench.latency import measure_latency
-    from edgeseg.runtime.ort_rt import OrtBackend
-
-    backends = {k: OrtBackend(p, device="cpu", threads=threads, spinning=False) for k, p in paths.items()}
-    best: dict[str, Any] = {}
-    for r in range(rounds):
-        order = list(backends) if r % 2 == 0 else list(backends)[::-1]  # nobody always goes first
-        for key in order:
-            be = backends[key]
-            x = np.random.default_rng(0).standard_normal((1, be.meta.in_channels, *hw)).astype(np.float32)
-            with CpuWatch() as watch:
-                stats = measure_latency(lambda be=be, x=x: be(x), sync=be.synchronize, **LATENCY_KW).to_dict()
-            busy = contention_reason(watch.other_cores, threads=threads, cores=os.cpu_count() or 1,
-                                     wall_s=watch.wall_s)
-            row = best.setdefault(key, {"p50_ms": float("inf"), "rounds": [], "contention": [],
-                                        "other_cores": []})
-            row["rounds"].append(round(stats["p50_ms"], 3))
-            row["contention"].append(busy)
-            row["other_cores"].append(round(watch.other_cores, 2))
-            row["p50_ms"] = min(row["p50_ms"], stats["p50_ms"])
-        print(f"latency round {r + 1}/{rounds}: " + ", ".join(f"{k} {v['rounds'][-1]:.1f}" for k, v in best.items()),
-              flush=True)
-    return best
-
-
-def write_results(rows: list[Row], latency: dict[str, Any], args: argparse.Namespace, results: Path,
-                  prep_s: float) -> None:
-    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
-    from edgeseg.bench.machine import cpu_model
-
-    table = {r.label: {**r.dice, "file": str(r.file), **({"latency_ms": latency[r.label]["p50_ms"],
-                       "latency_rounds": latency[r.label]["rounds"], "other_cores": latency[r.label]["other_cores"],
-                       "contention": [c for c in latency[r.label]["contention"] if c]} if latency else {})}
-             for r in rows}
+def table(rows: list[Row], latency: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every row's Dice, file and (when timed) best p50, rounds, load, and speed-up / Dice drop vs its FP32 row."""
+    out = {r.label: {**r.dice, "file": str(r.file)} for r in rows}
     for r in rows:
-        ref, row = table[r.ref], table[r.label]
+        if latency:
+            lat = latency[r.label]
+            out[r.label].update(latency_ms=lat["best_p50_ms"], latency_rounds=lat["rounds"],
+                                other_cores=lat["other_cores"], contention=[c for c in lat["contention"] if c])
+    for r in rows:
+        ref, row = out[r.ref], out[r.label]
         row["dice_drop_points"] = 100 * (ref["dice"] - row["dice"])
         if latency:
             row["speedup_vs_fp32"] = ref["latency_ms"] / row["latency_ms"]
-    doc = {"command": " ".join([sys.executable, *sys.argv]),
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": cpu_model(),
-           "cores": os.cpu_count(), "threads": args.threads, "session_config": SESSION_CONFIG,
-           "input": [1, "C", 256, 256], "versions": library_versions(), "prepare_seconds": round(prep_s, 1),
-           "rows": table}
-    results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(results / "compress_bench.json", doc)
-    lines = [f"# Compression on membranes ({doc['date']}, {doc['machine']}, ONNX Runtime CPU, {args.threads} "
-             "threads, batch 1, 256x256; Dice on the whole val split)", "",
+    return out
+
+
+def markdown(rows: dict[str, dict[str, Any]], timed: bool, args: argparse.Namespace) -> list[str]:
+    lines = [f"# Compression on membranes (ONNX Runtime CPU, {args.threads} threads, batch 1, {args.size}x{args.size}; "
+             "Dice on the whole val split; latency: best median of alternating rounds)", "",
              "| artifact | latency ms | speed-up vs FP32 | mean Dice | Dice drop (pts) | Dice from | busy rounds |",
              "|---|---:|---:|---:|---:|---|---:|"]
-    for label, row in table.items():
-        lat = (f"{row['latency_ms']:.1f} | {row['speedup_vs_fp32']:.2f}x" if latency else "- | -")
-        busy = f"{len(row.get('contention', []))}/{args.rounds}" if latency else "-"
+    for label, row in rows.items():
+        lat = f"{row['latency_ms']:.1f} | {row['speedup_vs_fp32']:.2f}x" if timed else "- | -"
+        busy = f"{len(row.get('contention', []))}/{args.rounds}" if timed else "-"
         lines.append(f"| {label} | {lat} | {row['dice']:.4f} | {row['dice_drop_points']:+.2f} | {row['source']} | {busy} |")
-    lines += ["", f"Command: `{doc['command']}`"]
-    atomic_write_text(results / "compress_bench.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
-def _acc(m: dict[str, Any]) -> dict[str, Any]:
+def acc_figures(m: dict[str, Any]) -> dict[str, Any]:
+    """Dice, mIoU and image count of an evaluation."""
     return {"dice": m["mean_dice"], "miou": m["miou"], "images": m["num_images"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", help="compress_train_gpu.py output: summary.json, <big>-p50/model.pt")
+    ap.add_argument("--runs", help="benchmarks.compress_train_gpu output: summary.json, <big>-p50/model.pt")
     ap.add_argument("--lite", help="folder with <model>/model.pt and <model>-pNN/model.pt trained here")
     ap.add_argument("--data", help="dataset root (default: the one stored in each checkpoint's recipe)")
     ap.add_argument("--out", default="runs/compress_bench", help="export cache")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--results", default=str(RESULTS),
+                    help="folder of compress_bench.json and compress_bench.md")
     ap.add_argument("--big", default="unet,segnet")
     ap.add_argument("--qat-families", default="unet,segnet")
     ap.add_argument("--mixed-families", default="segnet")
@@ -289,10 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     prep_s = time.time() - t0
     latency: dict[str, Any] = {}
     if not args.prepare_only:
-        with open("/tmp/edgeseg-bench.lock", "w") as lock:  # only the timing holds the machine-wide lock
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            latency = time_side_by_side({r.label: r.file for r in rows if r.file}, hw, args.rounds, args.threads)
-    write_results(rows, latency, args, Path(args.results), prep_s)
+        with bench_lock():  # only the timing holds the machine-wide lock
+            latency = side_by_side({r.label: r.file for r in rows if r.file}, hw, threads=args.threads,
+                                   rounds=args.rounds, latency=LATENCY_KW)
+    done = table(rows, latency)
+    record = {"threads": args.threads, "session_config": SESSION_CONFIG, "input": [1, "C", args.size, args.size],
+              "prepare_seconds": round(prep_s, 1), "rows": done}
+    write_results(Path(args.results) / "compress_bench", record, markdown(done, bool(latency), args))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Per-operator time of ExecuTorch programs from ETDump: where FP32 and INT8 .pte files spend their time.
 
-Usage: flock /tmp/edgeseg-bench.lock python benchmarks/executorch_profile.py A.pte B.pte [--threads 2] [--runs 20]
-       [--out benchmarks/results/executorch_profile]
+Usage: flock /tmp/edgeseg-bench.lock python -m benchmarks.executorch_profile A.pte B.pte [--threads 2] [--runs 20]
+       [--results benchmarks/results/executorch_profile] [--quick]
 
 The pip wheel's runtime records an ETDump when a program is loaded with ``enable_etdump=True``; the
 XNNPACK delegate reports each of its operators ("Convolution (NHWC, QC8) IGEMM #3", ...). Events are
 grouped by operator kind (the name without its ``#n``); per kind: the sum over the graph of each
-event's median time over the runs. Writes OUT.{json,md}.
+event's median time over the runs. ``--quick``: 2 runs (a smoke run). Writes RESULTS.{json,md}.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.record import command_line, parse_options, write_results
 
 
 def profile(path: Path, threads: int, runs: int) -> dict[str, float]:
@@ -51,32 +51,30 @@ def profile(path: Path, threads: int, runs: int) -> dict[str, float]:
     return dict(kinds)
 
 
-def main() -> None:
+def markdown(result: dict[str, dict[str, float]], programs: list[Path], args: argparse.Namespace) -> list[str]:
+    kinds = sorted({k for r in result.values() for k in r if k != "total"},
+                   key=lambda k: -max(r.get(k, 0.0) for r in result.values()))
+    names = [f"{p.parent.parent.name}/{p.name}" if p.parent.name == "export" else p.name for p in programs]
+    md = [f"# ExecuTorch per-operator time (ETDump, XNNPACK, {args.threads} threads, median of {args.runs} runs, ms)",
+          "", "| operator | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for kind in kinds + ["total"]:
+        md.append(f"| {kind} | " + " | ".join(f"{r.get(kind, 0.0):.3f}" for r in result.values()) + " |")
+    return md
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("programs", nargs="+", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "executorch_profile")
-    args = ap.parse_args()
-
-    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
-    from edgeseg.bench.machine import machine_info
-
+    args = parse_options(ap, "executorch_profile", argv, quick="2 runs")
+    if args.quick:
+        args.runs = 2
     result = {str(p): profile(p, args.threads, args.runs) for p in args.programs}
-    kinds = sorted({k for r in result.values() for k in r if k != "total"},
-                   key=lambda k: -max(r.get(k, 0.0) for r in result.values()))
-    names = [f"{p.parent.parent.name}/{p.name}" if p.parent.name == "export" else p.name for p in args.programs]
-    md = [f"# ExecuTorch per-operator time (ETDump, XNNPACK, {args.threads} threads, median of {args.runs} runs, ms)",
-          "", f"Command: `python benchmarks/executorch_profile.py {' '.join(map(str, args.programs))} "
-          f"--threads {args.threads} --runs {args.runs}`", "",
-          "| operator | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for kind in kinds + ["total"]:
-        md.append(f"| {kind} | " + " | ".join(f"{r.get(kind, 0.0):.3f}" for r in result.values()) + " |")
-    atomic_write_json(args.out.with_suffix(".json"), {"command": md[2], "machine": machine_info(),
-                                                      "versions": library_versions(("torch", "executorch")),
-                                                      "threads": args.threads, "runs": args.runs, "ms": result})
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(md) + "\n")
-    print("\n".join(md))
+    record = {"threads": args.threads, "runs": args.runs, "ms": result}
+    write_results(args.results, record,
+                  markdown(result, args.programs, args), command=command_line(locked=True),
+                  libraries=("edgeseg", "torch", "executorch"))
 
 
 if __name__ == "__main__":

@@ -1,153 +1,90 @@
 """INT8 vs FP32 accuracy of a trained instance model in ONNX Runtime: mask/box AP on the whole val split.
 
-Usage: flock /tmp/edgeseg-bench.lock python benchmarks/instance_int8.py RECIPE --checkpoint RUN/model.pt
-           [--calib 52] [--threads 2] [--results benchmarks/results/NAME_int8]
+Usage: flock /tmp/edgeseg-bench.lock python -m benchmarks.instance_int8 RECIPE --checkpoint RUN/model.pt
+           [--calib 52] [--threads 2] [--out DIR] [--results benchmarks/results/NAME_int8] [--set k=v ...] [--quick]
 
-Exports the checkpoint (written by benchmarks/instance_train.py) to ONNX with dynamic height/width,
-quantizes it with edgeseg's CPU INT8 settings (ORT static QDQ, u8 activations, s8 per-channel weights),
-calibrated on TRAINING-split images (native size, zero-padded to multiples of 32, minmax), then runs
-both models over every validation image at native resolution with the numpy postprocess beside the
-runtime (the postprocess stays in float) and scores them with the COCO evaluator. Writes
-RESULTS.{json,md}. Target (issue 9): INT8 mask AP within 1 point of FP32.
+``edgeseg.export`` writes the checkpoint (e.g. from ``benchmarks.instance_train``) to ONNX with dynamic
+height/width and INT8 QDQ with edgeseg's CPU settings (u8 activations, s8 per-channel weights; the
+task keeps the decode tail after the last convolutions in float), calibrated (minmax) on TRAINING-split
+images, ``int8_policy=always``; export itself evaluates both files on every validation image at native
+resolution. This script then scores both files with ``edgeseg.evaluate`` (every validation image at native
+resolution, the numpy postprocess beside the runtime, the COCO evaluator: all mask and box APs).
+``--quick``: 4 calibration images: a smoke run of the script (give it a quick instance_train checkpoint).
+Writes RESULTS.{json,md}. Target (issue 9): INT8 mask AP within 1 point of FP32.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from benchmarks.export_int8 import onnx_artifact
+from benchmarks.record import QUICK, ROOT, command_line, parse_options, results_stem, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_checkpoint(path: Path) -> Any:
-    """An edgeseg checkpoint's model in eval mode (also the bare {config, state_dict} of early runs)."""
-    import torch
-
-    from edgeseg.artifacts.checkpoint import build_from_config
-    from edgeseg.artifacts.checkpoint import load_checkpoint as load
-
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" in raw and "config" in raw and "meta" not in raw:
-        model = build_from_config(raw["config"])
-        model.load_state_dict(raw["state_dict"])
-        return model.eval()
-    return load(path).model.eval()
+KEYS = ("mask_ap", "mask_ap50", "mask_ap75", "box_ap", "box_ap50")
 
 
-def export_dynamic(model: Any, path: Path) -> Path:
-    import onnxslim
-    import torch
+def export_both(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """FP32 + INT8 ONNX of the checkpoint by ``edgeseg.export``, each scored by ``edgeseg.evaluate``;
+    returns the INT8 artifact's record with ``metrics`` of both."""
+    from edgeseg.evaluate import evaluate
+    from edgeseg.export import export
 
-    x = torch.randn(1, model.in_channels, 256, 256)
-    prog = torch.onnx.export(model, (x,), dynamo=True, opset_version=18, input_names=["input"],
-                             output_names=list(model.output_names), optimize=True, verbose=False,
-                             dynamic_shapes=({0: "batch", 2: "height", 3: "width"},))
-    import onnx
-
-    onnx.save(onnxslim.slim(prog.model_proto), str(path))
-    return path
-
-
-def padded_images(dataset: Any, stride: int, limit: int | None = None) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    from edgeseg.data.preprocess import pad_to_stride
-
-    out = []
-    for i in range(len(dataset.samples) if limit is None else min(limit, len(dataset.samples))):
-        image, _ = dataset[i]
-        padded, hw = pad_to_stride(image.numpy(), stride)
-        out.append((padded[None], hw))
-    return out
+    overrides = [f"export.calibration.images={args.calib}", "export.calibration.method=minmax",
+                 "export.int8_policy=always", *args.overrides]
+    doc = export(args.checkpoint, out, formats=["onnx"], precisions=["fp32", "int8"], recipe=args.recipe,
+                 overrides=overrides)
+    int8 = onnx_artifact(doc, "int8")
+    files = {"fp32": onnx_artifact(doc, "fp32")["path"], "int8": int8["path"]}
+    int8["metrics"] = {k: evaluate(path, recipe=args.recipe, overrides=args.overrides, threads=args.threads)
+                       for k, path in files.items()}
+    return int8
 
 
-def evaluate(session: Any, dataset: Any, recipe: Any, stride: int) -> dict[str, Any]:
-    from edgeseg.metrics.instance import InstanceEvaluator
-    from edgeseg.tasks.instance_postprocess import postprocess
+def markdown(name: str, int8: dict[str, Any], drop: dict[str, float]) -> list[str]:
+    metrics, q = int8["metrics"], int8["quantization"]
+    fp32 = metrics["fp32"]
+    md = [f"# {name}: INT8 vs FP32 accuracy (ONNX Runtime CPU, numpy postprocess)", "",
+          f"INT8 by `edgeseg.export`: ORT static QDQ (edgeseg CPU settings: u8 activations, s8 per-channel "
+          f"weights; {len(q.get('excluded', {}))} nodes of the decode tail kept in float), minmax calibration on "
+          f"{int8['calibration']['images']} training images; {q['quantized_nodes']} weighted nodes in INT8, "
+          f"{q['skipped_nodes']} in float. Evaluated on all {fp32['num_images']} validation images "
+          f"({fp32['num_instances']} instances) at native resolution, maxDets {fp32['max_dets']}.", "",
+          "| precision | mask AP | mask AP50 | mask AP75 | box AP | box AP50 |", "|---|---:|---:|---:|---:|---:|"]
+    md += [f"| {k.upper()} | " + " | ".join(f"{metrics[k][m]:.4f}" for m in KEYS) + " |" for k in ("fp32", "int8")]
+    return md + ["", f"Drop FP32 -> INT8 (points): mask AP {drop['mask_ap']:+.2f}, mask AP50 {drop['mask_ap50']:+.2f}, "
+                     f"box AP {drop['box_ap']:+.2f}. Target (mask AP within 1 point): "
+                     f"{'met' if abs(drop['mask_ap']) <= 1.0 else 'NOT met'}."]
 
-    ic = recipe.instance
-    ev = InstanceEvaluator(dataset.class_names, max_dets=ic.max_dets)
-    names = [o.name for o in session.get_outputs()]
-    for i, (x, hw) in enumerate(padded_images(dataset, stride)):
-        outs = dict(zip(names, session.run(None, {"input": x})))
-        det = postprocess(outs, input_hw=x.shape[-2:], image_hw=hw, placement="pad", score_thresh=ic.score_thresh,
-                          iou_thresh=ic.iou_thresh, top_k=ic.top_k, max_dets=ic.max_dets, mask_thresh=ic.mask_thresh)[0]
-        _, target = dataset[i]
-        ev.update(dataset.image_ids[i], det, {k: v.numpy() for k, v in target.items()})
-    return ev.compute()
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", type=Path)
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--calib", type=int, default=52, help="training images used for calibration")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--results", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads while evaluating")
+    ap.add_argument("--out", type=Path, default=None, help="export folder (default benchmarks/.runs/NAME_int8)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--quantize-tail", action="store_true",
-                    help="also quantize the decode tail after the last convolutions (default: kept in float)")
-    args = ap.parse_args()
+    args = parse_options(ap, None, argv, quick="4 calibration images")
+    if args.quick:
+        args.calib = 4
 
-    import onnxruntime as ort
-
-    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
-    from edgeseg.bench.machine import machine_info
-    from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
-    from edgeseg.data.instances import build_instance_dataset
     from edgeseg.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    results = args.results or ROOT / "benchmarks" / "results" / f"{recipe.name.replace('-', '_')}_int8"
-    model = load_checkpoint(args.checkpoint)
-    m = recipe.model
-    train = build_instance_dataset(recipe.data, "train", in_channels=m.in_channels, num_classes=m.num_classes)
-    val = build_instance_dataset(recipe.data, "val", in_channels=m.in_channels, num_classes=m.num_classes)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    with tempfile.TemporaryDirectory(prefix="edgeseg-inst-int8-") as tmp:
-        fp32 = export_dynamic(model, Path(tmp) / "model.onnx")
-        calib = [x for x, _ in padded_images(train, model.stride, args.calib)]
-        ranges = calibrate(fp32, iter(calib), method="minmax", total=len(calib))
-        int8 = Path(tmp) / "model.int8.onnx"
-        import onnx
-
-        from edgeseg.models.yolact import float_tail_nodes
-
-        tail = [] if args.quantize_tail else float_tail_nodes(onnx.load(str(fp32)))
-        qinfo = quantize(fp32, int8, ranges, CPU_SETTINGS, method="minmax", exclude=tail)
-        metrics = {}
-        for key, path in (("fp32", fp32), ("int8", int8)):
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            metrics[key] = evaluate(sess, val, recipe, model.stride)
-    drop = {k: round(100 * (metrics["fp32"][k] - metrics["int8"][k]), 2) for k in ("mask_ap", "mask_ap50", "box_ap")}
-    command = (f"flock /tmp/edgeseg-bench.lock python benchmarks/instance_int8.py {args.recipe} --checkpoint "
-               f"{args.checkpoint} --calib {args.calib} --threads {args.threads}"
-               + (" --quantize-tail" if args.quantize_tail else ""))
-    record = {"command": command, "machine": machine_info(), "versions": library_versions(),
-              "calibration_images": len(calib), "calibration_split": "train",
-              "float_tail_nodes": len(tail), "val_images": len(val),
-              "quantization": {k: v for k, v in qinfo.items() if k != "excluded"}, "metrics": metrics,
-              "drop_points": drop, "target_mask_ap_within_1_point": abs(drop["mask_ap"]) <= 1.0}
-    atomic_write_json(results.with_suffix(".json"), record)
-    md = [f"# {recipe.name}: INT8 vs FP32 accuracy (ONNX Runtime CPU, numpy postprocess)", "",
-          f"Command: `{command}`. INT8: ORT static QDQ (edgeseg CPU settings: u8 activations, s8 per-channel "
-          f"7-bit weights; decode tail after the last convolutions "
-          f"{'quantized too' if args.quantize_tail else f'kept in float ({len(tail)} nodes)'}), minmax calibration on {len(calib)} training images; {qinfo['quantized_nodes']} weighted "
-          f"nodes in INT8, {qinfo['skipped_nodes']} in float. Evaluated on all {len(val)} validation images "
-          f"({metrics['fp32']['num_instances']} instances) at native resolution, maxDets {metrics['fp32']['max_dets']}.",
-          "", "| precision | mask AP | mask AP50 | mask AP75 | box AP | box AP50 |", "|---|---:|---:|---:|---:|---:|"]
-    for key in ("fp32", "int8"):
-        r = metrics[key]
-        md.append(f"| {key.upper()} | {r['mask_ap']:.4f} | {r['mask_ap50']:.4f} | {r['mask_ap75']:.4f} | "
-                  f"{r['box_ap']:.4f} | {r['box_ap50']:.4f} |")
-    md += ["", f"Drop FP32 -> INT8 (points): mask AP {drop['mask_ap']:+.2f}, mask AP50 {drop['mask_ap50']:+.2f}, "
-               f"box AP {drop['box_ap']:+.2f}. Target (mask AP within 1 point): "
-               f"{'met' if record['target_mask_ap_within_1_point'] else 'NOT met'}."]
-    atomic_write_text(results.with_suffix(".md"), "\n".join(md) + "\n")
-    print("\n".join(md))
+    name = load_recipe(args.recipe, args.overrides).name
+    stem = f"{name.replace('-', '_')}_int8"
+    out = args.out or (QUICK if args.quick else ROOT / "benchmarks" / ".runs") / stem
+    int8 = export_both(args, out)
+    acc = int8["metrics"]
+    drop = {k: round(100 * (acc["fp32"][k] - acc["int8"][k]), 2) for k in ("mask_ap", "mask_ap50", "box_ap")}
+    record = {"export": str(out), "calibration": int8["calibration"], "calibration_split": "train",
+              "quantization": {k: v for k, v in int8["quantization"].items() if k != "excluded"},
+              "float_nodes": len(int8["quantization"].get("excluded", {})), "val_images": acc["fp32"]["num_images"],
+              "metrics": {k: acc[k] for k in ("fp32", "int8")}, "drop_points": drop,
+              "target_mask_ap_within_1_point": abs(drop["mask_ap"]) <= 1.0}
+    write_results(results_stem(args.results, stem, args.quick), record, markdown(name, int8, drop),
+                  command=command_line(locked=True))
 
 
 if __name__ == "__main__":

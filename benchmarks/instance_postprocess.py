@@ -1,14 +1,14 @@
 """Time of the numpy instance postprocess (edgeseg.tasks.instance_postprocess) for 100 detections.
 
-Usage: flock /tmp/edgeseg-bench.lock python benchmarks/instance_postprocess.py [--size 320] [--classes 80]
-           [--detections 100] [--box-min 8] [--box-max 96]
+Usage: flock /tmp/edgeseg-bench.lock python -m benchmarks.instance_postprocess [--size 320] [--classes 80]
+           [--detections 100] [--box-min 8] [--box-max 96] [--quick]
 
 The raw outputs are those of yolact-lite at SIZE x SIZE (A = 2100 points at 320, 32 prototypes at
 stride 4): logits that give exactly DETECTIONS survivors (well-separated boxes with side BOX_MIN..BOX_MAX
 px, one class each; every other point scores under the threshold), prototypes/coefficients random.
 Times postprocess() end to end (sigmoid, per-class Fast NMS, top-k, mask assembly, bilinear upsampling
 inside each box, threshold) on one thread (numpy's BLAS pinned to 1 thread), median of many runs.
-Writes benchmarks/results/instance_postprocess.{json,md}. Target (issue 9): under 3 ms for 100 detections.
+``--quick``: 10 runs: a smoke run of the script. Writes benchmarks/results/instance_postprocess.{json,md}. Target (issue 9): under 3 ms for 100 detections.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__":  # numpy's BLAS reads these when it loads; an importer (a test) keeps its own
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
-from pathlib import Path  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.record import command_line, parse_options, write_results  # noqa: E402
 
 
 def synthetic_outputs(size: int, classes: int, dets: int, box_min: int, box_max: int,
@@ -52,7 +54,33 @@ def synthetic_outputs(size: int, classes: int, dets: int, box_min: int, box_max:
             "protos": np.maximum(rng.standard_normal((1, k, hp, hp)), 0).astype(np.float32)}
 
 
-def main() -> None:
+def cpu_time_p50(fn: Callable[[], Any], runs: int) -> float:
+    """Median CPU time (ms) of the calling thread per call: what the code costs, whatever share of the
+    cores the scheduler gave it."""
+    cpu = []
+    for _ in range(runs):
+        t0 = time.thread_time()
+        fn()
+        cpu.append(time.thread_time() - t0)
+    return float(np.median(cpu) * 1e3)
+
+
+def markdown(args: argparse.Namespace, outs: dict[str, np.ndarray], record: dict[str, Any]) -> list[str]:
+    st, cpu_p50 = record["latency"], record["cpu_time_p50_ms"]
+    return [f"# numpy instance postprocess, {args.detections} detections", "",
+            "numpy BLAS on 1 thread.", "",
+            f"Input: yolact-lite outputs at {args.size}x{args.size} ({outs['scores'].shape[1]} points, "
+            f"{args.classes} classes, 32 prototypes {args.size // 4}x{args.size // 4}); {record['detections']} "
+            f"detections, boxes {args.box_min}-{args.box_max} px, masks at {args.size}x{args.size}.", "",
+            f"Wall clock: p50 {st['p50_ms']:.2f} ms, p90 {st['p90_ms']:.2f} ms, min {st['min_ms']:.2f} ms over "
+            f"{st['runs']} runs; other processes used {record['other_processes_cores']} cores meanwhile. CPU time of "
+            "the calling thread per call (what the code costs, independent of how often the scheduler ran it): "
+            f"median {cpu_p50:.2f} ms over {args.runs} runs.", "",
+            f"Target < 3 ms: wall p50 {'met' if st['p50_ms'] < 3.0 else 'NOT met'}, CPU time "
+            f"{'met' if cpu_p50 < 3.0 else 'NOT met'}."]
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--classes", type=int, default=80)
@@ -60,13 +88,12 @@ def main() -> None:
     ap.add_argument("--box-min", type=int, default=8)
     ap.add_argument("--box-max", type=int, default=96)
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "instance_postprocess")
-    args = ap.parse_args()
+    args = parse_options(ap, "instance_postprocess", argv, quick="10 runs")
+    if args.quick:
+        args.runs = 10
 
-    from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
     from edgeseg.bench.contention import CpuWatch
     from edgeseg.bench.latency import measure_latency
-    from edgeseg.bench.machine import machine_info
     from edgeseg.tasks.instance_postprocess import postprocess
 
     outs = synthetic_outputs(args.size, args.classes, args.detections, args.box_min, args.box_max)
@@ -75,37 +102,14 @@ def main() -> None:
     if len(dets) != args.detections:
         raise SystemExit(f"expected {args.detections} detections, postprocess gave {len(dets)}")
     with CpuWatch() as watch:
-        st = measure_latency(lambda: postprocess(outs, input_hw=hw, image_hw=hw), warmup=10, min_runs=args.runs, max_time_s=60.0,
-                             min_time_s=2.0)
-    # CPU time of this thread per call: what the code costs, whatever share of the cores the scheduler gave.
-    import time
-
-    cpu = []
-    for _ in range(args.runs):
-        t0 = time.thread_time()
-        postprocess(outs, input_hw=hw, image_hw=hw)
-        cpu.append(time.thread_time() - t0)
-    cpu_p50 = float(np.median(cpu) * 1e3)
-    command = (f"flock /tmp/edgeseg-bench.lock python benchmarks/instance_postprocess.py --size {args.size} "
-               f"--classes {args.classes} --detections {args.detections} --box-min {args.box_min} "
-               f"--box-max {args.box_max}")
-    record = {"command": command, "machine": machine_info(), "versions": library_versions(),
-              "detections": len(dets), "mask_pixels": int(dets.masks.sum()), "latency": st.to_dict(),
+        st = measure_latency(lambda: postprocess(outs, input_hw=hw, image_hw=hw), warmup=10, min_runs=args.runs,
+                             max_time_s=60.0, min_time_s=0.0 if args.quick else 2.0)
+    cpu_p50 = cpu_time_p50(lambda: postprocess(outs, input_hw=hw, image_hw=hw), args.runs)
+    record = {"detections": len(dets), "mask_pixels": int(dets.masks.sum()), "latency": st.to_dict(),
               "other_processes_cores": watch.other_cores, "cpu_time_p50_ms": cpu_p50,
               "target_under_3ms": {"wall_p50": st.p50_ms < 3.0, "cpu_time_p50": cpu_p50 < 3.0}}
-    atomic_write_json(args.results.with_suffix(".json"), record)
-    md = ["# numpy instance postprocess, 100 detections", "",
-          f"Command: `{command}` (numpy BLAS on 1 thread). Machine: {record['machine']['cpu']}.", "",
-          f"Input: yolact-lite outputs at {args.size}x{args.size} ({outs['scores'].shape[1]} points, "
-          f"{args.classes} classes, 32 prototypes {args.size // 4}x{args.size // 4}); {len(dets)} detections, "
-          f"boxes {args.box_min}-{args.box_max} px, masks at {args.size}x{args.size}.", "",
-          f"Wall clock: p50 {st.p50_ms:.2f} ms, p90 {st.p90_ms:.2f} ms, min {st.min_ms:.2f} ms over {st.runs} runs; other "
-          f"processes used {watch.other_cores} cores meanwhile. CPU time of the calling thread per call (what the "
-          f"code costs, independent of how often the scheduler ran it): median {cpu_p50:.2f} ms over {args.runs} runs.",
-          "", f"Target < 3 ms: wall p50 {'met' if st.p50_ms < 3.0 else 'NOT met'}, CPU time "
-          f"{'met' if cpu_p50 < 3.0 else 'NOT met'}."]
-    atomic_write_text(args.results.with_suffix(".md"), "\n".join(md) + "\n")
-    print("\n".join(md))
+    write_results(args.results, record,
+                  markdown(args, outs, record), command=command_line(locked=True))
 
 
 if __name__ == "__main__":

@@ -17,32 +17,36 @@ images, ``--calib-method``), so each gets the package's comparison handling (the
 paths in float; the new form stays on one grid). Outputs are checked: every FP32 form must match
 ``indices`` exactly in argmax on the validation images, and the INT8 argmax agreement with FP32 is printed.
 Timing: ONNX Runtime CPU, ``--threads``, batch 1, ``--size``, alternating rounds, best median, the other
-processes' CPU use per round (compress_bench.time_side_by_side); holds /tmp/edgeseg-bench.lock.
+processes' CPU use per round (benchmarks.timing.side_by_side); holds /tmp/edgeseg-bench.lock.
 
-Usage: python benchmarks/segnet_unpool_forms.py CKPT [CKPT ...] --data ROOT --out OUT
+Usage: python -m benchmarks.segnet_unpool_forms CKPT [CKPT ...] --data ROOT --out OUT [--quick]
 Writes benchmarks/results/segnet_unpool_forms.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import sys
-from datetime import datetime, timezone
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.record import QUICK, parse_options, write_results
+from benchmarks.export_int8 import QUICK_LATENCY
+from benchmarks.timing import bench_lock, side_by_side
+
+if TYPE_CHECKING:
+    import torch
+
 FORMS = ("indices", "compare-slices", "compare")
 
 
 def slices_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The previous ``segnet.max_pool_mask``: strided slices + products + pixel_shuffle (DepthToSpace)."""
+    import torch
+    import torch.nn.functional as F
+
     pooled = F.max_pool2d(x, 2, 2)
     eq = (x == F.interpolate(pooled, scale_factor=2.0, mode="nearest")).to(x.dtype)
     e00, e01 = eq[..., 0::2, 0::2], eq[..., 0::2, 1::2]
@@ -56,7 +60,7 @@ def slices_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def export_form(ckpt: Path, form: str, path: Path, hw: tuple[int, int]) -> Path:
     """FP32 ONNX of the checkpoint's SegNet in ``form``."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
-    from edgeseg.export.torch2onnx import export_onnx
+    from edgeseg.artifacts.onnx_export import export_onnx
     from edgeseg.models import segnet
     from edgeseg.recipe import recipe_from_dict
     from edgeseg.train.meta import meta_for
@@ -75,6 +79,9 @@ def export_form(ckpt: Path, form: str, path: Path, hw: tuple[int, int]) -> Path:
 
 def val_images(ckpt: Path, data: str | None, count: int) -> list[np.ndarray]:
     """Up to ``count`` normalised validation images (1 x C x H x W), resized to 256 like the bench."""
+    import torch
+    import torch.nn.functional as F
+
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.evaluate import dataset_samples
     from edgeseg.recipe import stored_recipe
@@ -94,10 +101,11 @@ def val_images(ckpt: Path, data: str | None, count: int) -> list[np.ndarray]:
 
 
 def argmax_of(path: Path, images: list[np.ndarray]) -> np.ndarray:
-    import onnxruntime as ort
+    """Class-index maps of ``path`` (ONNX Runtime through edgeseg.runtime) on every image."""
+    from edgeseg import runtime
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.stack([sess.run(None, {"input": x})[0].argmax(1) for x in images])
+    backend = runtime.open(path)
+    return np.stack([next(iter(backend(x).values())).argmax(1) for x in images])
 
 
 def prepare(ckpt: Path, out: Path, args: argparse.Namespace) -> dict[str, Path]:
@@ -158,38 +166,25 @@ def prepare(ckpt: Path, out: Path, args: argparse.Namespace) -> dict[str, Path]:
     return files
 
 
-def write(latency: dict[str, Any], args: argparse.Namespace) -> None:
-    import json
-
-    from edgeseg.artifacts import atomic_write_json, atomic_write_text
-    from edgeseg.bench.machine import cpu_model
-
-    doc = {"command": " ".join([sys.executable, *sys.argv]), "machine": cpu_model(), "threads": args.threads,
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "size": args.size, "rows": latency}
-    results = Path(args.results)
-    atomic_write_json(results / "segnet_unpool_forms.json", doc)
-    lines = [f"# SegNet unpooling forms in ONNX Runtime ({doc['date']}, {doc['machine']}, {args.threads} threads, "
-             f"batch 1, {args.size}x{args.size})", "",
+def markdown(latency: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    lines = [f"# SegNet unpooling forms in ONNX Runtime ({args.threads} threads, batch 1, {args.size}x{args.size}; "
+             "best median of alternating rounds)", "",
              "| model | form | FP32 ms | INT8 ms | INT8 speed-up | busy rounds |", "|---|---|---:|---:|---:|---:|"]
     for model in dict.fromkeys(k.split(" ")[0] for k in latency):
         for form in (*FORMS[:2], "previous", FORMS[2]):
             fp = latency[f"{model} {'compare-slices' if form == 'previous' else form} fp32"]
             q = latency[f"{model} {form} int8"]
             busy = sum(bool(c) for c in fp["contention"] + q["contention"])
-            lines.append(f"| {model} | {form} | {fp['p50_ms']:.1f} | {q['p50_ms']:.1f} | "
-                         f"{fp['p50_ms'] / q['p50_ms']:.2f}x | {busy}/{len(fp['rounds']) * 2} |")
-    lines += ["", f"Command: `{doc['command']}`", "", "Rounds (ms): `" + json.dumps(
-        {k: v["rounds"] for k, v in latency.items()}) + "`"]
-    atomic_write_text(results / "segnet_unpool_forms.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+            lines.append(f"| {model} | {form} | {fp['best_p50_ms']:.1f} | {q['best_p50_ms']:.1f} | "
+                         f"{fp['best_p50_ms'] / q['best_p50_ms']:.2f}x | {busy}/{len(fp['rounds']) * 2} |")
+    return lines + ["", "Rounds (ms): `" + json.dumps({k: v["rounds"] for k, v in latency.items()}) + "`"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="+", type=Path, help="SegNet model.pt files (pruned ones too)")
     ap.add_argument("--data", help="dataset root (default: the one in each checkpoint's recipe)")
     ap.add_argument("--out", default="runs/segnet_unpool_forms", help="ONNX cache")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--calibration", type=int, default=32)
     ap.add_argument("--calib-method", default="percentile")
     ap.add_argument("--val-images", type=int, default=6)
@@ -197,19 +192,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prepare-only", action="store_true")
-    args = ap.parse_args()
+    args = parse_options(ap, "segnet_unpool_forms", argv, quick="4 calibration and 2 val images, 64 px, 1 round")
+    if args.quick:
+        args.calibration, args.val_images, args.size, args.rounds = 4, 2, 64, 1
+        args.out = str(QUICK / "segnet_unpool_forms")
     files: dict[str, Path] = {}
     for ckpt in args.checkpoints:
         name = ckpt.parent.name
         files.update({f"{name} {k}": p for k, p in prepare(ckpt, Path(args.out) / name, args).items()})
     if args.prepare_only:
         return
-    from compress_bench import time_side_by_side
-
-    with open("/tmp/edgeseg-bench.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        latency = time_side_by_side(files, (args.size, args.size), args.rounds, args.threads)
-    write(latency, args)
+    with bench_lock():
+        latency = side_by_side(files, (args.size, args.size), threads=args.threads, rounds=args.rounds,
+                               latency=QUICK_LATENCY if args.quick else None)
+    record = {"threads": args.threads, "size": args.size, "rows": latency}
+    write_results(args.results, record, markdown(latency, args))
 
 
 if __name__ == "__main__":

@@ -149,15 +149,15 @@ def predict(artifact: Path, images: list[Path], out: OutOpt = Path("preds"),
 
 @app.command()
 def export(checkpoint: Path, out: OutOpt = Path("exports"),
-           format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="onnx | ort | tensorrt | "
-                                                                "openvino (repeatable; default: the recipe's export.formats)")] = None,
+           format: Annotated[Optional[list[str]], typer.Option("--format", "-f", help=" | ".join(catalog.FORMATS)
+                                                                + " (repeatable; default: the recipe's export.formats)")] = None,
            int8: bool = typer.Option(False, "--int8", help="also INT8 (QDQ), calibrated on the training split"),
            fp16: bool = typer.Option(False, "--fp16", help="also FP16"),
            calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
-           calib_method: Optional[str] = typer.Option(None, help="minmax | entropy | percentile"),
+           calib_method: Optional[str] = typer.Option(None, help=" | ".join(catalog.CALIBRATION_METHODS)),
            int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
            qat: bool = typer.Option(False, "--qat", help="INT8 by quantization-aware training (NNCF), not PTQ"),
-           epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (default 3)"),
+           epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (with --qat; default 3)"),
            max_drop: Optional[float] = typer.Option(None, help="mixed precision: most val mIoU points INT8 may "
                                                                "lose; measured float fallback per layer"),
            opset: Optional[int] = None, static: bool = typer.Option(False, help="fixed input shape (no dynamic axes)"),
@@ -166,20 +166,23 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
                                                           "(a fixed number of detection slots per image)"),
            data: Optional[Path] = typer.Option(None, help="recipe for calibration/validation data"),
            set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
-    """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO."""
+    """Export a checkpoint to ONNX (FP32/FP16/INT8), ORT mobile, a TensorRT engine + Jetson kit, OpenVINO,
+    ExecuTorch (.pte + phone kit)."""
     from edgeseg.export import export as export_api
 
-    # The options are overrides of the recipe's export section, so `--data RECIPE` / the checkpoint's
-    # recipe settings (calibration size, policy, ...) apply unless an option says otherwise.
-    options = {"export.calibration.images": calib_images, "export.calibration.method": calib_method,
-               "export.int8_policy": int8_policy, "export.opset": opset, "export.dynamic": False if static else None,
-               "export.qat.epochs": (epochs or 3) if qat else None, "export.max_drop": max_drop,
-               "export.postprocess": "graph" if postprocess_in_graph else None}
-    overrides = [*(set or []), *(f"{k}={v}" for k, v in options.items() if v is not None)]
+    # Options lie over the recipe's export section (--data RECIPE, or the checkpoint's), so its other
+    # settings apply; an error names the option (label -> export field, value).
+    given = {"--calib-images": ("calibration.images", calib_images),
+             "--calib-method": ("calibration.method", calib_method),
+             "--int8-policy": ("int8_policy", int8_policy), "--opset": ("opset", opset),
+             "--static": ("dynamic", False if static else None), "--qat": ("qat", True if qat else None),
+             "--epochs": ("qat.epochs", epochs), "--max-drop": ("max_drop", max_drop),
+             "--postprocess-in-graph": ("postprocess", "graph" if postprocess_in_graph else None)}
+    options = {label: kv for label, kv in given.items() if kv[1] is not None}
     # No --format / --fp16 / --int8: the recipe's export section decides (formats and precisions).
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else []) if fp16 or int8 else None
     result = export_api(checkpoint, out, formats=format or None, precisions=precisions, recipe=data,
-                        overrides=overrides, trust_checkpoint=trust_checkpoint)
+                        overrides=set, options=options, trust_checkpoint=trust_checkpoint)
     for art in result["artifacts"]:
         state = "shipped" if art.get("shipped", True) else "NOT shipped"
         # escape(): rich would read "[shipped]" (and brackets in paths/reasons) as markup and drop it
@@ -190,40 +193,49 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
 
 @app.command()
 def prune(checkpoint: Path, out: OutOpt = Path("runs/pruned"),
-          ratio: Optional[float] = typer.Option(None, help="fraction of channels to remove (0.5 halves widths)"),
+          ratio: Optional[float] = typer.Option(None, help="size target: fraction of channels to remove (0.5 halves "
+                                                           "widths)"),
           target_macs: Optional[float] = typer.Option(None, help="keep at most this fraction of the MACs"),
-          target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms"),
-          importance: str = typer.Option("l2", help="l1 | l2 | bn | taylor"),
+          target_latency: Optional[str] = typer.Option(None, help="reach this ONNX Runtime latency here, e.g. 40ms "
+                                                                  "(a start already under it is kept unchanged)"),
+          importance: Optional[str] = typer.Option(None, help=" | ".join(catalog.PRUNE_IMPORTANCES)),
           global_pruning: bool = typer.Option(False, "--global", help="rank channels across layers"),
           round_to: Optional[str] = typer.Option(None, help="kept channel counts are multiples of this, or 'auto': "
                                                  "ONNX Runtime's CPU channel block here (16 with AVX-512, else 8); "
                                                  "default: auto for --target-latency, else 8"),
           keep: Optional[list[str]] = typer.Option(None, "--keep", help="layer-name pattern (fnmatch) whose convs "
                                                    "and coupled layers are not pruned; repeatable"),
-          finetune_epochs: int = typer.Option(0, help="fine-tuning epochs after pruning"),
+          finetune_epochs: Optional[int] = typer.Option(None, help="fine-tuning epochs after pruning (none if not given); "
+                                                                   "the most accurate epoch, or the pruned model, "
+                                                                   "is written"),
           finetune_lr: Optional[float] = typer.Option(None, help="fine-tuning learning rate (default: recipe's)"),
           distill: bool = typer.Option(False, "--distill", help="logit distillation from the unpruned model"),
-          threads: int = typer.Option(2, help="ONNX Runtime threads for latency"),
+          threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads for latency"),
           data: Optional[Path] = typer.Option(None, help="recipe for the data (default: the checkpoint's)"),
           set: SetOpt = None, trust_checkpoint: TrustOpt = False) -> None:
     """Structured channel pruning (Torch-Pruning) + fine-tuning; writes model.pt and prune.json into OUT."""
-    from edgeseg.compress.prune import PruneConfig, parse_latency
+    from edgeseg.compress.prune import parse_latency, prune_config
     from edgeseg.compress.prune import prune as prune_api
-
-    cfg = PruneConfig(ratio=ratio, target_macs=target_macs,
-                      target_latency_ms=parse_latency(target_latency) if target_latency else None,
-                      importance=importance, global_pruning=global_pruning, round_to=round_to, keep=list(keep or []),
-                      finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
-    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
     from edgeseg.tasks import get_task
 
+    if threads is not None and threads < 1:  # as bench refuses it
+        raise typer.BadParameter(f"{threads} is not allowed; expected an integer >= 1", param_hint="'--threads'")
+    cfg = prune_config(ratio=ratio, target_macs=target_macs,
+                       target_latency_ms=parse_latency(target_latency) if target_latency else None,
+                       importance=importance, global_pruning=global_pruning, round_to=round_to, keep=keep,
+                       finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill, threads=threads)
+    doc = prune_api(checkpoint, out, cfg, recipe=data, overrides=set, trust_checkpoint=trust_checkpoint)
+    fig = doc["figures"]
     for label in ("before", "after"):
-        row = doc["figures"][label]
+        row = fig[label]
         val = row.get("val") or {}
         accuracy = f", val {get_task(val.get('task', 'semantic')).summary(val)}" if val else ""
-        out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs, "
-                          f"{row.get('latency_ms', float('nan')):.2f} ms{accuracy}")
-    out_console.print(f"{doc['checkpoint']} ({doc['figures']['speedup'] or float('nan'):.2f}x faster); details: {Path(out) / 'prune.json'}")
+        lat = f", {row['latency_ms']:.2f} ms" if "latency_ms" in row else ""
+        out_console.print(f"{label:>6}: {row['params'] / 1e6:.3f} M params, {row['macs'] / 1e9:.3f} GMACs{lat}"
+                          f"{accuracy}", soft_wrap=True)
+    out_console.print(escape(f"{fig['decision']}; {fig['speed']} than the start"
+                             if fig.get("speedup") else fig["decision"]), soft_wrap=True)
+    out_console.print(escape(f"{doc['checkpoint']}; details: {Path(out) / 'prune.json'}"), soft_wrap=True)
 
 
 @app.command()

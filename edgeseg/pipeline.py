@@ -4,8 +4,11 @@ Layout: ``OUT/{1_train,2_prune,3_quantize,4_export,5_bench,6_report}``; the chai
 table. ``prune`` replaces the checkpoint later stages start from; bench measures the trained, pruned,
 quantized and exported files side by side. Each stage records a fingerprint of its config and input artifacts
 (and of the dataset's files, for stages that read them) in ``stage.json``; a stage whose fingerprint
-is unchanged and whose outputs exist is skipped. An interrupted training stage resumes from its
-``last.pt`` when its model/data/train sections are unchanged. ``OUT`` is locked while a run works in it.
+is unchanged, whose marker says ``done`` and whose outputs exist is skipped. A stage marks itself
+``running`` before it starts, so a stage killed half-way is never taken for done by the next run, whatever
+files it left. Training resumes from its ``last.pt`` only when the interrupted attempt had the same
+fingerprint (config and data files); after a change, or with ``force``, it trains from scratch.
+``OUT`` is locked while a run works in it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.artifacts import artifact_kind, atomic_write_json, file_sha256, stage_dir, text_sha256
+from edgeseg.catalog import FILES, REPORT_FORMATS, STAGES as STAGE_FOLDERS
 from edgeseg.recipe import Recipe, load_recipe
+
+TRAIN, PRUNE, QUANTIZE, EXPORT, BENCH, REPORT = STAGE_FOLDERS  # the chain's names, in order
+RESULTS = "results.jsonl"  # bench's result lines in its stage folder
+EVAL_JSON = "eval.json"    # the trained model's val (and test) figures
+RUN_JSON = "run.json"      # the run's summary in OUT
 
 
 def _fingerprint(config: Any, inputs: list[Path]) -> str:
@@ -26,26 +35,35 @@ def _fingerprint(config: Any, inputs: list[Path]) -> str:
     return text_sha256(blob)
 
 
-def _unchanged(folder: Path, fingerprint: str, outputs: list[Path]) -> bool:
-    marker = folder / "stage.json"
-    if not marker.exists() or not all(p.exists() for p in outputs):
-        return False
-    return json.loads(marker.read_text()).get("fingerprint") == fingerprint
+def _marker(folder: Path) -> dict[str, Any]:
+    """The stage's ``stage.json`` ({} when absent or cut short); markers of older runs have no status: done."""
+    try:
+        info = json.loads((folder / FILES.stage_json).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
-def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], force: bool,
+def _stage(name: str, folder: Path, fingerprint: str, outputs: list[Path], state: RunState,
            body: Callable[[], dict[str, Any]], log: dict[str, Any]) -> dict[str, Any]:
+    """Skip the stage when its marker says it finished with this fingerprint and its outputs exist; else mark
+    it running (so a kill leaves no 'done' behind) and run it, resuming only an attempt of this fingerprint."""
     from edgeseg.progress import line_progress
 
-    if not force and _unchanged(folder, fingerprint, outputs):
-        info = json.loads((folder / "stage.json").read_text())
-        log[name] = {"status": "skipped", "summary": "unchanged: " + info.get("summary", ""), "folder": str(folder)}
+    before = _marker(folder)
+    same = before.get("fingerprint") == fingerprint
+    if not state.force and same and before.get("status", "done") == "done" and all(p.exists() for p in outputs):
+        log[name] = {"status": "skipped", "summary": "unchanged: " + before.get("summary", ""), "folder": str(folder)}
         line_progress(f"run: {name} skipped (inputs unchanged)")
-        return info.get("result", {})
+        return before.get("result", {})
     line_progress(f"run: {name} ...")
+    state.resume = not state.force and same and before.get("status") == "running"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FILES.stage_json, {"stage": name, "fingerprint": fingerprint, "status": "running"})
     result = body()
-    info = {"stage": name, "fingerprint": fingerprint, "summary": result.pop("_summary", ""), "result": result}
-    atomic_write_json(folder / "stage.json", info)
+    info = {"stage": name, "fingerprint": fingerprint, "status": "done", "summary": result.pop("_summary", ""),
+            "result": result}
+    atomic_write_json(folder / FILES.stage_json, info)
     log[name] = {"status": "done", "summary": info["summary"], "folder": str(folder)}
     line_progress(f"run: {name} done: {info['summary']}")
     return result
@@ -87,11 +105,16 @@ class RunState:
             part of the fingerprint of every stage that reads the data.
         shipped: The exported files export shipped (the run's headline prefers them).
         reports: Report files by format (md, html).
+        force: Every stage runs again; training starts from scratch instead of resuming.
+        resume: The running stage continues an attempt of the same fingerprint that was interrupted (training
+            resumes from its ``last.pt``); set per stage by the run.
     """
 
     recipe: Recipe
     out: Path
     trust_checkpoint: bool = False
+    force: bool = False
+    resume: bool = False
     data_files: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     artifacts: list[Path] = field(default_factory=list)
@@ -130,12 +153,12 @@ def _run_train(state: RunState, folder: Path) -> dict[str, Any]:
 
     recipe = state.recipe
     trust = state.trust_checkpoint
-    result = train(recipe, folder, resume=_resumable(folder / "last.pt", recipe, trust),
-                   trust_checkpoint=trust)
+    resume = state.resume and _resumable(folder / FILES.last, recipe, trust)
+    result = train(recipe, folder, resume=resume, trust_checkpoint=trust)
     evals = {"val": result["metrics"]}
     if _has_test_split(recipe):
-        evals["test"] = evaluate(folder / "model.pt", recipe=None, split="test", trust_checkpoint=trust)
-    atomic_write_json(folder / "eval.json", evals)
+        evals["test"] = evaluate(folder / FILES.model, recipe=None, split="test", trust_checkpoint=trust)
+    atomic_write_json(folder / EVAL_JSON, evals)
     from edgeseg.models import get_model_info
     from edgeseg.tasks import get_task
 
@@ -145,24 +168,24 @@ def _run_train(state: RunState, folder: Path) -> dict[str, Any]:
 
 
 def _adopt_train(state: RunState, folder: Path, result: dict[str, Any]) -> None:
-    state.checkpoint = folder / "model.pt"
+    state.checkpoint = folder / FILES.model
     state.artifacts = [state.checkpoint]
 
 
 def _run_prune(state: RunState, folder: Path) -> dict[str, Any]:
-    from edgeseg.compress.prune import PruneConfig, prune
+    from edgeseg.compress.prune import prune
 
     cfg = state.recipe.prune
     assert cfg is not None and state.checkpoint is not None
-    doc = prune(state.checkpoint, folder, PruneConfig(**cfg.model_dump()), trust_checkpoint=state.trust_checkpoint)
+    doc = prune(state.checkpoint, folder, cfg, trust_checkpoint=state.trust_checkpoint)
     fig = doc["figures"]
     return {"_summary": f"{fig['macs_ratio']:.0%} of the MACs, {fig['params_ratio']:.0%} of the params"
-                        + (f", {fig['speedup']:.2f}x faster" if fig.get("speedup") else ""),
+                        + (f", {fig['speed']}" if fig.get("speedup") else ""),
             "checkpoint": doc["checkpoint"]}
 
 
 def _adopt_prune(state: RunState, folder: Path, result: dict[str, Any]) -> None:
-    state.checkpoint = folder / "model.pt"
+    state.checkpoint = folder / FILES.model
     state.artifacts.append(state.checkpoint)  # benched beside the unpruned one
 
 
@@ -216,7 +239,7 @@ def _run_bench(state: RunState, folder: Path) -> dict[str, Any]:
 
     cfg = state.recipe.bench
     assert cfg is not None
-    results = folder / "results.jsonl"
+    results = folder / RESULTS
     results.unlink(missing_ok=True)
     rows = benchmark(state.artifacts, out=results, backends=cfg.backends, device=cfg.device, threads=cfg.threads,
                      batch=cfg.batch, cfg=cfg, accuracy=cfg.accuracy, trust_checkpoint=state.trust_checkpoint)
@@ -224,7 +247,7 @@ def _run_bench(state: RunState, folder: Path) -> dict[str, Any]:
 
 
 def _adopt_bench(state: RunState, folder: Path, result: dict[str, Any]) -> None:
-    state.results = folder / "results.jsonl"
+    state.results = folder / RESULTS
 
 
 def _run_report(state: RunState, folder: Path) -> dict[str, Any]:
@@ -241,27 +264,28 @@ def _adopt_report(state: RunState, folder: Path, result: dict[str, Any]) -> None
 
 
 def _section(name: str) -> Callable[[Recipe], Any]:
+    """The recipe section a stage is configured by (named as the stage)."""
     return lambda recipe: getattr(recipe, name).model_dump(mode="json")
 
 
 # The chain, in order. Prune reads state.checkpoint and replaces it with its own output, which quantize
 # and export then start from.
 STAGES: list[Stage] = [
-    Stage("train", enabled=lambda r: True, config=_train_config, inputs=lambda s: [],
-          outputs=lambda folder: [folder / "model.pt"], run=_run_train, adopt=_adopt_train, reads_data=True),
-    Stage("prune", enabled=lambda r: r.prune is not None, config=_section("prune"),
-          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "model.pt", folder / "prune.json"],
+    Stage(TRAIN, enabled=lambda r: True, config=_train_config, inputs=lambda s: [],
+          outputs=lambda folder: [folder / FILES.model], run=_run_train, adopt=_adopt_train, reads_data=True),
+    Stage(PRUNE, enabled=lambda r: r.prune is not None, config=_section(PRUNE),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / FILES.model, folder / FILES.prune_json],
           run=_run_prune, adopt=_adopt_prune, reads_data=True),
-    Stage("quantize", enabled=lambda r: r.quantize is not None, config=_section("quantize"),
-          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_quantize,
+    Stage(QUANTIZE, enabled=lambda r: r.quantize is not None, config=_section(QUANTIZE),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / FILES.export_json], run=_run_quantize,
           adopt=_adopt_quantize, reads_data=True),
-    Stage("export", enabled=lambda r: r.export is not None, config=_section("export"),
-          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / "export.json"], run=_run_export,
+    Stage(EXPORT, enabled=lambda r: r.export is not None, config=_section(EXPORT),
+          inputs=lambda s: [s.checkpoint], outputs=lambda folder: [folder / FILES.export_json], run=_run_export,
           adopt=_adopt_export, reads_data=True),
-    Stage("bench", enabled=lambda r: r.bench is not None, config=_section("bench"), inputs=lambda s: s.artifacts,
-          outputs=lambda folder: [folder / "results.jsonl"], run=_run_bench, adopt=_adopt_bench, reads_data=True),
-    Stage("report", enabled=lambda r: r.report is not None and r.bench is not None, config=_section("report"),
-          inputs=lambda s: [s.results], outputs=lambda folder: [folder / "report.md"], run=_run_report,
+    Stage(BENCH, enabled=lambda r: r.bench is not None, config=_section(BENCH), inputs=lambda s: s.artifacts,
+          outputs=lambda folder: [folder / RESULTS], run=_run_bench, adopt=_adopt_bench, reads_data=True),
+    Stage(REPORT, enabled=lambda r: r.report is not None and r.bench is not None, config=_section(REPORT),
+          inputs=lambda s: [s.results], outputs=lambda folder: [folder / REPORT_FORMATS["md"]], run=_run_report,
           adopt=_adopt_report),
 ]
 
@@ -284,27 +308,27 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     with folder_lock(out):  # two runs into one folder would mix their stages
-        state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint,
+        state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint, force=force,
                          data_files=dataset_fingerprint(recipe.data))
         log: dict[str, Any] = {}
         for stage in STAGES:
             if stage.enabled(recipe):
-                _run_stage(stage, state, force, log)
+                _run_stage(stage, state, log)
         summary = {"recipe": recipe.name, "out": str(state.out), "stages": log,
                    "headline": headline(state.results, shipped=state.shipped),
                    "report": {k: str(p) for k, p in state.reports.items() if p.exists()}}
-        atomic_write_json(state.out / "run.json", summary)
+        atomic_write_json(state.out / RUN_JSON, summary)
     return summary
 
 
-def _run_stage(stage: Stage, state: RunState, force: bool, log: dict[str, Any]) -> None:
+def _run_stage(stage: Stage, state: RunState, log: dict[str, Any]) -> None:
     """Run (or skip, when its fingerprint is unchanged) one stage and hand its outputs on."""
     folder = stage_dir(state.out, stage.name)
     config = stage.config(state.recipe)
     if stage.reads_data:  # the data files are an input too: changed masks or deleted images re-run it
         config = {"config": config, "data_files": state.data_files}
     fingerprint = _fingerprint(config, stage.inputs(state))
-    result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), force,
+    result = _stage(stage.name, folder, fingerprint, stage.outputs(folder), state,
                     lambda: stage.run(state, folder), log)
     stage.adopt(state, folder, result)
 

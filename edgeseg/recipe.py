@@ -184,25 +184,52 @@ class ExportCfg(QuantizeCfg):
 
 
 class PruneCfg(_Strict):
-    """The ``prune`` stage (``OUT/2_prune``): structured pruning + fine-tuning; later stages start from it.
+    """How to prune (the ``prune`` stage, ``OUT/2_prune``, and `edgeseg prune`): the one definition.
 
-    Exactly one target: ``ratio``, ``target_macs`` or ``target_latency_ms`` (see
-    :class:`edgeseg.compress.prune.PruneConfig`, which this section builds).
+    Exactly one target: ``ratio`` (a size target: the fraction of channels removed per layer group, one
+    step), ``target_macs`` or ``target_latency_ms`` (iterative steps towards ``max_ratio``, stopping at
+    the first that reaches it). ``edgeseg.compress.prune`` reads it as is.
     """
 
     ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer group")
     target_macs: float | None = Field(None, gt=0, lt=1, description="keep at most this fraction of the MACs")
     target_latency_ms: float | None = Field(None, gt=0, description="ONNX Runtime CPU latency target here")
-    importance: Importance = "l2"
-    global_pruning: bool = False
+    importance: Importance = Field("l2", description="l1 | l2: group weight magnitude; bn: BatchNorm scale; "
+                                                     "taylor: first-order, from training-loss gradients")
+    global_pruning: bool = Field(False, description="rank channels across layers instead of per layer")
     round_to: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None, description="kept widths are multiples of this; auto: ORT's CPU channel block here (16 with AVX-512, "
                           "else 8); default: auto for target_latency_ms, else 8")
     keep: list[str] = Field(default_factory=list, description="layer-name patterns left unpruned (with their group)")
+    max_ratio: float = Field(0.9, gt=0, lt=1, description="most any layer group may lose (targets only)")
+    steps: int = Field(18, ge=1, description="iterative steps towards max_ratio (targets only)")
+    taylor_batches: int = Field(4, ge=1, description="training batches whose gradients feed taylor importance")
     finetune_epochs: int = Field(0, ge=0)
-    finetune_lr: float | None = Field(None, gt=0)
+    finetune_lr: float | None = Field(None, gt=0, description="fine-tuning learning rate (default: train.lr)")
     distill: bool = Field(False, description="logit distillation from the unpruned model while fine-tuning")
+    distill_weight: float = Field(0.5, ge=0, description="weight of the distillation term")
+    distill_temperature: float = Field(2.0, gt=0, description="softmax temperature of the distillation term")
     threads: PositiveInt = Field(2, description="ONNX Runtime threads for latency figures")
+
+    @field_validator("round_to", mode="before")
+    @classmethod
+    def _round_to_text(cls, v: Any) -> Any:
+        text = v.strip().lower() if isinstance(v, str) else None
+        if v is None or text == "auto":
+            return text
+        if (isinstance(v, bool) or not isinstance(v, (int, float, str)) or (text is not None and not text.isdigit())
+                or (isinstance(v, float) and not v.is_integer()) or int(v) < 1):
+            raise ValueError(f"expected a positive integer or 'auto', got {v!r}")
+        return int(v)
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _patterns(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, str) else v
+        for pattern in v or []:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise ValueError(f"expected layer-name patterns like decoder.0 or 'encoder.0.*', got {pattern!r}")
+        return v
 
     @model_validator(mode="after")
     def _one_target(self) -> PruneCfg:
@@ -210,6 +237,11 @@ class PruneCfg(_Strict):
         if len(given) != 1:
             raise ValueError(f"give exactly one of ratio, target_macs, target_latency_ms (got {given or 'none'})")
         return self
+
+    @property
+    def mode(self) -> str:
+        """``ratio``, ``macs`` or ``latency``: which target was given."""
+        return "ratio" if self.ratio is not None else "macs" if self.target_macs is not None else "latency"
 
 
 class BenchCfg(_Strict):

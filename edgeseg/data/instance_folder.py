@@ -91,6 +91,10 @@ def pennfudan(root: Path, split: str, in_channels: int, *, val_ratio: float, tes
     images = _by_stem(root / "PNGImages", IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"{root / 'PNGImages'}: no images")
+    orphans = sorted(m for m in (root / "PedMasks").glob("*_mask.png") if m.name[:-len("_mask.png")] not in images)
+    if orphans:
+        raise DataError(f"{orphans[0]}: mask without image (no {orphans[0].name[:-len('_mask.png')]}.* in "
+                        f"{root / 'PNGImages'})")
     pairs = []
     for stem in _ratio_split(sorted(images), split, val_ratio, test_ratio, split_seed):
         mask = root / "PedMasks" / f"{stem}_mask.png"

@@ -75,6 +75,8 @@ def _rescale_stack(image: torch.Tensor, labels: torch.Tensor, factor: float) -> 
     if (nh, nw) == (h, w):
         return image, labels
     image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    if len(labels) == 0:  # an image without instances: torch cannot interpolate an empty stack
+        return image, labels.new_zeros((0, nh, nw))
     labels = F.interpolate(labels[None].float(), size=(nh, nw), mode="nearest")[0].to(labels.dtype)
     return image, labels
 

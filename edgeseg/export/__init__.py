@@ -1,16 +1,22 @@
-"""Export a checkpoint to ONNX (FP32/FP16/INT8), ONNX Runtime mobile, TensorRT (+ Jetson kit), OpenVINO.
+"""Export a checkpoint to ONNX (FP32/FP16/INT8), ONNX Runtime mobile, TensorRT (+ Jetson kit), OpenVINO,
+ExecuTorch (+ phone kit).
 
 One converter per conversion (``torch2onnx``, ``onnx2fp16``, ``onnx2int8``, ``onnx2ort``, ``onnx2trt``,
-``onnx2openvino``); :data:`FORMATS` is the only dispatch. Every artifact is checked against the
+``onnx2openvino``, ``torch2executorch``); :data:`FORMATS` (the catalog's table) is the only dispatch. Every artifact is checked against the
 PyTorch model on real validation images, and everything lands in ``export.json``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edgeseg.catalog import FILES
 from edgeseg.export.formats import FORMATS, PRECISIONS, ArtifactRecord, ExportError, Format
+
+if TYPE_CHECKING:
+    from edgeseg.export.options import Options
 
 __all__ = ["FORMATS", "PRECISIONS", "ArtifactRecord", "ExportError", "Format", "export"]
 
@@ -20,7 +26,7 @@ def remove_previous_export(out: Path) -> list[str]:
     import json
     import shutil
 
-    listing = out / "export.json"
+    listing = out / FILES.export_json
     if not listing.is_file():
         return []
     try:
@@ -48,19 +54,21 @@ def remove_previous_export(out: Path) -> list[str]:
 
 def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None = None,
            precisions: list[str] | None = None, cfg: Any = None, recipe: str | Path | None = None,
-           overrides: list[str] | None = None, trust_checkpoint: bool = False) -> dict[str, Any]:
+           overrides: list[str] | None = None, options: Options | None = None,
+           trust_checkpoint: bool = False) -> dict[str, Any]:
     """Export ``checkpoint`` into ``out`` and return the export.json document.
 
-    ``out`` is locked meanwhile, and the files an earlier export there listed are removed first
-    (``removed_previous``), so the folder never holds an artifact the new ``export.json`` does not
-    describe (a stale ``model.int8.onnx``); a refused export (bad names, no checkpoint) keeps them.
+    Everything that can be refused is refused before ``out`` is touched: names, option values and
+    combinations, the checkpoint, its recipe, the formats its task supports. Then ``out`` is locked
+    and the files an earlier export there listed are removed (``removed_previous``), so the folder
+    never holds an artifact the new ``export.json`` does not describe (a stale ``model.int8.onnx``).
 
     Args:
         checkpoint: ``model.pt`` written by `edgeseg train`.
         out: Output folder (model.onnx, model.int8.onnx, model.fp16.onnx, model.ort, tensorrt/, openvino/,
-            export.json).
-        formats: Any of ``onnx``, ``ort``, ``tensorrt``, ``openvino`` (default ``cfg.formats``); ONNX is
-            always written since every other format is converted from it.
+            model.pte, phone/, export.json).
+        formats: Any of :data:`edgeseg.catalog.FORMATS` (default ``cfg.formats``); ONNX is always written:
+            it is the FP32 reference.
         precisions: Any of ``fp32``, ``fp16``, ``int8`` (default ``cfg.precisions``); FP32 is always
             exported: it is the parity and accuracy reference.
         cfg: :class:`~edgeseg.recipe.ExportCfg` (opset, dynamic axes, calibration, int8_policy); default
@@ -68,6 +76,8 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
         recipe: Recipe whose data is used for calibration (train split) and checks (val split);
             default: the recipe stored in the checkpoint.
         overrides: ``--set`` overrides applied to that recipe.
+        options: settings given as options (the CLI's ``--max-drop`` ...): label -> (ExportCfg field,
+            value), laid over ``cfg``; errors name the label (:mod:`edgeseg.export.options`).
         trust_checkpoint: unpickle the checkpoint fully (only for a file the user made himself).
 
     Returns:
@@ -76,40 +86,74 @@ def export(checkpoint: str | Path, out: str | Path, *, formats: list[str] | None
 
     Raises:
         ArtifactError: missing or foreign checkpoint.
-        ExportError: unknown format/precision, or an FP32 artifact failing its parity check
-            (export.json is written first, with the figures).
+        OutputError: ``out`` cannot be an output folder or is in use.
+        ExportError: unknown format/precision, a bad option or combination, or an FP32 artifact failing
+            its parity check (export.json is written first, with the figures).
     """
     from edgeseg.artifacts import ArtifactError
-    from edgeseg.artifacts.outputs import folder_lock
+    from edgeseg.artifacts.outputs import check_output_folder, folder_lock
+    from edgeseg.export.options import check_values
 
+    options = dict(options or {})
     _check_names(formats, precisions)  # an unknown name fails before anything is loaded or removed
+    check_values(options)
+    check_output_folder(out)
     if not Path(checkpoint).is_file():
         raise ArtifactError(f"{checkpoint}: checkpoint not found")
+    plan = _plan(Path(checkpoint), formats, precisions, cfg, recipe, overrides, options, trust_checkpoint)
     with folder_lock(out):
         removed = remove_previous_export(Path(out))
-        doc = _export_into(Path(out), Path(checkpoint), formats=formats, precisions=precisions, cfg=cfg,
-                           recipe=recipe, overrides=overrides, trust_checkpoint=trust_checkpoint)
+        doc = _export_into(Path(out), plan)
     if removed:
         doc["removed_previous"] = removed
     return doc
 
 
-def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, precisions: list[str] | None, cfg: Any,
-                 recipe: str | Path | None, overrides: list[str] | None, trust_checkpoint: bool) -> dict[str, Any]:
-    """Load, plan, convert and write export.json (``out`` is locked and holds no earlier export)."""
+@dataclass
+class Plan:
+    """What one export will do, decided (and checked) before the output folder is touched."""
+
+    checkpoint: Path
+    ckpt: Any
+    recipe: Any
+    recipe_source: str
+    cfg: Any
+    formats: list[Format]
+    precisions: list[str]
+    overrides: list[str]
+    options: Options
+
+
+def _plan(checkpoint: Path, formats: list[str] | None, precisions: list[str] | None, cfg: Any,
+          recipe: str | Path | None, overrides: list[str] | None, options: Options, trust_checkpoint: bool) -> Plan:
+    """Load the checkpoint and its recipe, settle the settings (arguments, else the recipe's export
+    section), and refuse what cannot work (:func:`edgeseg.export.options.check_plan`)."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
-    from edgeseg.export.context import ExportContext
-    from edgeseg.recipe import checkpoint_recipe
+    from edgeseg.export.formats import resolve_formats, resolve_precisions
+    from edgeseg.export.options import apply_options, check_plan
+    from edgeseg.recipe import ExportCfg, checkpoint_recipe
     from edgeseg.tasks import get_task
 
     ckpt = load_checkpoint(checkpoint, trust=trust_checkpoint)
     rcp, recipe_source = checkpoint_recipe(ckpt, recipe, overrides)
-    cfg, fmts, precs = _plan(rcp, cfg, formats, precisions)
+    # No cfg: the recipe's own export section (after --set export.*=...), else the defaults.
+    cfg = apply_options((cfg if cfg is not None else rcp.export or ExportCfg()).model_copy(deep=True), options)
+    fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
+    precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
+    check_plan(cfg, [f.name for f in fmts], precs, get_task(ckpt.meta.task), options)
+    return Plan(checkpoint, ckpt, rcp, recipe_source, cfg, fmts, precs, list(overrides or []), options)
 
+
+def _export_into(out: Path, plan: Plan) -> dict[str, Any]:
+    """Convert and write export.json (``out`` is locked and holds no earlier export)."""
+    from edgeseg.export.context import ExportContext
+    from edgeseg.tasks import get_task
+
+    ckpt, rcp, cfg = plan.ckpt, plan.recipe, plan.cfg
     source, meta = _export_form(ckpt.model, ckpt.meta)
     model = get_task(ckpt.meta.task).export_model(source, rcp, cfg)  # + in-graph postprocess if asked
     ctx = ExportContext(out=out, model=model, meta=artifact_meta(source, meta, rcp, model), recipe=rcp,
-                        cfg=cfg, precisions=precs, checkpoint=checkpoint)
+                        cfg=cfg, precisions=plan.precisions, checkpoint=plan.checkpoint)
     if source is not ckpt.model:
         changed = ", ".join(f"{k}={v!r}" for k, v in meta.model_args.items() if ckpt.meta.model_args.get(k) != v)
         ctx.say(f"exported with {changed} (same weights, same outputs; what TensorRT runs, "
@@ -117,9 +161,10 @@ def _export_into(out: Path, checkpoint: Path, *, formats: list[str] | None, prec
     if model is not source:
         ctx.say(f"postprocess inside the graph ({type(model).__name__}: outputs {', '.join(model.output_names)})",
                 note=True)
-    error = _convert(ctx, fmts)
-    inputs = {"checkpoint": str(checkpoint), "recipe": recipe_source, "overrides": list(overrides or []),
-              "formats": [f.name for f in fmts], "precisions": precs}
+    error = _convert(ctx, plan.formats)
+    inputs = {"checkpoint": str(plan.checkpoint), "recipe": plan.recipe_source, "overrides": plan.overrides,
+              "options": {label: value for label, (_, value) in plan.options.items()},
+              "formats": [f.name for f in plan.formats], "precisions": plan.precisions}
     doc = _write_export_json(ctx, inputs, error)
     if error:
         raise ExportError(error)
@@ -133,19 +178,6 @@ def _check_names(formats: list[str] | None, precisions: list[str] | None) -> Non
         resolve_formats(formats)
     if precisions is not None:
         resolve_precisions(precisions)
-
-
-def _plan(rcp: Any, cfg: Any, formats: list[str] | None, precisions: list[str] | None
-          ) -> tuple[Any, list[Format], list[str]]:
-    """Export settings, formats and precisions: arguments where given, else the recipe's export section."""
-    from edgeseg.export.formats import resolve_formats, resolve_precisions
-    from edgeseg.recipe import ExportCfg
-
-    # No cfg: the recipe's own export section (after --set export.*=...), else the defaults.
-    cfg = (cfg if cfg is not None else rcp.export or ExportCfg()).model_copy(deep=True)
-    fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
-    precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
-    return cfg, fmts, precs
 
 
 def _export_form(model: Any, meta: Any) -> tuple[Any, Any]:
@@ -178,9 +210,11 @@ def artifact_meta(model: Any, meta: Any, rcp: Any, exported: Any = None) -> Any:
 
 def _convert(ctx: Any, fmts: list[Format]) -> str:
     """Run each format's converter in dispatch order; returns the error that stopped them ('' if none)."""
+    from edgeseg.export.formats import load_converter
+
     try:
         for fmt in fmts:
-            fmt.load()(ctx)
+            load_converter(fmt.converter)(ctx)
     except ExportError as exc:
         return str(exc)
     return ""
@@ -192,12 +226,13 @@ def _write_export_json(ctx: Any, inputs: dict[str, Any], error: str) -> dict[str
 
     inputs = {"checkpoint": inputs["checkpoint"], "checkpoint_sha256": file_sha256(ctx.checkpoint),
               "recipe": inputs["recipe"], "recipe_hash": ctx.recipe.hash(), "overrides": inputs["overrides"],
+              "options": inputs["options"],
               "formats": inputs["formats"], "precisions": inputs["precisions"],
               "cfg": ctx.cfg.model_dump(mode="json"), "model": ctx.meta.model_name, "family": ctx.meta.family,
               "input_size": list(ctx.input_hw), "threads": ctx.threads}
     doc = provenance("export", inputs, _summary(ctx))
     doc.update(artifacts=[a.to_dict() for a in ctx.artifacts], notes=ctx.notes, error=error)
-    atomic_write_json(ctx.out / "export.json", doc)
+    atomic_write_json(ctx.out / FILES.export_json, doc)
     return doc
 
 

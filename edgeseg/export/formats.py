@@ -1,4 +1,9 @@
-"""The FORMATS and PRECISIONS tables (the only dispatch of `export`) and the records every converter returns."""
+"""Export's view of the catalog's FORMATS and PRECISIONS tables (the only dispatch of `export`), the
+precision fan-out of the ``onnx`` format, and the records every converter returns.
+
+Names, suffixes, descriptions and converter specs live in :mod:`edgeseg.catalog`; this module only
+turns a ``"module:function"`` spec into the function when an export runs it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edgeseg.catalog import kind_suffixes
+from edgeseg.catalog import FORMATS, PRECISIONS
+from edgeseg.catalog import FormatRecord as Format
 from edgeseg.errors import ExportError
 
 if TYPE_CHECKING:
@@ -21,50 +27,6 @@ def load_converter(spec: str) -> Converter:
     """The function a ``"module:function"`` spec names (imported on first use)."""
     module, func = spec.split(":")
     return getattr(import_module(module), func)
-
-
-@dataclass(frozen=True)
-class Format:
-    """One export target: whether it needs a GPU to build, whether it has INT8, its converter.
-
-    ``converter`` is ``"module:function"``; the function takes the :class:`ExportContext` and returns
-    the :class:`ArtifactRecord` list it produced (shipped or not).
-    """
-
-    name: str
-    needs_gpu: bool
-    supports_int8: bool
-    converter: str
-    description: str = ""
-
-    @property
-    def suffix(self) -> str:
-        """Main file suffix of this format (from the one suffix table, ``edgeseg.artifacts.ARTIFACT_KINDS``)."""
-        return kind_suffixes(self.name)[0]
-
-    def load(self) -> Converter:
-        return load_converter(self.converter)
-
-
-# Order matters: every other format is converted from the ONNX files the "onnx" entry writes.
-FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", False, True, "edgeseg.export.formats:convert_onnx",
-                   "ONNX (FP32 reference, FP16, INT8 QDQ) for ONNX Runtime and any ONNX consumer"),
-    "ort": Format("ort", False, True, "edgeseg.export.onnx2ort:convert",
-                  "ONNX Runtime mobile format + required_operators.config for minimal builds"),
-    "tensorrt": Format("tensorrt", True, True, "edgeseg.export.onnx2trt:convert",
-                       "TensorRT engine where TensorRT + GPU exist; always a Jetson build kit"),
-    "openvino": Format("openvino", False, True, "edgeseg.export.onnx2openvino:convert",
-                       "OpenVINO IR (.xml + .bin) where the openvino package is installed"),
-    "executorch": Format("executorch", False, True, "edgeseg.export.torch2executorch:convert",
-                         "ExecuTorch program (XNNPACK) for Android/iOS + phone kit (executorch extra)"),
-}
-# precision -> converter writing its ONNX file. Order matters: FP16 and INT8 are converted from FP32.
-PRECISIONS: dict[str, str] = {
-    "fp32": "edgeseg.export.torch2onnx:convert",
-    "fp16": "edgeseg.export.onnx2fp16:convert",
-    "int8": "edgeseg.export.onnx2int8:convert",
-}
 
 
 def convert_onnx(ctx: ExportContext) -> list[ArtifactRecord]:

@@ -180,14 +180,15 @@ def qat_int8(ctx: ExportContext, dst: Path, target: str = "onnxruntime-cpu", mod
 
     cal, qat = ctx.cfg.calibration, ctx.cfg.qat
     images, info = calibration_images(ctx.recipe.data, ctx.meta.in_channels, num_classes=ctx.meta.num_classes,
-                                      count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
+                                      count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed,
+                                      task=ctx.meta.task)
     ctx.say(f"QAT ({target}): fake quantizers from {cal.images} training images, then {qat.epochs} epochs of "
             "fine-tuning")
     try:
         log_dir = ctx.out / ("qat" if target == "onnxruntime-cpu" else f"qat-{target}")
         qmodel, figures = qat_finetune(copy.deepcopy(ctx.model if model is None else model), ctx.recipe, log_dir,
                                        epochs=qat.epochs, lr=qat.lr, calibration=[torch.from_numpy(a) for a in images],
-                                       target=target, distill=qat.distill and ctx.meta.task == "semantic")
+                                       target=target, distill=qat.distill and ctx.task.supports_distillation)
         proto = export_qdq_onnx(qmodel, torch.from_numpy(ctx.parity_inputs()[0]), opset=ctx.cfg.opset,
                                 dynamic=ctx.cfg.dynamic, output_names=tuple(getattr(ctx.model, "output_names",
                                                                                     ("logits",))))
@@ -236,50 +237,65 @@ def _quantize_excluding(fp32: Path, dst: Path, ranges: Any, settings: Any, metho
         raise ExportError(f"{fp32}: INT8 quantization for {settings.target} failed: {first_line(exc)}") from exc
 
 
+def _build(ctx: ExportContext, fp32: Path, dst: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """INT8 of ``fp32`` into ``dst`` by QAT, mixed precision under ``max_drop`` or plain PTQ, metadata embedded.
+
+    Returns (quantization figures, calibration figures).
+    """
+    import onnx
+
+    if ctx.cfg.qat is not None:
+        qinfo, cal_info = qat_int8(ctx, dst)
+    else:
+        settings = dataclasses.replace(CPU_SETTINGS, per_channel=ctx.cfg.calibration.per_channel)
+        ranges, cal_info = calibration_ranges(ctx, fp32)
+        if ctx.cfg.max_drop is not None:
+            qinfo = mixed_int8(ctx, fp32, dst, ranges, settings)
+        else:
+            qinfo = quantize_checked(fp32, dst, ranges, settings, ctx.cfg.calibration.method,
+                                     task_float_nodes(ctx, fp32))
+    save_onnx(embed_onnx(onnx.load(str(dst)), ctx.meta, "int8"), dst)
+    ctx.say(f"INT8: {qinfo['quantized_nodes']} weighted nodes quantized, {qinfo['skipped_nodes']} kept in float")
+    return qinfo, cal_info
+
+
+def _judge(ctx: ExportContext, fp32: Path, int8: Path) -> tuple[bool, str, dict[str, Any]]:
+    """Parity, paired latency and whole-split accuracy of ``int8`` against ``fp32``; (ship, reason, figures)."""
+    parity = ctx.parity(ctx.open(int8))
+    parity["passed"] = parity["agreement"] >= ctx.task.parity_bars.int8_min_agreement
+    ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
+    latency, samples = measure_paired(ctx, {"fp32": fp32, "int8": int8})
+    ship, reason, decision = decide_int8(ctx, latency, samples)
+    if not parity["passed"]:
+        ship = False
+        reason = (f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below "
+                  f"{ctx.task.parity_bars.int8_min_agreement:.0%}; " + reason)
+    accuracy = {"fp32": fp32_accuracy(ctx), "int8": ctx.accuracy(ctx.open(int8), "int8")}
+    key = ctx.task.headline.key
+    drop = accuracy[f"{key}_drop_points"] = 100 * (accuracy["fp32"][key] - accuracy["int8"][key])
+    if ctx.cfg.max_drop is not None and drop > ctx.cfg.max_drop:
+        ship = False  # the budget is a promise: no layer choice met it (every weighted layer tried)
+        reason = (f"no INT8 model within --max-drop {ctx.cfg.max_drop}: the best choice loses "
+                  f"{drop:.2f} {ctx.task.headline.label} points; " + reason)
+    figures = {"parity": parity, "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
+               "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
+               "policy": ctx.cfg.int8_policy, "decision": decision}
+    return ship, reason, figures
+
+
 def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     """Write model.int8.onnx (or model.int8.rejected.onnx) with calibration, parity, latency, accuracy.
 
     INT8 comes from post-training quantization, from mixed precision under ``max_drop`` (PTQ with a
-    measured float fallback), or from quantization-aware training (``qat``; no PTQ then).
+    measured float fallback), or from quantization-aware training (``qat``; no PTQ then). Settings that
+    cannot be combined were refused before the export began (:func:`edgeseg.export.options.check_plan`).
     """
-    if ctx.cfg.qat is not None and ctx.cfg.max_drop is not None:
-        raise ExportError("export.qat and export.max_drop (--qat, --max-drop) cannot be combined: QAT trains "
-                          "every layer for INT8; mixed precision picks float layers after PTQ")
     fp32 = ctx.onnx["fp32"]
-    settings = dataclasses.replace(CPU_SETTINGS, per_channel=ctx.cfg.calibration.per_channel)
-    path = ctx.out / "model.int8.onnx"
-    rejected = ctx.out / "model.int8.rejected.onnx"
+    path, rejected = ctx.out / "model.int8.onnx", ctx.out / "model.int8.rejected.onnx"
     tmp = ctx.out / f".model.int8.tmp{os.getpid()}.onnx"
     try:
-        if ctx.cfg.qat is not None:
-            qinfo, cal_info = qat_int8(ctx, tmp)
-        else:
-            ranges, cal_info = calibration_ranges(ctx, fp32)
-            if ctx.cfg.max_drop is not None:
-                qinfo = mixed_int8(ctx, fp32, tmp, ranges, settings)
-            else:
-                qinfo = quantize_checked(fp32, tmp, ranges, settings, ctx.cfg.calibration.method,
-                                         task_float_nodes(ctx, fp32))
-        import onnx
-
-        save_onnx(embed_onnx(onnx.load(str(tmp)), ctx.meta, "int8"), tmp)
-        ctx.say(f"INT8: {qinfo['quantized_nodes']} weighted nodes quantized, {qinfo['skipped_nodes']} kept in float")
-        parity = ctx.parity(ctx.open(tmp))
-        parity["passed"] = parity["agreement"] >= ctx.task.parity_bars.int8_min_agreement
-        ctx.say(f"measuring FP32 vs INT8 latency ({ctx.threads} threads, batch 1, {ctx.input_hw[0]}x{ctx.input_hw[1]})")
-        latency, samples = measure_paired(ctx, {"fp32": fp32, "int8": tmp})
-        ship, reason, decision = decide_int8(ctx, latency, samples)
-        if not parity["passed"]:
-            ship = False
-            reason = (f"{ctx.task.name} agreement with PyTorch {parity['agreement']:.2%} is below "
-                      f"{ctx.task.parity_bars.int8_min_agreement:.0%}; " + reason)
-        accuracy = {"fp32": fp32_accuracy(ctx), "int8": ctx.accuracy(ctx.open(tmp), "int8")}
-        key = ctx.task.headline.key
-        accuracy[f"{key}_drop_points"] = 100 * (accuracy["fp32"][key] - accuracy["int8"][key])
-        if ctx.cfg.max_drop is not None and accuracy[f"{key}_drop_points"] > ctx.cfg.max_drop:
-            ship = False  # the budget is a promise: no layer choice met it (every weighted layer tried)
-            reason = (f"no INT8 model within --max-drop {ctx.cfg.max_drop}: the best choice loses "
-                      f"{accuracy[f'{key}_drop_points']:.2f} {ctx.task.headline.label} points; " + reason)
+        qinfo, cal_info = _build(ctx, fp32, tmp)
+        ship, reason, figures = _judge(ctx, fp32, tmp)
         final = path if ship else rejected
         os.replace(tmp, final)
     finally:
@@ -289,11 +305,8 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
         ctx.onnx["int8"] = final
     else:
         ctx.say(f"INT8 not shipped: {reason}", note=True)
-    figures = {"calibration": cal_info, "quantization": qinfo, "parity": parity,
-               "latency_ms": {k: v["p50_ms"] for k, v in latency.items()}, "latency": latency,
-               "speedup": latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"], "accuracy": accuracy,
-               "policy": ctx.cfg.int8_policy, "decision": decision}
-    label = ctx.task.headline.label
-    ctx.say(f"INT8 {label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
+    figures = {"calibration": cal_info, "quantization": qinfo, **figures}
+    accuracy, key = figures["accuracy"], ctx.task.headline.key
+    ctx.say(f"INT8 {ctx.task.headline.label} {accuracy['int8'][key]:.4f} vs FP32 {accuracy['fp32'][key]:.4f} "
             f"({accuracy['int8']['num_images']} val images); speed-up {figures['speedup']:.2f}x")
     return [ctx.add(ArtifactRecord(final, "onnx", "int8", shipped=ship, reason=reason, figures=figures))]

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-FLOAT_DEPTHWISE = ("auto", "always", "never")
-SCOPES = ("all", "full_res")
+from edgeseg.catalog import DEPTHWISE_SCOPES as SCOPES
+from edgeseg.catalog import FLOAT_DEPTHWISE
 _CONV = ("aten.conv2d", "aten.convolution")
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,16 +30,17 @@ import torch
 
 from edgeseg.artifacts import ModelMeta, atomic_write_bytes
 from edgeseg.export.context import ExportContext
+from edgeseg.runtime.base import BackendError
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.onnx2int8 import decide_int8, measure_paired
+from edgeseg.export.pte_lower import delegation, export_untied, lower
 from edgeseg.export.pte_mixed import choose_int8
 from edgeseg.artifacts.metadata import pte_constant_methods
-from edgeseg.quiet import first_line, quiet_tools
+from edgeseg.quiet import PHONE_STACK_LOGGERS, first_line, quiet_import, quiet_tools
 
 PTE_NAMES = {"fp32": "model.pte", "int8": "model.int8.pte"}
 REJECTED_INT8 = "model.int8.rejected.pte"
 DELEGABLE_UNPOOL = "arith"
-_NOT_CORE_ATEN = re.compile(r"Operator (?:torch\._ops\.)?(\S+) is not (?:in )?(?:Core ATen|Aten Canonical)")
 
 
 # The arithmetic unpooling mask (segnet.max_pool_mask_arith) tells a window's max from the rest by a
@@ -69,99 +69,6 @@ def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.M
     meta = dataclasses.replace(meta, model_args={**meta.model_args, "unpool": DELEGABLE_UNPOOL})
     return twin, meta, (f"re-exported with unpool={DELEGABLE_UNPOOL!r} (same weights, same outputs): XNNPACK has no "
                         f"kernel for unpool={config['unpool']!r}'s ops, which would run on portable kernels")
-
-
-def _layer(node: Any) -> str:
-    """``decoder.2.conv (Conv2d)`` from a node's module stack; the model itself when it has none."""
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return "the model's own forward"
-    path, cls = list(stack.values())[-1]
-    path = re.sub(r"^L\['self'\]\.?|^L__self___?", "", str(path)).replace("_modules['", "").replace("']", "")
-    cls_name = getattr(cls, "__name__", str(cls).rsplit(".", 1)[-1].strip("'>"))
-    return f"{path or '(root)'} ({cls_name})"
-
-
-def _op_name(target: Any) -> str:
-    name = getattr(target, "__name__", str(target))
-    return name.removeprefix("aten.").removeprefix("dim_order_ops.")
-
-
-def _graph_ops(graph: Any) -> list[Any]:
-    skip = ("getitem", "executorch_call_delegate")
-    return [n for n in graph.nodes if n.op == "call_function" and not any(s in str(n.target) for s in skip)]
-
-
-def delegation(edge: Any) -> dict[str, Any]:
-    """How much of a lowered program XNNPACK runs: operator counts inside/outside delegates, and what is left."""
-    from executorch.exir.lowered_backend_module import get_lowered_submodules
-
-    gm = edge.exported_program().graph_module
-    inside = Counter()
-    for _, lowered, _ in get_lowered_submodules(gm):
-        inside.update(_op_name(n.target) for n in _graph_ops(lowered.original_module.graph))
-    outside = _graph_ops(gm.graph)
-    left = Counter(_op_name(n.target) for n in outside)
-    total = sum(inside.values()) + len(outside)
-    return {"delegates": len(get_lowered_submodules(gm)), "ops_delegated": sum(inside.values()),
-            "ops_portable": len(outside), "fraction_delegated": round(sum(inside.values()) / max(total, 1), 4),
-            "portable_ops": dict(left),
-            "portable_layers": sorted({f"{_op_name(n.target)} in {_layer(n)}" for n in outside})[:20]}
-
-
-def _missing_kernels(program: Any) -> list[str]:
-    """Operators the program calls outside delegates that this runtime has no kernel for."""
-    from executorch.extension.pybindings import portable_lib
-
-    registered = set(portable_lib._get_operator_names())
-    used = [f"{op.name}.{op.overload}" if op.overload else op.name
-            for plan in program.executorch_program.execution_plan for op in plan.operators]
-    return [u for u in used if u not in registered]
-
-
-def _lowering_error(exc: BaseException, graph: Any, stage: str) -> ExportError:
-    """One line naming the operator and the layer when the message names an operator."""
-    text = str(exc)
-    match = _NOT_CORE_ATEN.search(text)
-    op = match.group(1) if match else ""
-    if op:
-        nodes = [n for n in graph.nodes if n.op == "call_function" and str(n.target).endswith(op.removeprefix("aten."))]
-        where = f" in layer {_layer(nodes[0])}" if nodes else ""
-        return ExportError(f"ExecuTorch cannot lower operator {op}{where}: it is not a Core ATen operator, so "
-                           "neither XNNPACK nor the portable kernels run it; rewrite that layer with supported ops")
-    return ExportError(f"ExecuTorch {stage} failed: {first_line(exc)}")
-
-
-def lower(model: torch.nn.Module, example: torch.Tensor, methods: dict[str, str]) -> tuple[bytes, dict[str, Any]]:
-    """``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte`` bytes, plus delegation figures.
-
-    ``model`` may be a PT2E-quantized graph module. Raises ExportError naming the operator and layer
-    that cannot be lowered, or an operator the runtime has no kernel for.
-    """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
-        try:
-            program = torch.export.export(model, (example,))
-        except Exception as exc:  # noqa: BLE001  (torch.export raises many types; one line for the user)
-            raise ExportError(f"torch.export failed: {first_line(exc)}") from exc
-        try:
-            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=methods)
-        except Exception as exc:  # noqa: BLE001
-            raise _lowering_error(exc, program.graph, "lowering") from exc
-        info = delegation(edge)
-        try:
-            et_program = edge.to_executorch()
-        except Exception as exc:  # noqa: BLE001
-            raise _lowering_error(exc, edge.exported_program().graph, "emission") from exc
-    missing = _missing_kernels(et_program)
-    if missing:
-        base = missing[0].split("::")[-1].split(".")[0]  # aten::cumprod.out -> cumprod
-        layers = [p for p in info["portable_layers"] if p.split(".")[0] == base]
-        raise ExportError(f"ExecuTorch runtime has no kernel for operator {missing[0]}"
-                          + (f" ({layers[0]})" if layers else "") + "; the .pte would not load")
-    return et_program.buffer, info
 
 
 def _shared_with(annotation: Any) -> set[str]:
@@ -212,8 +119,8 @@ def quantize_int8(model: torch.nn.Module, example: torch.Tensor, images: Iterabl
             return gm
 
     quantizer = _FloatTailQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-    with quiet_tools("torch.export", "torch._export", "executorch", "torchao", "root"):
-        prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with quiet_tools(*PHONE_STACK_LOGGERS, native=True):
+        prepared = prepare_pt2e(export_untied(model, example).module(), quantizer)
         with torch.no_grad():
             for image in images:
                 prepared(torch.from_numpy(image))
@@ -242,12 +149,17 @@ def _static(ctx: ExportContext) -> ExportContext:
                                _parity_inputs=None)
 
 
-def convert(ctx: ExportContext) -> list[ArtifactRecord]:
-    """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+def _executorch_available() -> None:
+    """Import the ExecuTorch compiler quietly (torchao reports native libraries it cannot load on import)."""
     try:
-        import executorch.exir  # noqa: F401
+        quiet_import("executorch.exir")
     except ImportError:
         raise ExportError("ExecuTorch export needs the executorch package: pip install 'edgeseg[executorch]'") from None
+
+
+def convert(ctx: ExportContext) -> list[ArtifactRecord]:
+    """The ``executorch`` format: model.pte (parity-checked), model.int8.pte (policy), phone kit."""
+    _executorch_available()
     model, meta, note = delegable_model(ctx.model, ctx.meta)
     if note:
         ctx.say(f"ExecuTorch: {note}", note=True)
@@ -255,31 +167,48 @@ def convert(ctx: ExportContext) -> list[ArtifactRecord]:
     if model is not ctx.model:
         static = dataclasses.replace(static, model=model)
     outputs = list(getattr(model, "output_names", ctx.task.output_names))
-    example = example_input(static)
-    path = ctx.out / PTE_NAMES["fp32"]
-    h, w = ctx.input_hw
-    ctx.say(f"exporting {meta.model_name} to ExecuTorch (XNNPACK, {h}x{w}, batch 1)")
-    data, info = lower(model, example, pte_constant_methods(meta, outputs, "fp32"))
-    write_pte(path, data)
-    info.update(input=[1, meta.in_channels, h, w], unpool=dict(getattr(model, "config", {})).get("unpool"))
-    parity = static.parity(open_pte(path, ctx.threads))
-    parity["passed"] = static.parity_ok(parity)
-    record = ctx.add(ArtifactRecord(path, "executorch", "fp32", figures={"export": info, "parity": parity}))
-    ctx.say(f"ExecuTorch fp32: {info['fraction_delegated']:.1%} of {info['ops_delegated'] + info['ops_portable']} "
-            f"operators delegated to XNNPACK; parity max abs err {parity['max_abs_err']:.2e}, "
-            f"{ctx.task.name} agreement {parity['agreement']:.4%}")
-    if not parity["passed"]:
-        record.shipped, record.reason = False, "FP32 parity check failed"
-        raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
-                          f"(max rel err {parity['max_rel_err']:.2e}, {ctx.task.name} agreement "
-                          f"{parity['agreement']:.4%}); see export.json")
+    record = convert_fp32(ctx, static, model, meta, outputs)
     records = [record]
     if "int8" in ctx.precisions:
-        records.append(convert_int8(ctx, static, model, meta, outputs, path))
+        records.append(convert_int8(ctx, static, model, meta, outputs, record.path))
     from edgeseg.export.phone_kit import write_phone_kit
 
     records.append(ctx.add(write_phone_kit(ctx.out, [r for r in records if r.shipped], meta)))
     return records
+
+
+def convert_fp32(ctx: ExportContext, static: ExportContext, model: torch.nn.Module, meta: ModelMeta,
+                 outputs: list[str]) -> ArtifactRecord:
+    """model.pte, written only once its parity passed (the task's FP32 bar); ExportError naming both figures
+    otherwise, and no .pte is left behind."""
+    path = ctx.out / PTE_NAMES["fp32"]
+    tmp = ctx.out / f".model.tmp{os.getpid()}.pte"
+    h, w = ctx.input_hw
+    ctx.say(f"exporting {meta.model_name} to ExecuTorch (XNNPACK, {h}x{w}, batch 1)")
+    data, info = lower(model, example_input(static), pte_constant_methods(meta, outputs, "fp32"))
+    info.update(input=[1, meta.in_channels, h, w], unpool=dict(getattr(model, "config", {})).get("unpool"))
+    try:
+        parity = static.parity(open_pte(write_pte(tmp, data), ctx.threads))
+        parity["passed"] = static.parity_ok(parity)
+        if parity["passed"]:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    ctx.say(f"ExecuTorch fp32: {info['fraction_delegated']:.1%} of {info['ops_delegated'] + info['ops_portable']} "
+            f"operators delegated to XNNPACK; parity max abs err {parity['max_abs_err']:.2e}, "
+            f"{ctx.task.name} agreement {parity['agreement']:.4%}")
+    passed = parity["passed"]
+    record = ctx.add(ArtifactRecord(path, "executorch", "fp32", shipped=passed,
+                                    reason="" if passed else "FP32 parity check failed; not written",
+                                    figures={"export": info, "parity": parity}))
+    if not passed:
+        bars = ctx.task.parity_bars
+        of = (f" of {parity['detections']} detections" if "detections" in parity else "")
+        raise ExportError(f"{path}: ExecuTorch output differs from PyTorch on {parity['images']} validation images "
+                          f"(max rel err {parity['max_rel_err']:.2e}, expected <= {bars.fp32_max_rel_err:.0e}; "
+                          f"{ctx.task.name} agreement {parity['agreement']:.4%}{of}, expected >= "
+                          f"{bars.fp32_min_agreement:.1%}); not written, figures in export.json")
+    return record
 
 
 # INT8: the same checks and policy as ONNX INT8 (onnx2int8.measure_paired / decide_int8).
@@ -305,7 +234,8 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
 
     try:
         images, info = calibration_images(ctx.recipe.data, meta.in_channels, num_classes=meta.num_classes,
-                                          count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed)
+                                          count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed,
+                                          task=meta.task)
         names = tuple(getattr(model, "output_names", ctx.task.output_names))
         quantized, kept = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
                                         per_channel=cal.per_channel, float_nodes=float_nodes)
@@ -339,13 +269,19 @@ def convert_int8(ctx: ExportContext, static: ExportContext, model: torch.nn.Modu
                  outputs: list[str], fp32: Path) -> ArtifactRecord:
     """Write model.int8.pte (or model.int8.rejected.pte) with calibration, parity, latency and accuracy figures."""
     example = example_input(static)
+    if ctx.cfg.qat is not None or ctx.cfg.max_drop is not None:
+        ctx.say("ExecuTorch INT8 is post-training quantization (PT2E, XNNPACK quantizer): QAT and --max-drop "
+                "apply to the ONNX INT8 model only", note=True)
     path, rejected = ctx.out / PTE_NAMES["int8"], ctx.out / REJECTED_INT8
     built: dict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = {}  # candidate -> (file, export, calibration)
     try:
-        mixed, tmp = _int8_candidates(ctx, model, example, meta, outputs, fp32, built)
+        try:
+            mixed, tmp = _int8_candidates(ctx, model, example, meta, outputs, fp32, built)
+            int8 = open_pte(tmp, ctx.threads)
+            parity = static.parity(int8)
+        except BackendError as exc:  # lowered, but the runtime cannot run it: nothing is written
+            raise ExportError(f"ExecuTorch INT8 program: {exc}") from None
         info, cal_info = built[mixed["chosen"]][1:]
-        int8 = open_pte(tmp, ctx.threads)
-        parity = static.parity(int8)
         bar = ctx.task.parity_bars.int8_min_agreement
         parity["passed"] = parity["agreement"] >= bar
         ctx.say(f"measuring ExecuTorch FP32 vs INT8 latency ({ctx.threads} threads, batch 1, "

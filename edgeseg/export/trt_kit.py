@@ -87,29 +87,29 @@ def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 
     name can run a command; ``--dry-run`` prints the trtexec commands instead of running anything.
     """
     f = KIT_FILES
-    shape_args = " ".join(shlex.quote(f"--{k}={v}") for k, v in shapes.items())
-    cache_q = shlex.quote(f["cache"])
-    int8_fns = f"""
-int8_qdq() {{   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 10 and 11)
-  if [ "$TRT_MAJOR" -ge 11 ]; then
-    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--stronglyTyped")}
-  else
-    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--int8", "--fp16")}
-  fi
-}}
-
-int8_calib() {{ # implicit quantization from our calibration cache (TensorRT 10 only; removed in 11)
-  if [ "$TRT_MAJOR" -ge 11 ]; then echo "TensorRT $TRT_MAJOR has no calibration caches: use int8-qdq" >&2; return 1; fi
-  if [ -n "$TRT_CODE" ] && [ -z "$DRY_RUN" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${{TRT_CODE}}-/" {cache_q}; fi
-  {_run_line("build_int8_calib.log", "--onnx=" + f["fp32"], "--saveEngine=model.int8.calib.engine", "--int8",
-             "--fp16", "--calib=" + f["cache"])}
-}}
-""" if int8 else ""
-    if int8 and not cache:
-        int8_fns = int8_fns[:int8_fns.index("int8_calib() {")]
     calib = int8 and cache
     modes = ("fp16 | int8-qdq | int8-calib | all" if calib else "fp16 | int8-qdq | all") if int8 else "fp16 | all"
     all_cmds = ("fp16; int8_qdq; int8_calib" if calib else "fp16; int8_qdq") if int8 else "fp16"
+    return _script_head(shapes, workspace_mib, modes) + f"""
+fp16() {{
+  if [ "$TRT_MAJOR" -ge 11 ]; then  # strongly typed: FP16 comes from the model's own types
+    {_run_line("build_fp16.log", "--onnx=" + f["fp16"], "--saveEngine=model.fp16.engine", "--stronglyTyped")}
+  else
+    {_run_line("build_fp16.log", "--onnx=" + f["fp32"], "--saveEngine=model.fp16.engine", "--fp16")}
+  fi
+}}
+{_int8_functions(cache) if int8 else ""}
+case "${{1:-all}}" in
+  fp16) fp16 ;;
+{"  int8-qdq) int8_qdq ;;" + chr(10) if int8 else ""}{"  int8-calib) int8_calib ;;" + chr(10) if calib else ""}  all) {all_cmds} ;;
+  *) echo "usage: $0 [--dry-run] [{modes}]" >&2; exit 2 ;;
+esac
+"""
+
+
+def _script_head(shapes: Mapping[str, str], workspace_mib: int, modes: str) -> str:
+    """The script up to its ``run`` function: usage, trtexec and its TensorRT version, shapes, workspace."""
+    shape_args = " ".join(shlex.quote(f"--{k}={v}") for k, v in shapes.items())
     return f"""#!/usr/bin/env bash
 # Build TensorRT engines ON THE TARGET (Jetson or any NVIDIA GPU); engines are tied to GPU + TensorRT version.
 # Usage: ./build_engine.sh [--dry-run] [{modes}]   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
@@ -135,20 +135,31 @@ run() {{ # run LOG ARGS...: trtexec with the shapes and workspace, log kept besi
   if [ -n "$DRY_RUN" ]; then printf '%q ' "${{cmd[@]}}"; printf '\n'; return 0; fi
   "${{cmd[@]}}" 2>&1 | tee "$log"
 }}
+"""
 
-fp16() {{
-  if [ "$TRT_MAJOR" -ge 11 ]; then  # strongly typed: FP16 comes from the model's own types
-    {_run_line("build_fp16.log", "--onnx=" + f["fp16"], "--saveEngine=model.fp16.engine", "--stronglyTyped")}
+
+def _int8_functions(cache: bool) -> str:
+    """``int8_qdq`` (explicit Q/DQ) and, with a calibration cache, ``int8_calib`` (implicit, TensorRT 10)."""
+    f = KIT_FILES
+    qdq = f"""
+int8_qdq() {{   # explicit quantization: Q/DQ nodes carry the scales (TensorRT 10 and 11)
+  if [ "$TRT_MAJOR" -ge 11 ]; then
+    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--stronglyTyped")}
   else
-    {_run_line("build_fp16.log", "--onnx=" + f["fp32"], "--saveEngine=model.fp16.engine", "--fp16")}
+    {_run_line("build_int8.log", "--onnx=" + f["int8"], "--saveEngine=model.int8.engine", "--int8", "--fp16")}
   fi
 }}
-{int8_fns}
-case "${{1:-all}}" in
-  fp16) fp16 ;;
-{"  int8-qdq) int8_qdq ;;" + chr(10) if int8 else ""}{"  int8-calib) int8_calib ;;" + chr(10) if calib else ""}  all) {all_cmds} ;;
-  *) echo "usage: $0 [--dry-run] [{modes}]" >&2; exit 2 ;;
-esac
+
+"""
+    if not cache:
+        return qdq
+    cache_q = shlex.quote(f["cache"])
+    return qdq + f"""int8_calib() {{ # implicit quantization from our calibration cache (TensorRT 10 only; removed in 11)
+  if [ "$TRT_MAJOR" -ge 11 ]; then echo "TensorRT $TRT_MAJOR has no calibration caches: use int8-qdq" >&2; return 1; fi
+  if [ -n "$TRT_CODE" ] && [ -z "$DRY_RUN" ]; then sed -i "1s/^TRT-[0-9]*-/TRT-${{TRT_CODE}}-/" {cache_q}; fi
+  {_run_line("build_int8_calib.log", "--onnx=" + f["fp32"], "--saveEngine=model.int8.calib.engine", "--int8",
+             "--fp16", "--calib=" + f["cache"])}
+}}
 """
 
 

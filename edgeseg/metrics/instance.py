@@ -75,7 +75,9 @@ class InstanceEvaluator:
         self.images.append({"id": num, "height": int(h), "width": int(w), "file_name": str(image_id)})
         labels = np.asarray(target["labels"]).astype(np.int64).reshape(-1)
         boxes = np.asarray(target["boxes"]) if target.get("boxes") is not None else _boxes_from_masks(gt_masks)
-        for rle, box, lab, area in zip(_rle(gt_masks), _xywh(boxes), labels, gt_masks.reshape(len(labels), -1).sum(1)):
+        # An image without instances adds none (numpy cannot reshape its empty stack to (0, -1)).
+        areas = gt_masks.sum(axis=(1, 2)) if gt_masks.ndim == 3 else np.zeros(0)
+        for rle, box, lab, area in zip(_rle(gt_masks), _xywh(boxes), labels, areas):
             self.gts.append({"id": len(self.gts) + 1, "image_id": num, "category_id": int(lab) + 1,
                              "segmentation": rle, "bbox": box, "area": float(area), "iscrowd": 0})
         det_masks = np.asarray(detections.masks).astype(bool)

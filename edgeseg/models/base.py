@@ -53,6 +53,13 @@ class SegModel(nn.Module):
         same weights and outputs (SegNet: mask unpooling instead of pool indices)."""
         return self
 
+    def unwrapped_parameters(self) -> list[tuple[nn.Parameter, int | None]]:
+        """Parameters outside standard layers, each with its channel axis (None: it has none, never pruned).
+
+        Structured pruning (``edgeseg.compress.prune_graph``) cannot tell what such a parameter's axes mean.
+        """
+        return []
+
     def with_postprocess(self, **thresholds: Any) -> nn.Module:
         """The module that exports the model with its postprocess inside the graph (instance families:
         fixed detection slots). A family without one says so."""

@@ -159,6 +159,10 @@ class Yolact(SegModel):
         if self.semantic is not None:
             nn.init.constant_(self.semantic.bias, -math.log((1 - PRIOR_PROB) / PRIOR_PROB))
 
+    def unwrapped_parameters(self) -> list[tuple[nn.Parameter, int | None]]:
+        """The head's box scale: one number per FPN level, no channel axis."""
+        return [(self.head.box_scale, None)]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(scores N x A x C, boxes N x A x 4, coefs N x A x k, protos N x k x H/s x W/s)``.
 

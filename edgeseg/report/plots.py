@@ -1,16 +1,22 @@
 """Pareto plot (latency vs the task's headline score, one panel per device and task) and size vs score, as PNG
-files (matplotlib Agg). Semantic panels plot mIoU, instance panels mask AP."""
+files (matplotlib Agg). Semantic panels plot mIoU, instance panels mask AP.
+
+The score axis spans at least :data:`MIN_SCORE_SPAN` (5 points) centred on the data, so a 0.07-point
+difference between FP32 and INT8 looks as small as it is; point labels are moved inside their axes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from edgeseg.report.escape import plot_text
-from edgeseg.report.table import Entry, by_task, score_label
+from edgeseg.report.table import Entry, by_task, score_label, task_order
 from edgeseg.tasks import get_task
 
 
 LABEL_OFFSETS = [(5, 5), (5, -18), (5, 17), (5, -30)]
+MIN_SCORE_SPAN = 0.05  # headline scores are fractions: 5 points of mIoU / mask AP at least
+DPI = 110
 
 
 def _pyplot():
@@ -28,7 +34,7 @@ def _save(fig, path: Path) -> Path:
     from edgeseg.artifacts import atomic_write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     _pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -45,12 +51,60 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def score_limits(scores: list[float], min_span: float = MIN_SCORE_SPAN) -> tuple[float, float]:
+    """Score axis limits: the data plus a margin, at least ``min_span`` wide, centred on the data and kept
+    within 0..1 where the data is."""
+    if not scores:
+        return 0.0, 1.0
+    lo, hi = min(scores), max(scores)
+    pad = (hi - lo) * 0.08
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    # Shift (not shrink) a range that crosses 0 or 1, unless the data itself lies outside 0..1.
+    if lo < 0 <= min(scores):
+        lo, hi = 0.0, hi - lo
+    if hi > 1 >= max(scores):
+        lo, hi = lo - (hi - 1), 1.0
+    return lo, hi
+
+
+def _keep_labels_inside(ax) -> None:
+    """Move each point label that spills over the axes' edge back inside: first to the other side of its
+    point, then by the overhang (matplotlib's own geometry, at the DPI the PNG is written with)."""
+    ax.set_xlim(ax.get_xlim())  # freeze the autoscaled limits the labels are placed against
+    ax.set_ylim(ax.get_ylim())
+    renderer = ax.figure.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    to_points = 72.0 / ax.figure.dpi
+    for text in ax.texts:
+        dx, dy = text.xyann
+        ext = text.get_window_extent(renderer)
+        if ext.x1 > box.x1 and dx > 0:
+            text.set_horizontalalignment("right")
+            dx = -dx
+        if ext.y1 > box.y1 and dy > 0:
+            text.set_verticalalignment("top")
+            dy = -dy
+        text.xyann = (dx, dy)
+        ext = text.get_window_extent(renderer)
+        shift_x = max(box.x0 - ext.x0, 0) - max(ext.x1 - box.x1, 0)
+        shift_y = max(box.y0 - ext.y0, 0) - max(ext.y1 - box.y1, 0)
+        text.xyann = (dx + shift_x * to_points, dy + shift_y * to_points)
+
+
 def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
     """Latency p50 (log x) vs the headline score per device and task; the Pareto frontier is a step line."""
+    return _save(pareto_figure(groups), path)
+
+
+def pareto_figure(groups: dict[str, list[Entry]]):
+    """The figure :func:`pareto_plot` writes (one panel per device and task)."""
     plt = _pyplot()
     panels = [(d, t, rows) for d, entries in groups.items() for t, rows in by_task(entries).items()]
-    panels = panels or [("(no results)", "semantic", [])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
+    panels = panels or [("(no results)", task_order()[0], [])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False, dpi=DPI)
     for ax, (device, task, rows) in zip(axes[0], panels):
         pts = [e for e in rows if e.p50_ms and e.score is not None]
         # Latency per call is comparable only at one batch size: plot the smallest one measured.
@@ -85,14 +139,21 @@ def pareto_plot(groups: dict[str, list[Entry]], path: Path) -> Path:
         ax.set_xlabel("latency p50 per call (ms, log scale)")
         ax.set_ylabel(f"{get_task(task).headline.label} (validation split)")
         ax.grid(True, which="both", alpha=0.3)
+        ax.set_ylim(*score_limits([e.score for e in pts]))
+        _keep_labels_inside(ax)
     fig.suptitle("latency vs accuracy (o fp32, s int8, ^ other; outlined = Pareto-optimal)", fontsize=10, y=1.04)
-    return _save(fig, path)
+    return fig
 
 
 def size_plot(entries: list[Entry], path: Path) -> Path:
     """File size (log x) vs the headline score, one point per artifact (size does not depend on the device)."""
+    return _save(size_figure(entries), path)
+
+
+def size_figure(entries: list[Entry]):
+    """The figure :func:`size_plot` writes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    fig, ax = plt.subplots(figsize=(6.2, 4.6), dpi=DPI)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     datasets = sorted({e.dataset for e in entries})
     seen = set()
@@ -114,4 +175,6 @@ def size_plot(entries: list[Entry], path: Path) -> Path:
     ax.set_ylabel(f"{score_label(entries)} (validation split)")
     ax.set_title("size vs accuracy", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, path)
+    ax.set_ylim(*score_limits([e.score for e in points if e.score is not None]))
+    _keep_labels_inside(ax)
+    return fig

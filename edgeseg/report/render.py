@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg.report.escape import csv_value, html_text, md_text
-from edgeseg.report.table import Entry, by_task, score_label, side_by_side
+from edgeseg.report.table import Entry, by_task, score_label, side_by_side, task_order
 from edgeseg.tasks import get_task
 
 HEAD = ["model", "artifact", "precision", "backend", "threads", "batch", "size (MB)", "params (M)", "GMACs",
         "p50 (ms)", "p90 (ms)"]
 
 
-def columns(task: str = "semantic") -> list[str]:
+def columns(task: str) -> list[str]:
     """Table columns for ``task``: latency with postprocess where the task has one, its accuracy columns."""
     t = get_task(task)
     return (HEAD + (["p50 + postprocess (ms)"] if t.has_postprocess else []) + ["img/s", "peak mem (MB)"]
@@ -178,19 +178,26 @@ def html_page(title: str, groups: dict[str, list[Entry]], failed: list[dict[str,
     return "\n".join(parts)
 
 
+CSV_FIELDS = ["device", "model", "task", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
+              "gmacs", "p50_ms", "p90_ms", "e2e_p50_ms", "throughput", "peak_mb", "metric", "score"]
+CSV_TAIL = ["images", "speedup", "score_delta_points", "baseline", "pareto", "noisy", "noise_reason"]
+
+
+def csv_fields() -> list[str]:
+    """CSV columns: the entry's own fields, then every task's report columns by their result keys."""
+    figures = [c.key for t in task_order() for c in get_task(t).report_columns]
+    return CSV_FIELDS + list(dict.fromkeys(figures)) + CSV_TAIL
+
+
 def csv_text(entries: list[Entry]) -> str:
-    """One CSV row per entry with machine-friendly column names."""
+    """One CSV row per entry with machine-friendly column names (a task's figures blank on other tasks' rows)."""
     buf = io.StringIO()
-    fields = ["device", "model", "task", "precision", "backend", "threads", "batch", "artifact", "size_mb", "params",
-              "gmacs", "p50_ms", "p90_ms", "e2e_p50_ms", "throughput", "peak_mb", "metric", "score", "miou", "dice",
-              "mask_ap", "mask_ap50", "mask_ap75", "box_ap", "images", "speedup", "score_delta_points",
-              "miou_delta_points", "baseline", "pareto", "noisy", "noise_reason"]
-    derived = ("noise_reason", "metric", "mask_ap", "mask_ap50", "mask_ap75", "box_ap")
+    fields = csv_fields()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
+    own = [f for f in CSV_FIELDS + CSV_TAIL if f not in ("metric", "noise_reason")]
     for e in entries:
-        values = {f: getattr(e, f) for f in fields if f not in derived}
-        instance = {k: e.figures.get(k) for k in derived[2:]}
-        row = {**values, **instance, "metric": get_task(e.task).headline.key, "noise_reason": "; ".join(e.notes)}
+        row = {**{k: e.figures.get(k) for k in fields}, **{f: getattr(e, f) for f in own},
+               "metric": get_task(e.task).headline.key, "noise_reason": "; ".join(e.notes)}
         writer.writerow({k: csv_value(v) for k, v in row.items()})
     return buf.getvalue()

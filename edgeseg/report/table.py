@@ -34,8 +34,6 @@ class Entry:
     p90_ms: float | None
     throughput: float | None
     peak_mb: float | None
-    miou: float | None
-    dice: float | None
     images: int | None
     noisy: bool
     task: str = "semantic"
@@ -44,7 +42,6 @@ class Entry:
     e2e_p50_ms: float | None = None  # with the task's postprocess (instance models)
     speedup: float | None = None
     score_delta_points: float | None = None
-    miou_delta_points: float | None = None
     baseline: str = ""
     baseline_backend: str = ""  # set when the FP32 baseline ran on another backend (none on this one)
     pareto: bool = False
@@ -111,7 +108,6 @@ def to_entry(row: dict[str, Any]) -> Entry:
         size_mb=size / 1e6 if size else None, params=_get(row, "model", "params"), gmacs=_get(row, "model", "gmacs"),
         p50_ms=_get(row, "latency", "p50_ms"), p90_ms=_get(row, "latency", "p90_ms"),
         throughput=_get(row, "latency", "throughput_ips"), peak_mb=_get(row, "memory", "peak_rss_mb"),
-        miou=_get(row, "accuracy", "miou"), dice=_get(row, "accuracy", "mean_dice"),
         images=_get(row, "accuracy", "num_images"), noisy=bool(row.get("noisy")))
 
 
@@ -150,8 +146,6 @@ def build_entries(rows: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[st
             e.baseline_backend = "" if base.backend == e.backend else base.backend
             if base.score is not None and e.score is not None:
                 e.score_delta_points = (e.score - base.score) * 100
-                if e.task == "semantic":
-                    e.miou_delta_points = e.score_delta_points
         if e.noisy:
             e.notes.append(str(_get(e.row, "latency", "noise_reason") or "noisy"))
     pareto_flags(entries)
@@ -198,17 +192,25 @@ def by_device(entries: list[Entry]) -> dict[str, list[Entry]]:
     return {d: sorted(g, key=lambda e: (e.model, e.threads or 0, e.batch, e.p50_ms or 0)) for d, g in groups.items()}
 
 
+def task_order(names: set[str] | None = None) -> list[str]:
+    """Task names (all known ones by default) in the order a report shows them (the task's ``report_rank``)."""
+    from edgeseg.catalog import TASKS
+
+    return sorted(TASKS if names is None else names, key=lambda t: (get_task(t).report_rank, t))
+
+
 def by_task(entries: list[Entry]) -> dict[str, list[Entry]]:
-    """Entries grouped per task, semantic first, order kept."""
+    """Entries grouped per task in :func:`task_order`, order kept within a task."""
     groups: dict[str, list[Entry]] = {}
-    for e in sorted(entries, key=lambda e: e.task != "semantic"):
+    rank = {t: i for i, t in enumerate(task_order({e.task for e in entries}))}
+    for e in sorted(entries, key=lambda e: rank[e.task]):
         groups.setdefault(e.task, []).append(e)
     return groups
 
 
 def score_label(entries: list[Entry]) -> str:
     """The headline metric's name: 'mIoU', 'mask AP', or both when tasks are mixed."""
-    tasks = sorted({e.task for e in entries}, key=lambda t: t != "semantic") or ["semantic"]
+    tasks = task_order({e.task for e in entries}) or task_order()[:1]
     return " or ".join(get_task(t).headline.label for t in tasks)
 
 

@@ -18,6 +18,7 @@ edgeseg's own code here only uses it to hand tensors to the runtime.
 
 from __future__ import annotations
 
+import re
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,18 +27,46 @@ import numpy as np
 
 from edgeseg.artifacts import ArtifactError, ModelMeta
 from edgeseg.artifacts.metadata import read_pte
+from edgeseg.quiet import quiet_import, quiet_tools
 from edgeseg.runtime.base import BackendError, TensorSpec
 
 INSTALL_HINT = "pip install 'edgeseg[executorch]'"
+# An ExecuTorch program is a flatbuffer whose file identifier, bytes 4-7, is "ET" and a 2-digit schema
+# version ("ET12"); checked before the runtime is imported (tens of seconds on a busy machine).
+PTE_IDENTIFIER = re.compile(rb"ET[0-9]{2}")
+_POOL_STARTED = False
 _OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # loaded programs: the threadpool must not be resized under them
 
 
-def _portable_lib() -> Any:
+def check_pte_header(path: str | Path) -> Path:
+    """``path`` starts like an ExecuTorch program (its flatbuffer file identifier); BackendError naming it if not."""
+    path = Path(path)
     try:
-        from executorch.extension.pybindings import portable_lib
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise BackendError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(head) < 8 or not PTE_IDENTIFIER.fullmatch(head[4:8]):
+        raise BackendError(f"{path}: not an ExecuTorch program (expected the file identifier 'ET' + 2 digits at "
+                           f"byte 4 of a .pte, found {head[4:8]!r}); export one with "
+                           "`edgeseg export --format executorch`")
+    return path
+
+
+def _portable_lib() -> Any:
+    """The runtime's bindings, imported and their threadpool started quietly: the import pulls in torchao,
+    which reports optional native libraries it cannot load, and the pool's CPU probing prints
+    ``[cpuinfo_utils.cpp:...]`` lines."""
+    try:
+        lib = quiet_import("executorch.extension.pybindings.portable_lib")
     except ImportError as exc:
         raise BackendError(f"executorch backend: the executorch package is not installed ({INSTALL_HINT})") from exc
-    return portable_lib
+    global _POOL_STARTED
+    if not _POOL_STARTED:
+        with quiet_tools(native=True):
+            lib._threadpool_get_thread_count()
+        _POOL_STARTED = True
+    return lib
 
 
 def thread_count() -> int:
@@ -71,16 +100,17 @@ class ExecuTorchBackend:
                  meta: ModelMeta | None = None) -> None:
         if not device.startswith("cpu"):
             raise BackendError(f"executorch backend: runs on the CPU (XNNPACK) only, not on {device!r}")
+        path = check_pte_header(path)
         _portable_lib()
         import torch  # the wheel's runtime takes torch tensors (it links libtorch anyway)
-        from executorch.runtime import Runtime
 
-        path = Path(path)
+        Runtime = quiet_import("executorch.runtime").Runtime
         self._torch = torch
         self.threads = set_threads(threads) if threads else thread_count()
-        try:
-            self.program = Runtime.get().load_program(path)
-            self.method = self.program.load_method("forward")
+        try:  # the runtime prints its CPU probing ([cpuinfo_utils.cpp:...]) to stderr when it starts
+            with quiet_tools(native=True):
+                self.program = Runtime.get().load_program(path)
+                self.method = self.program.load_method("forward")
         except Exception as exc:  # noqa: BLE001  (the runtime raises RuntimeError/ValueError with error codes)
             raise BackendError(f"{path}: ExecuTorch cannot load it: {str(exc).strip().splitlines()[0]}") from None
         try:
@@ -108,7 +138,11 @@ class ExecuTorchBackend:
                                f"this program was loaded with {self.threads}; open it again")
         # a fresh contiguous tensor: numpy's x[None] carries a 0 stride the runtime may reject
         t = self._torch.from_numpy(np.asarray(x, dtype=np.float32)).clone(memory_format=self._torch.contiguous_format)
-        outs = self.method.execute([t])
+        try:  # not silenced: this is the timed call (the runtime's own reason goes to stderr first)
+            outs = self.method.execute([t])
+        except RuntimeError as exc:
+            raise BackendError(f"{self.path}: ExecuTorch cannot run it on a {list(shape)} input: "
+                               f"{str(exc).strip().splitlines()[0]}") from None
         return {n: o.numpy() for n, o in zip(self.output_names, outs)}
 
     def synchronize(self) -> None:

@@ -74,6 +74,7 @@ class Task(ABC):
     supports_class_weights: ClassVar[bool] = False  # per-class loss weights (train.class_weights) apply
     scores_class_masks: ClassVar[bool] = False      # scored against class-index masks (the runner's .npz)
     report_rank: ClassVar[int] = 0                  # where its table and Pareto panel come in a report
+    executorch_int8_refusal: ClassVar[str] = ""     # why INT8 .pte programs are not offered ('' = they are)
 
     # --- graph -------------------------------------------------------------------------------------
     @abstractmethod

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeseg.compress.prune import PruneConfig, PruneError, Probe, parse_latency, prune, prune_model
+from edgeseg.compress.prune import PruneConfig, PruneError, Probe, parse_latency, prune, prune_config, prune_model
+from edgeseg.compress.prune_config import resolve_round_to
 from edgeseg.models import create_model, get_model_info, list_models
 from edgeseg.models.profile import count_macs
 from tests.conftest import make_checkpoint
@@ -87,7 +88,7 @@ def test_pruned_segnet_unpools_like_the_reference_on_kept_channels(unpool: str, 
                           depths=(1, 2)).eval()
     pruned.load_state_dict(reference.state_dict())
     if not coupled:  # control: without the coupling edge the test below must fail
-        monkeypatch.setattr("edgeseg.compress.prune.unpool_coupling", lambda m: contextlib.nullcontext())
+        monkeypatch.setattr("edgeseg.compress.prune_graph.unpool_coupling", lambda m: contextlib.nullcontext())
     prune_model(pruned, PruneConfig(ratio=0.5, round_to=1), Probe(meta=None, hw=(32, 32)), log=lambda _: None)
 
     # Stage 0: the encoder's last BN gives the unpool locations, the decoder's last BN (stage 1) the values.
@@ -169,9 +170,13 @@ def test_prune_command_finetunes_with_distillation_and_writes_prune_json(tmp_pat
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "prune.json").read_text())
     fig = doc["figures"]
-    assert fig["after"]["macs"] < fig["before"]["macs"] and fig["after"]["stage"] == "fine-tuned"
+    assert fig["after"]["macs"] < fig["before"]["macs"]
     for row in (fig["before"], fig["after"]):
         assert row["latency_ms"] > 0 and row["val"]["num_images"] == 6
+    names = [c["name"] for c in doc["candidates"]]
+    assert names == ["start", "pruned", "epoch 1"] and [c["name"] for c in doc["candidates"] if c["chosen"]] == [
+        "pruned" if doc["finetune"]["chosen_epoch"] == 0 else "epoch 1"]
+    assert fig["speed"] in res.output and ("faster" in fig["speed"]) == fig["faster"]
     assert doc["finetune"]["distill"] and doc["inputs"]["config"]["importance"] == "taylor"
     assert count_macs(load_checkpoint(out / "model.pt").model, (64, 64)) == fig["after"]["macs"]
     for written in (out / "model.pt", out / "finetune" / "last.pt"):  # pruned + its fine-tuning state: safe loads
@@ -182,12 +187,12 @@ def test_bad_requests_are_one_line_errors(tmp_path: Path) -> None:
     from edgeseg.artifacts import ArtifactError
     from edgeseg.artifacts.checkpoint import load_checkpoint, read_checkpoint
 
-    with pytest.raises(PruneError, match="exactly one"):
-        PruneConfig(ratio=0.5, target_macs=0.3)
-    with pytest.raises(PruneError, match="importance"):
-        PruneConfig(ratio=0.5, importance="random")
-    with pytest.raises(PruneError, match="fraction"):
-        PruneConfig(ratio=1.5)
+    with pytest.raises(PruneError, match="exactly one of --ratio, --target-macs"):
+        prune_config(ratio=0.5, target_macs=0.3)
+    with pytest.raises(PruneError, match=r"importance \(--importance\).*'taylor'"):
+        prune_config(ratio=0.5, importance="random")
+    with pytest.raises(PruneError, match=r"ratio \(--ratio\): Input should be less than 1 \(got 1.5\)"):
+        prune_config(ratio=1.5)
     assert parse_latency("40ms") == 40.0 and parse_latency("0.04s") == 40.0 and parse_latency("12.5") == 12.5
     with pytest.raises(PruneError, match="--target-latency"):
         parse_latency("fast")
@@ -210,10 +215,9 @@ def test_instance_model_accuracy_is_the_tasks_mask_ap(tmp_path: Path) -> None:
         assert val["task"] == "instance" and val["num_images"] == 6
         assert {"mask_ap", "mask_ap50", "box_ap"} <= set(val) and "miou" not in val
     assert "mask_ap_drop_points" in fig and "miou_drop_points" not in fig
-    with pytest.raises(PruneError, match="semantic models only"):
-        prune(src, tmp_path / "taylor", PruneConfig(ratio=0.5, importance="taylor"), measure_latency=False)
-    with pytest.raises(PruneError, match="semantic models only"):
+    with pytest.raises(PruneError, match="--distill.*not available for instance models"):
         prune(src, tmp_path / "kd", PruneConfig(ratio=0.5, distill=True, finetune_epochs=1), measure_latency=False)
+    assert not (tmp_path / "kd").exists()  # refused before the folder is made
 
 
 # Tiny registry variants widened to lite-like shapes (depthwise-separable units; U-Net's bilinear decoder puts a
@@ -289,27 +293,27 @@ def test_keep_patterns_leave_layers_and_their_group_whole_and_bad_ones_are_error
 
 
 def test_round_to_auto_is_the_ort_nchwc_block_of_this_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from edgeseg.compress import prune as P
+    from edgeseg.compress import prune_config as P
 
     for flags, block in (("fpu sse avx2 fma", 8), ("fpu avx2 avx512f avx512bw", 16)):
         cpuinfo = tmp_path / f"cpuinfo{block}"
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         real = P.Path
         monkeypatch.setattr(P, "Path", lambda p: real(cpuinfo) if str(p) == "/proc/cpuinfo" else real(p))
-        assert P.ort_cpu_block() == block and PruneConfig(ratio=0.5, round_to="auto").round_to == block
+        assert P.ort_cpu_block() == block and resolve_round_to(PruneConfig(ratio=0.5, round_to="auto")) == block
         monkeypatch.setattr(P, "Path", real)
-    assert PruneConfig(ratio=0.5, round_to="16").round_to == 16
+    assert resolve_round_to(prune_config(ratio=0.5, round_to="16")) == 16
     for bad in (0, -8, "eight", 2.5, True):
-        with pytest.raises(PruneError, match=r"round_to \(--round-to\): expected a positive integer or 'auto'"):
-            PruneConfig(ratio=0.5, round_to=bad)
+        with pytest.raises(PruneError, match=r"round_to \(--round-to\)"):
+            prune_config(ratio=0.5, round_to=bad)
 
 
 def test_round_to_defaults_to_this_cpus_block_for_a_latency_target_and_8_otherwise() -> None:
     from edgeseg.compress.prune import ort_cpu_block
 
-    assert PruneConfig(target_latency_ms=5).round_to == ort_cpu_block()
-    assert PruneConfig(ratio=0.5).round_to == 8 and PruneConfig(target_macs=0.5).round_to == 8
-    assert PruneConfig(target_latency_ms=5, round_to=4).round_to == 4
+    assert resolve_round_to(PruneConfig(target_latency_ms=5)) == ort_cpu_block()
+    assert resolve_round_to(PruneConfig(ratio=0.5)) == 8 and resolve_round_to(PruneConfig(target_macs=0.5)) == 8
+    assert resolve_round_to(PruneConfig(target_latency_ms=5, round_to=4)) == 4
 
 
 def test_ort_cpu_block_is_the_block_onnx_runtime_pads_convolutions_to_here(tmp_path: Path) -> None:

@@ -30,12 +30,25 @@ def _checkpoint(tmp_path, name):
     return load_checkpoint(make_checkpoint(tmp_path / f"{name}.pt", model=name))
 
 
+def _trained_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Distinct statistics in every BatchNorm, as training leaves them (fresh ones are all identity, which
+    hides a BatchNorm folded into the wrong conv: YOLACT's head shares its convs across FPN levels)."""
+    gen = torch.Generator().manual_seed(1)
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        n = bn.num_features
+        bn.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
+        bn.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
+        bn.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+    return net.eval()
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_every_family_lowers_to_xnnpack_with_parity(tmp_path, name):
     from edgeseg.artifacts.metadata import pte_constant_methods
     from edgeseg.runtime.executorch_rt import ExecuTorchBackend
 
     ckpt = _checkpoint(tmp_path, name)
+    _trained_batchnorm(ckpt.model)
     net, meta, note = delegable_model(ckpt.model, ckpt.meta)
     assert (note != "") == (name == "segnet_test") and net.config.get("unpool") in (None, "arith")
     x = torch.randn(1, meta.in_channels, *FAMILIES[name])
@@ -110,7 +123,7 @@ def exported(tmp_path_factory):
     """
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.export.context import ExportContext
-    from edgeseg.export.formats import FORMATS
+    from edgeseg.export.formats import FORMATS, load_converter
     from edgeseg.recipe import ExportCfg, recipe_from_dict
 
     root = tmp_path_factory.mktemp("pte")
@@ -129,7 +142,7 @@ def exported(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("edgeseg.export.onnx2int8.LATENCY_KW", QUICK_LATENCY)
         mp.setattr("edgeseg.export.onnx2int8.LATENCY_ROUNDS", 1)
-        FORMATS["executorch"].load()(ctx)
+        load_converter(FORMATS["executorch"].converter)(ctx)
     return ckpt_path, ctx.out, {"artifacts": [a.to_dict() for a in ctx.artifacts], "notes": ctx.notes}
 
 
@@ -242,6 +255,78 @@ def test_pte_in_eval_and_bench(exported, tmp_path):
     assert row["artifact"]["format"] == "executorch" and row["precision"] == "fp32"
     assert row["latency"]["runs"] >= 3 and row["memory"]["peak_rss_mb"] > 0
     assert row["accuracy"]["miou"] == pytest.approx(_record(doc, "executorch", "int8")["accuracy"]["fp32"]["miou"])
+
+
+def _context(ckpt_path, out, **cfg):
+    from edgeseg.artifacts.checkpoint import load_checkpoint
+    from edgeseg.export.context import ExportContext
+    from edgeseg.recipe import ExportCfg, recipe_from_dict
+
+    ckpt = load_checkpoint(ckpt_path)
+    out.mkdir(exist_ok=True)
+    return ExportContext(out=out, model=ckpt.model, meta=ckpt.meta, recipe=recipe_from_dict(ckpt.meta.recipe),
+                         cfg=ExportCfg(formats=["executorch"], **cfg), precisions=["fp32"], checkpoint=ckpt_path)
+
+
+def test_a_program_failing_parity_is_refused_first_and_not_left(exported, tmp_path, monkeypatch, capsys):
+    """The FP32 check decides before anything says "[shipped]", and the refused .pte is not written."""
+    from edgeseg.export import torch2executorch as t2e
+    from edgeseg.export.context import ExportContext
+
+    ckpt_path, out, doc = exported
+    program = (out / "model.pte").read_bytes()  # the program this checkpoint lowers to, without lowering again
+    monkeypatch.setattr(t2e, "lower", lambda model, example, methods: (program, dict(_record(doc, "executorch",
+                                                                                           "fp32")["export"])))
+    monkeypatch.setattr(ExportContext, "parity_ok", lambda self, figures: False)
+    ctx = _context(ckpt_path, tmp_path / "ex")
+    with pytest.raises(ExportError, match=r"model.pte: ExecuTorch output differs .* not written"):
+        t2e.convert(ctx)
+    printed = capsys.readouterr().out
+    assert "[NOT shipped] FP32 parity check failed" in printed and "[shipped]" not in printed, printed
+    assert list(ctx.out.iterdir()) == []
+    assert not ctx.artifacts[0].shipped
+
+
+def test_instance_int8_calibrates_on_the_instance_data(tmp_path, monkeypatch):
+    """The .pte INT8 calibration reads the training split as the model's task builds it (YOLACT: instance
+    data; the semantic reader refused yolact's recipe and every instance INT8 .pte failed)."""
+    from edgeseg.export import torch2executorch as t2e
+    from tests.conftest import make_checkpoint
+
+    seen = []
+
+    def fake_quantize(model, example, images, per_channel=True, float_nodes=None):
+        seen.extend(images)
+        return model, {}
+
+    monkeypatch.setattr(t2e, "quantize_int8", fake_quantize)
+    ctx = _context(make_checkpoint(tmp_path / "y.pt", model="yolact_test"), tmp_path / "ex",
+                   calibration={"images": 3})
+    _, info = t2e._calibrated(ctx, ctx.model, t2e.example_input(ctx), ctx.meta, tmp_path / "y.pt")
+    assert len(seen) == 3 and seen[0].shape == (1, 3, 64, 64) and info["split"] == "train"
+
+
+def test_shared_weights_get_one_copy_per_use():
+    from edgeseg.export.pte_lower import untie_shared_parameters
+
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(3) for _ in range(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bns[0](self.conv(x)) + self.bns[1](self.conv(x))
+
+    x = torch.randn(1, 3, 8, 8)
+    gm = torch.export.export(_trained_batchnorm(Shared()), (x,)).module()
+    with torch.no_grad():
+        before = gm(x)
+    assert untie_shared_parameters(gm) == 2  # weight and bias: one extra copy each
+    convs = [n for n in gm.graph.nodes if "conv" in str(n.target) and n.op == "call_function"]
+    assert len({n.args[1] for n in convs}) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), before)
 
 
 @pytest.mark.slow

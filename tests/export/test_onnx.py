@@ -163,12 +163,12 @@ def test_predict_needs_only_the_int8_file(exported, tmp_path):
 
 
 def test_dynamo_failure_falls_back_and_is_reported(tmp_path, monkeypatch):
-    import edgeseg.export.torch2onnx as t2o
+    import edgeseg.artifacts.onnx_export as writer  # the torch -> ONNX writer lives under the artifacts
 
     def broken(*args, **kwargs):
         raise RuntimeError("dynamo cannot trace this\nsecond line of a long trace")
 
-    monkeypatch.setattr(t2o, "_dynamo_export", broken)
+    monkeypatch.setattr(writer, "_dynamo_export", broken)
     ckpt = fitted_checkpoint(tmp_path / "model.pt", model="fcn_test", steps=10)
     doc = export(ckpt, tmp_path / "out")
     info = _record(doc, "onnx", "fp32")["export"]

@@ -54,7 +54,7 @@ def test_speedups_deltas_and_pareto():
     by = {(e.device, e.model, e.precision): e for e in entries}
     assert len(failed) == 1
     assert by[("Test CPU (2 cores)", "unet", "int8")].speedup == pytest.approx(2.5)
-    assert by[("Test CPU (2 cores)", "unet", "int8")].miou_delta_points == pytest.approx(-0.2)
+    assert by[("Test CPU (2 cores)", "unet", "int8")].score_delta_points == pytest.approx(-0.2)
     assert by[("Test CPU (2 cores)", "unet-lite", "int8")].speedup == pytest.approx(10 / 12)
     pareto = {k for k, e in by.items() if e.pareto}
     # CPU: lite fp32 (fastest), unet int8 (faster than unet fp32, more accurate than lite), unet fp32 (best mIoU).
@@ -158,7 +158,7 @@ def test_semantic_and_instance_rows_side_by_side_with_their_own_metric(tmp_path)
     entries, _ = build_entries([dict(r) for r in rows])
     inst = {e.precision: e for e in entries if e.task == "instance"}
     assert inst["int8"].score == 0.395 and inst["int8"].score_delta_points == pytest.approx(-0.5)
-    assert inst["int8"].miou_delta_points is None and inst["int8"].pareto and inst["fp32"].pareto
+    assert inst["int8"].pareto and inst["fp32"].pareto
     results = tmp_path / "mixed.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     paths = report([results], tmp_path / "out")

@@ -1,0 +1,116 @@
+"""Every command README.md prints runs, exactly as printed, with tiny data added by ``--set``.
+
+The fenced ``bash`` blocks are read from the README itself (continuation lines joined, comments cut), so
+a documented command that crashes, or a block whose commands no longer hand their files to each other,
+fails here. Commands run in order, one block per test, in a scratch folder that holds links to the
+recipes and the shared data plus the input files the README assumes (``img1.png``, ``their_model.onnx``).
+Only the set-up lines (``pip install ...``) and the test command itself are not run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# Appended to every command that takes --set: tiny data, one epoch, quick calibration and timing.
+TINY = ("train.epochs=1", "train.batch_size=8", "data.image_size=64", "data.train_repeats=1",
+        "data.synthetic.num_train=16", "data.synthetic.num_val=8", "data.synthetic.size=64",
+        "export.calibration.images=4", "bench.min_runs=3", "bench.min_time_s=0", "bench.warmup=1")
+TAKES_SET = ("train", "run", "export", "prune")
+NOT_RUN = ("pip install", "python -m pytest")
+
+
+def readme_blocks(text: str) -> list[list[str]]:
+    """The commands of every ```bash block: continuation lines joined, comments and set-up lines dropped."""
+    blocks = []
+    for body in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        commands, pending = [], ""
+        for raw in body.splitlines():
+            line = pending + raw.strip()
+            if line.endswith("\\"):
+                pending = line[:-1].rstrip() + " "
+                continue
+            pending = ""
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+        commands = [c for c in commands if not c.startswith(NOT_RUN)]
+        if commands:
+            blocks.append(commands)
+    return blocks
+
+
+def as_argv(command: str) -> list[str]:
+    """The argv this interpreter runs for a README command (``edgeseg`` and ``torchrun`` by module)."""
+    argv = shlex.split(command)
+    if argv[0] == "edgeseg":
+        argv = [sys.executable, "-m", "edgeseg", *argv[1:]]
+    elif argv[0] == "torchrun":
+        argv = [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
+    elif argv[:2] == ["python", "-m"]:
+        argv = [sys.executable, *argv[1:]]
+    verb = next((a for a in argv[argv.index("edgeseg") + 1:] if not a.startswith("-")), "") \
+        if "edgeseg" in argv else ""
+    if verb in TAKES_SET:
+        argv += [x for key in TINY for x in ("--set", key)]
+    return argv
+
+
+def _scratch(folder: Path) -> Path:
+    """A folder laid out as the README assumes: recipes/, img*.png and a foreign ONNX file."""
+    from PIL import Image
+
+    folder.mkdir()
+    (folder / "recipes").symlink_to(ROOT / "recipes")  # their data paths resolve from the real file
+    rng = np.random.default_rng(0)
+    for name in ("img1.png", "img2.png", "img.png"):
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(folder / name)
+    _foreign_onnx(folder / "their_model.onnx")
+    return folder
+
+
+def _foreign_onnx(path: Path) -> None:
+    """An ONNX segmentation model edgeseg did not make (no metadata; dynamic height and width, 4 classes)."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    torch.onnx.export(net.eval(), (torch.randn(1, 3, 64, 64),), str(path), dynamo=False, input_names=["images"],
+                      output_names=["logits"], dynamic_axes={"images": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}})
+
+
+def _run_block(commands: list[str], folder: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for command in commands:
+        start = time.perf_counter()
+        done = subprocess.run(as_argv(command), cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+        print(f"{time.perf_counter() - start:7.1f} s  {command}")
+        tail = (done.stdout + done.stderr)[-3000:]
+        assert done.returncode == 0, f"README command failed ({done.returncode}): {command}\n{tail}"
+        assert "Traceback" not in tail, f"README command printed a traceback: {command}\n{tail}"
+
+
+BLOCKS = readme_blocks(README.read_text())
+
+
+def test_the_readme_blocks_are_found() -> None:
+    flat = [c for block in BLOCKS for c in block]
+    assert any(c.startswith("edgeseg run") for c in flat) and any(c.startswith("edgeseg prune") for c in flat)
+    assert as_argv("edgeseg train r.yaml")[:4] == [sys.executable, "-m", "edgeseg", "train"]
+    assert readme_blocks("```bash\nedgeseg a \\\n  --b c   # note\n# comment\npip install x\n```\n") == \
+        [["edgeseg a --b c"]]
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: BLOCKS[i][0].split("#")[0][:40])
+def test_readme_block_runs_as_printed(index: int, tmp_path: Path) -> None:
+    _run_block(BLOCKS[index], _scratch(tmp_path / "work"))
