@@ -21,6 +21,9 @@ class SegModel(nn.Module):
     # Class default; families with a configurable depth set ``self.stride`` per instance.
     stride: int = 1
     output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    # Training hooks of families that need more than ``forward(x)`` (two-stage: RoIs sampled from the targets)
+    takes_targets: ClassVar[bool] = False  # training calls forward(x, targets), which returns the loss inputs
+    loss_name: ClassVar[str | None] = None  # the model's own loss (edgeseg.train.losses.LOSSES), else the task's
     config: dict[str, Any]
 
     def __init__(self, num_classes: int, in_channels: int) -> None:

@@ -28,6 +28,7 @@ from edgeseg.catalog import INSTANCE_DEFAULTS as _T
 from edgeseg.models.backbones import ConvBNAct, FusedMobileNet, ResNet
 from edgeseg.models.base import SegModel
 from edgeseg.models.blocks import init_weights
+from edgeseg.models.box_ops import box_iou, fast_nms  # noqa: F401  (shared with Mask R-CNN; box_iou re-exported)
 from edgeseg.models.registry import register_model
 from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, OUTPUT_NAMES, Detections, logit, target_size
 
@@ -205,32 +206,6 @@ def points(input_hw: tuple[int, int], device: torch.device | str = "cpu") -> tup
 
 # ---------------------------------------------------------------------------------------------------------
 # Postprocess
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of ``... x n x 4`` and ``... x m x 4`` xyxy boxes -> ``... x n x m``."""
-    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
-    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_a[..., :, None] + area_b[..., None, :] - inter).clamp(min=1e-9)
-
-
-def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thresh: float) -> torch.Tensor:
-    """YOLACT's Fast NMS on score-sorted candidates: keep j when max_{i<j} IoU(i, j) < ``iou_thresh``.
-
-    Args:
-        boxes: ``... x k x 4`` sorted by descending score along k.
-        scores: ``... x k`` (unused for the decision; kept for the signature's symmetry with numpy).
-
-    Returns:
-        ``... x k`` bool keep mask. Unlike greedy NMS, an already suppressed box still suppresses others.
-    """
-    del scores
-    iou = box_iou(boxes, boxes).triu(diagonal=1)
-    return iou.amax(dim=-2) < iou_thresh
 
 
 def _select(scores: torch.Tensor, boxes: torch.Tensor, *, score_thresh: float, iou_thresh: float, top_k: int,

@@ -1,8 +1,11 @@
-"""Instance segmentation (YOLACT-style): raw heads ``scores``, ``boxes``, ``coefs``, ``protos``; COCO mask AP.
+"""Instance segmentation: per-object masks with class and score, COCO mask AP; every instance family.
 
-The numpy postprocess (:mod:`edgeseg.tasks.instance_postprocess`) runs beside any runtime, so an
-exported graph holds the network only by default; ``export.postprocess: graph`` exports
-:class:`edgeseg.models.yolact.YolactWithPostprocess` instead (a fixed number of detections per image).
+What a graph gives decides how it is decoded, never the family's name (:data:`DECODERS`): the raw heads
+of a prototype model (YOLACT: ``scores``, ``boxes``, ``coefs``, ``protos``, decoded by the numpy
+postprocess of :mod:`edgeseg.tasks.instance_postprocess`), fixed detection slots with image-size masks
+(``det_masks``: YOLACT exported with ``export.postprocess: graph``) or with RoI-size masks
+(``det_roi_masks``: a two-stage model, Mask R-CNN, whose postprocess is always in its graph; the masks
+are pasted into their boxes here). The training loss is the model's (its ``loss_name``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 
 from edgeseg.catalog import InstanceThresholds
 from edgeseg.tasks.base import MetricColumn, ParityBars, Placement, Task, output
-from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, box_iou
+from edgeseg.tasks.instance_postprocess import GRAPH_OUTPUTS, ROI_OUTPUTS, box_iou
 from edgeseg.tasks.instance_postprocess import OUTPUT_NAMES as HEADS
+
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 WEIGHTED_ATEN = ("aten.conv2d", "aten.convolution", "aten.conv_transpose2d", "aten.linear", "aten.matmul")
 MATCH_IOU = 0.5  # a detection matches the reference's when labels agree and boxes overlap this much
@@ -73,6 +77,17 @@ def decode_graph_outputs(outputs: dict[str, np.ndarray], *, input_hw: tuple[int,
                                  labels=labels[b][keep].round().astype(np.int64),
                                  masks=np.stack(mk) if mk else np.zeros((0, h, w), bool)))
     return result
+
+
+def decode_roi_graph(outputs: dict[str, np.ndarray], **kwargs: Any) -> list[Any]:
+    """Detections from a two-stage graph (RoI masks pasted into their boxes)."""
+    from edgeseg.tasks.instance_postprocess import decode_roi_outputs
+
+    return decode_roi_outputs({k: np.asarray(output(outputs, k)) for k in ROI_OUTPUTS}, **kwargs)
+
+
+# an output only this kind of graph has -> its decoder; graphs with neither give the raw YOLACT heads
+DECODERS = ((ROI_OUTPUTS[-1], decode_roi_graph), (GRAPH_OUTPUTS[-1], decode_graph_outputs))
 
 
 def tail_nodes(model: Any, outputs: tuple[str, ...]) -> dict[str, str]:
@@ -130,7 +145,7 @@ class _InstanceMetric:
 
 
 class InstanceTask(Task):
-    """Per-object masks with class and score: the YOLACT family."""
+    """Per-object masks with class and score: the YOLACT and Mask R-CNN families."""
 
     name: ClassVar[str] = "instance"
     output_names: ClassVar[tuple[str, ...]] = HEADS
@@ -182,9 +197,9 @@ class InstanceTask(Task):
 
     def decode(self, outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
                placement: Placement, **postprocess: Any) -> list[Any]:
-        if GRAPH_OUTPUTS[1] in outputs:  # exported with the postprocess inside the graph
-            return decode_graph_outputs(outputs, input_hw=input_hw, image_hw=image_hw, placement=placement,
-                                        **postprocess)
+        for key, decoder in DECODERS:  # a postprocess inside the graph
+            if key in outputs:
+                return decoder(outputs, input_hw=input_hw, image_hw=image_hw, placement=placement, **postprocess)
         heads = {k: np.asarray(output(outputs, k)) for k in HEADS}
         from edgeseg.tasks.instance_postprocess import postprocess as numpy_postprocess
 
@@ -222,6 +237,7 @@ class InstanceTask(Task):
         return collate_instances
 
     def loss(self, recipe: Any) -> tuple[str, dict[str, Any]]:
+        """YOLACT's loss unless the model names its own (``loss_name``, read by ``criterion_for``)."""
         section = getattr(recipe, "instance", None)
         return "yolact", {"num_classes": recipe.model.num_classes, **(getattr(section, "loss", None) or {})}
 

@@ -27,6 +27,8 @@ from edgeseg.catalog import INSTANCE_DEFAULTS as _T
 
 OUTPUT_NAMES = ("scores", "boxes", "coefs", "protos")  # the raw heads of a prototype-mask (YOLACT) model
 GRAPH_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_masks")  # postprocess inside the graph
+# a two-stage (Mask R-CNN) graph: fixed detection slots, each mask at RoI resolution inside its box
+ROI_OUTPUTS = ("det_boxes", "det_scores", "det_labels", "det_roi_masks")
 
 
 @dataclass
@@ -206,3 +208,59 @@ def postprocess(outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], im
         masks = paste_masks(logits.reshape(-1, hp, wp), b, (th, tw), tuple(image_hw), thresh)
         results.append(Detections(boxes=b, scores=s, labels=lab, masks=masks))
     return results
+
+
+def _roi_taps(lo: float, hi: float, m: int, start: int, stop: int) -> np.ndarray:
+    """(stop - start) x m bilinear weights sampling an ``m``-cell RoI axis spanning [lo, hi] at the pixel
+    centres ``start + .5 .. stop - .5`` (``align_corners=False`` cells, clamped at the edges)."""
+    u = (np.arange(start, stop, dtype=np.float32) + np.float32(0.5) - lo) / max(hi - lo, 1e-6) * m - 0.5
+    u = np.clip(u, 0, m - 1)
+    i0 = np.floor(u).astype(np.int64)
+    i1 = np.minimum(i0 + 1, m - 1)
+    w1 = (u - i0).astype(np.float32)
+    taps = np.zeros((stop - start, m), np.float32)
+    rows = np.arange(stop - start)
+    np.add.at(taps, (rows, i0), 1 - w1)
+    np.add.at(taps, (rows, i1), w1)
+    return taps
+
+
+def paste_roi_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int], thresh: float) -> np.ndarray:
+    """RoI masks D x m x m (probabilities) pasted into their boxes D x 4 (image pixels) -> D x H x W bool.
+
+    Only pixels whose centre lies inside the box are set, as ``taps_y @ mask @ taps_x^T`` (bilinear).
+    """
+    d = len(masks)
+    out = np.zeros((d, *image_hw), bool)
+    h, w = image_hw
+    for j in range(d):
+        x1, y1, x2, y2 = (float(v) for v in boxes[j])
+        ya, yb = int(np.clip(np.ceil(y1 - 0.5), 0, h)), int(np.clip(np.floor(y2 - 0.5) + 1, 0, h))
+        xa, xb = int(np.clip(np.ceil(x1 - 0.5), 0, w)), int(np.clip(np.floor(x2 - 0.5) + 1, 0, w))
+        if ya >= yb or xa >= xb:
+            continue
+        m = masks[j].astype(np.float32)
+        vals = _roi_taps(y1, y2, m.shape[0], ya, yb) @ m @ _roi_taps(x1, x2, m.shape[1], xa, xb).T
+        out[j, ya:yb, xa:xb] = vals > thresh
+    return out
+
+
+def decode_roi_outputs(outputs: dict[str, np.ndarray], *, input_hw: tuple[int, int], image_hw: tuple[int, int],
+                       placement: Literal["resize", "pad"], score_thresh: float = _T.score_thresh,
+                       mask_thresh: float = _T.mask_thresh, max_dets: int = _T.max_dets, **_: object) -> list[Detections]:
+    """Detections from a two-stage graph (:data:`ROI_OUTPUTS`, fixed slots, score 0 when empty) at ``image_hw``."""
+    boxes, scores, labels, masks = (np.asarray(outputs[k]) for k in ROI_OUTPUTS)
+    _, (sy, sx) = target_size(input_hw, image_hw, placement)
+    scale = np.array([sx, sy, sx, sy], np.float32)
+    h, w = image_hw
+    result = []
+    for b in range(scores.shape[0]):
+        keep = np.flatnonzero(scores[b] > score_thresh)[:max_dets]
+        keep = keep[np.argsort(-scores[b][keep], kind="stable")]
+        bx = boxes[b][keep].astype(np.float32) * scale
+        bx[:, 0::2] = bx[:, 0::2].clip(0, w)
+        bx[:, 1::2] = bx[:, 1::2].clip(0, h)
+        result.append(Detections(boxes=bx, scores=scores[b][keep].astype(np.float32),
+                                 labels=labels[b][keep].round().astype(np.int64),
+                                 masks=paste_roi_masks(masks[b][keep], bx, (h, w), mask_thresh)))
+    return result

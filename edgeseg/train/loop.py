@@ -191,7 +191,7 @@ def set_up(recipe: Recipe, out: Path, model: nn.Module | None = None,
     meta = meta_for(model, recipe)
     check_image_size(recipe, meta.stride)
     weights = training_class_weights(recipe, train_set) if task.supports_class_weights else None
-    criterion = criterion_for(task, _with_weights(recipe, weights)).to(device)
+    criterion = criterion_for(task, _with_weights(recipe, weights), model).to(device)
     extras: dict[str, Any] = {"data": {"train": data_summary(recipe, train_set, "train"),
                                        "val": data_summary(recipe, val_set, "val")}}
     if weights is not None:
@@ -230,6 +230,7 @@ def train_epoch(run: TrainRun, epoch: int, on_step: Callable[[float, float], Non
     follows each step."""
     cfg, ctx, model, task = run.cfg, run.ctx, run.model, run.task
     output_names = tuple(unwrap(model).output_names)
+    takes_targets = getattr(unwrap(model), "takes_targets", False)  # two-stage: returns its loss inputs
     # Re-seeding per epoch makes the data order and augmentation of epoch e independent of earlier
     # epochs, so a resumed run repeats an uninterrupted one exactly.
     torch.manual_seed(cfg.seed * 100_003 + epoch * 1009 + ctx.rank)
@@ -238,8 +239,8 @@ def train_epoch(run: TrainRun, epoch: int, on_step: Callable[[float, float], Non
     for images, targets in run.loader_for_epoch(epoch):
         images, targets = images.to(run.device, non_blocking=True), task.targets_to(targets, run.device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=run.use_amp):
-            raw = model(images)
-            outputs = by_name(output_names, raw, task.training_outputs)
+            raw = model(images, targets) if takes_targets else model(images)
+            outputs = raw if takes_targets else by_name(output_names, raw, task.training_outputs)
         loss, _parts = run.criterion(outputs, targets)
         if run.extra_loss is not None:
             loss = loss + run.extra_loss(images, raw)

@@ -116,11 +116,19 @@ def _yolact_loss(**kwargs: Any) -> nn.Module:
     return YolactLoss(**kwargs)
 
 
-# loss name (what a task's ``loss()`` returns) -> constructor
-LOSSES: dict[str, Callable[..., nn.Module]] = {"segmentation": SemanticCriterion, "yolact": _yolact_loss}
+def _maskrcnn_loss(**kwargs: Any) -> nn.Module:
+    from edgeseg.train.losses_maskrcnn import MaskRCNNLoss
+
+    return MaskRCNNLoss(**kwargs)
 
 
-def criterion_for(task: Any, recipe: Any) -> nn.Module:
-    """The loss module ``task`` asks for, built with its arguments from ``recipe``."""
+# loss name (what a task's ``loss()`` or a model's ``loss_name`` gives) -> constructor
+LOSSES: dict[str, Callable[..., nn.Module]] = {"segmentation": SemanticCriterion, "yolact": _yolact_loss,
+                                               "maskrcnn": _maskrcnn_loss}
+
+
+def criterion_for(task: Any, recipe: Any, model: nn.Module | None = None) -> nn.Module:
+    """The loss module ``task`` asks for (or ``model``, when it names its own), built with its arguments from
+    ``recipe``."""
     name, kwargs = task.loss(recipe)
-    return LOSSES[name](**kwargs)
+    return LOSSES[getattr(model, "loss_name", None) or name](**kwargs)
