@@ -6,12 +6,12 @@ before any measurement or training (the ones that need the model pruned once tak
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_checkpoint
+from tests.test_bad_inputs import cli
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +19,6 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("prune_inputs")
     return {"ckpt": make_checkpoint(root / "unet.pt"),
             "yolact": make_checkpoint(root / "yolact.pt", model="yolact_test", num_classes=2)}
-
-
-def cli(monkeypatch, capsys, *argv: object) -> tuple[int, str]:
-    from edgeseg.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edgeseg", *map(str, argv)])
-    monkeypatch.delenv("EDGESEG_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        main()
-    return info.value.code, capsys.readouterr().err
 
 
 CASES = {
