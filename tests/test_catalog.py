@@ -12,6 +12,7 @@ import pytest
 
 from edgeseg import catalog
 from edgeseg.artifacts import ModelMeta
+from edgeseg.tasks.semantic import SemanticTask
 
 PLUGIN = '''
 import json
@@ -102,3 +103,34 @@ def test_every_format_and_task_names_a_real_module():
         path = Path(__file__).resolve().parents[1] / (module.replace(".", "/") + ".py")
         assert path.is_file() and f"{name}" in path.read_text(), spec
     assert import_module("edgeseg.tasks").get_task("instance").name == "instance"
+
+
+class FakeTask(SemanticTask):
+    """A task one record adds: a semantic task that answers the callers' questions its own way."""
+
+    name = "fake-semantic"
+    supports_distillation = False
+    supports_class_weights = False
+    report_rank = -1
+
+    def metrics_table(self, metrics):
+        return ["what"], [["fake row"]], "fake closing line"
+
+
+def test_a_task_added_by_one_record_is_asked_by_the_callers(monkeypatch, capsys):
+    """eval's table, prune's --distill check and the report's order ask the task; no caller names it."""
+    from edgeseg.cli import _print_metrics
+    from edgeseg.compress.prune_finetune import PruneError, check_task_supports
+    from edgeseg.recipe import PruneCfg
+    from edgeseg.report.table import task_order
+    from edgeseg.tasks import get_task
+
+    monkeypatch.setitem(catalog.TASKS, "fake-semantic", "tests.test_catalog:FakeTask")
+    task = get_task("fake-semantic")
+    _print_metrics({"task": "fake-semantic"}, "fake")
+    out = capsys.readouterr().out
+    assert "fake row" in out and "fake closing line" in out
+    with pytest.raises(PruneError, match="not available for fake-semantic"):
+        check_task_supports(PruneCfg(ratio=0.5, distill=True, finetune_epochs=1), task, "m")
+    check_task_supports(PruneCfg(ratio=0.5, distill=True, finetune_epochs=1), get_task("semantic"), "m")
+    assert task_order({"semantic", "instance", "fake-semantic"})[0] == "fake-semantic"
