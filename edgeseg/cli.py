@@ -162,7 +162,8 @@ def export(checkpoint: Path, out: OutOpt = Path("exports"),
            fp16: bool = typer.Option(False, "--fp16", help="also FP16"),
            calib_images: Optional[int] = typer.Option(None, help="calibration images (training split)"),
            calib_method: Optional[str] = typer.Option(None, help=" | ".join(catalog.CALIBRATION_METHODS)),
-           int8_policy: Optional[str] = typer.Option(None, help="auto (skip INT8 that is slower) | always"),
+           int8_policy: Optional[str] = typer.Option(None, help=" | ".join(catalog.INT8_POLICIES)
+                                                     + " (auto: skip INT8 that is slower here)"),
            qat: bool = typer.Option(False, "--qat", help="INT8 by quantization-aware training (NNCF), not PTQ"),
            epochs: Optional[int] = typer.Option(None, help="QAT fine-tuning epochs (with --qat; default 3)"),
            max_drop: Optional[float] = typer.Option(None, help="mixed precision: most val mIoU points INT8 may "
