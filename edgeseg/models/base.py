@@ -24,6 +24,8 @@ class SegModel(nn.Module):
     # Training hooks of families that need more than ``forward(x)`` (two-stage: RoIs sampled from the targets)
     takes_targets: ClassVar[bool] = False  # training calls forward(x, targets), which returns the loss inputs
     loss_name: ClassVar[str | None] = None  # the model's own loss (edgeseg.train.losses.LOSSES), else the task's
+    # Why structured pruning cannot be applied to this family ("" = it can); prune refuses with it up front.
+    prune_refusal: ClassVar[str] = ""
     config: dict[str, Any]
 
     def __init__(self, num_classes: int, in_channels: int) -> None:

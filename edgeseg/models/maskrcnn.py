@@ -68,6 +68,9 @@ class MaskRCNN(SegModel):
     output_names = OUTPUT_NAMES
     takes_targets: ClassVar[bool] = True  # the training loop passes the targets to forward
     loss_name: ClassVar[str] = "maskrcnn"  # edgeseg.train.losses.LOSSES entry
+    # Torch-Pruning's dependency graph does not follow channels through RoIAlign into the RoI heads.
+    prune_refusal: ClassVar[str] = ("its RoI heads read the FPN through RoIAlign, which Torch-Pruning cannot trace, "
+                                    "so channel pruning would break them; train a narrower variant instead")
 
     def __init__(self, num_classes: int, in_channels: int, *, backbone: Literal["resnet", "fused"] = "fused",
                  backbone_args: dict[str, Any] | None = None, fpn_width: int = 64,

@@ -18,6 +18,8 @@ from edgeseg.models.profile import count_macs
 from tests.conftest import make_checkpoint
 
 TEST_MODELS = [n for n in list_models(include_test=True) if n.endswith("_test")]
+# Families whose model class says why it cannot be pruned are refused up front instead (test below).
+REFUSED = [n for n in TEST_MODELS if create_model(n, num_classes=3).prune_refusal]
 
 
 def _randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
@@ -32,7 +34,15 @@ def _randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
             m.running_var = torch.rand(n, generator=g) + 0.5
 
 
-@pytest.mark.parametrize("name", TEST_MODELS)
+@pytest.mark.parametrize("name", REFUSED)
+def test_a_family_that_cannot_be_pruned_is_refused_in_one_line_before_any_work(name: str, tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "model.pt", model=name, num_classes=3)
+    with pytest.raises(PruneError, match=f"{name} cannot be pruned: .*RoIAlign"):
+        prune(ckpt, tmp_path / "out", PruneConfig(ratio=0.5))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in TEST_MODELS if n not in REFUSED])
 def test_every_family_prunes_reloads_and_exports(name: str, tmp_path: Path) -> None:
     from edgeseg.export.torch2onnx import export_onnx
     from edgeseg.runtime.ort_rt import OrtBackend

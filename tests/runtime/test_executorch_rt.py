@@ -88,6 +88,9 @@ class _Program:
     method_names = {"forward"}
 
 
+PTE_HEADER = b"\x00\x00\x00\x00ET12"  # a flatbuffer whose file identifier is ExecuTorch's
+
+
 def test_program_without_metadata_and_broken_files_are_clear_errors(pte, tmp_path):
     from edgeseg.artifacts import ArtifactError
     from edgeseg.artifacts.metadata import read_pte
@@ -96,6 +99,9 @@ def test_program_without_metadata_and_broken_files_are_clear_errors(pte, tmp_pat
         read_pte(_Program(), "x.pte")
     junk = tmp_path / "junk.pte"
     junk.write_bytes(b"not a program")
+    with pytest.raises(BackendError, match="junk.pte: not an ExecuTorch program"):
+        ExecuTorchBackend(junk)
+    junk.write_bytes(PTE_HEADER + b"but a broken body")  # passes the header check, fails in the runtime
     with pytest.raises(BackendError, match="junk.pte: ExecuTorch cannot load it"):
         ExecuTorchBackend(junk)
     with pytest.raises(BackendError, match="CPU"):
@@ -104,5 +110,6 @@ def test_program_without_metadata_and_broken_files_are_clear_errors(pte, tmp_pat
 
 def test_missing_package_names_the_extra(hide_package, tmp_path):
     hide_package("executorch")
+    (tmp_path / "model.pte").write_bytes(PTE_HEADER + bytes(16))
     with pytest.raises(BackendError, match=r"pip install 'edgeseg\[executorch\]'"):
         ExecuTorchBackend(tmp_path / "model.pte")
