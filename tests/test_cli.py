@@ -71,19 +71,7 @@ def test_clear_errors_without_traceback(args, expected, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_export_bench_report_commands(trained, tmp_path):
-    proc = edgeseg("export", trained / "model.pt", "--out", tmp_path / "ex")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    results = tmp_path / "cpu.jsonl"
-    proc = edgeseg("bench", tmp_path / "ex" / "model.onnx", trained / "model.pt", "--backend", "torch,onnxruntime",
-                   "--threads", "1", "--out", results)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert {(r["artifact"]["name"], r["backend"]) for r in rows} == {("model.onnx", "onnxruntime"),
-                                                                      ("model.pt", "torch")}
-    assert all(r["accuracy"]["num_images"] == 4 for r in rows)
-    proc = edgeseg("report", results, "--out", tmp_path / "rep")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "rep" / "report.html").is_file() and (tmp_path / "rep" / "pareto.png").is_file()
+def test_report_of_a_missing_results_file_is_one_line(tmp_path):
+    """(export -> bench -> report as printed in the README, with their figures: tests/test_readme.py)"""
     bad = edgeseg("report", tmp_path / "missing.jsonl", "--out", tmp_path / "rep2")
     assert bad.returncode == 2 and "results file not found" in bad.stderr

@@ -102,25 +102,56 @@ def _run_block(commands: list[str], folder: Path) -> None:
 def _covered_elsewhere() -> set[str]:
     """Commands another test runs as printed with settings of their own: `edgeseg optimize`, the device
     runner on its candidates and `train --time` need a one-candidate space and a seconds-long budget
-    (tests/optimize/test_readme_optimize.py)."""
+    (tests/optimize/test_readme_optimize.py); the prune commands run on a tiny model and have their
+    figures checked (tests/compress/test_prune_readme.py)."""
+    from tests.compress.test_prune_readme import COMMANDS as PRUNE_COMMANDS
     from tests.optimize.test_readme_optimize import readme_commands
 
-    return set(readme_commands())
+    return set(readme_commands()) | {re.sub(r"\s+#.*$", "", c).strip() for c in PRUNE_COMMANDS}
 
 
-BLOCKS = [kept for block in readme_blocks(README.read_text())
-          if (kept := [c for c in block if c not in _covered_elsewhere()])]
+def _new_commands(blocks: list[list[str]]) -> list[list[str]]:
+    """Each block without the commands covered elsewhere or already run by an earlier block (a block
+    left with nothing new is dropped)."""
+    seen, kept = _covered_elsewhere(), []
+    for block in blocks:
+        fresh = [c for c in block if c not in seen]
+        seen |= set(fresh)
+        if fresh:
+            kept.append(fresh)
+    return kept
+
+
+BLOCKS = _new_commands(readme_blocks(README.read_text()))
 
 
 def test_the_readme_blocks_are_found() -> None:
-    flat = [c for block in BLOCKS for c in block]
+    flat = [c for block in readme_blocks(README.read_text()) for c in block]
     assert any(c.startswith("edgeseg run") for c in flat) and any(c.startswith("edgeseg prune") for c in flat)
+    assert _covered_elsewhere() <= set(flat), "a test elsewhere runs a command the README no longer prints"
     assert as_argv("edgeseg train r.yaml")[:4] == [sys.executable, "-m", "edgeseg", "train"]
     assert readme_blocks("```bash\nedgeseg a \\\n  --b c   # note\n# comment\npip install x\n```\n") == \
         [["edgeseg a --b c"]]
 
 
+def _tour_results(folder: Path) -> None:
+    """What the tour's export -> bench -> report hand each other: one row per (file, backend, threads) with
+    accuracy on the whole (tiny) val split, and the report's pages and plot."""
+    import json
+
+    rows = [json.loads(line) for line in (folder / "runs/qs/5_bench/results.jsonl").read_text().splitlines()]
+    assert {(r["artifact"]["name"], r["backend"], r["threads"]) for r in rows} == \
+        {(f, b, t) for f, b in (("model.onnx", "onnxruntime"), ("model.pt", "torch")) for t in (1, 2)}
+    assert all(r["accuracy"]["num_images"] == 8 for r in rows)
+    assert all((folder / "runs/qs/6_report" / f).is_file() for f in ("report.md", "report.html", "pareto.png"))
+
+
+CHECKS = {"edgeseg models": _tour_results}  # block (by its first command) -> what its files must hold
+
+
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: BLOCKS[i][0].split("#")[0][:40])
 def test_readme_block_runs_as_printed(index: int, tmp_path: Path) -> None:
-    _run_block(BLOCKS[index], _scratch(tmp_path / "work"))
+    folder = _scratch(tmp_path / "work")
+    _run_block(BLOCKS[index], folder)
+    CHECKS.get(BLOCKS[index][0], lambda _: None)(folder)
