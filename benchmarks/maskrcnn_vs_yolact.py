@@ -153,11 +153,12 @@ def summary(r: dict) -> dict[str, Any]:
 
 
 def markdown(results: list[dict], args: argparse.Namespace, load: float) -> list[str]:
+    """The table of p50s (machine, date and command come in benchmarks.record's footer)."""
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    lines = [f"ORT CPU (load average {load:.1f}), {args.threads} threads, batch 1, {args.rounds}x{args.runs} runs "
-             "alternating (p50 ms)", "",
+    lines = [(f"ORT CPU (load average {load:.1f}), {args.threads} threads, batch 1, {args.rounds}x{args.runs} runs "
+              "alternating (p50 ms)"), "",
              "| model | size | precision | GMACs | network | postprocess | end to end |",
              "|---|---:|---|---:|---:|---:|---:|"]
     return lines + [f"| {r['model']} | {r['size']} | {r['precision']} | {fmt(r['gmacs'])} | "
