@@ -1,8 +1,8 @@
 """ONNX Runtime CPU latency, end to end, of maskrcnn-lite vs yolact-lite vs YOLOv8n-seg, and INT8 vs FP32 of
 maskrcnn-lite, in one run.
 
-Usage: flock /tmp/edgeseg-bench.lock python benchmarks/maskrcnn_vs_yolact.py [--sizes 320,512] [--threads 2]
-           [--rounds 5] [--runs 10]
+Usage: flock /tmp/edgeseg-bench.lock python -m benchmarks.maskrcnn_vs_yolact [--sizes 320,512] [--threads 2]
+           [--rounds 5] [--runs 10] [--quick]
 
 Our models are built with random weights (latency does not depend on them; the detection count does, so
 decoding keeps every slot: ``score_thresh=0``, ``max_dets=100``, the worst case for the postprocess) and
@@ -11,23 +11,27 @@ exported by edgeseg's writer (:func:`edgeseg.artifacts.onnx_export.export_onnx`)
 training images, with the instance task's float nodes (heads' last layers, decoding, RoiAlign) kept in
 float. YOLOv8n-seg comes from ``../shared/anchors`` (320 and 640 only; its postprocess is not ours and is
 not counted). End to end = network + the instance task's numpy decode (``Task.decode``). All sessions live
-in one process with ``--threads`` intra-op threads and no spinning; rounds alternate over the files, so
-the ratios come from one run. Writes benchmarks/results/maskrcnn_vs_yolact.{json,md}.
+in one process with ``--threads`` intra-op threads and no spinning (opened by benchmarks.timing); rounds
+alternate over the files, so the ratios come from one run. ``--quick``: 64 px, one round of 2 runs: a smoke
+run of the script, not results. Writes benchmarks/results/maskrcnn_vs_yolact.{json,md} (benchmarks.record).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.record import ROOT, command_line, parse_options, write_results
+from benchmarks.timing import open_for_timing
+
 SHARED = ROOT.parent / "shared"
 OURS = ("maskrcnn-lite", "yolact-lite")
 PEER = "yolov8n-seg"
@@ -67,7 +71,8 @@ def calibration(size: int, count: int = 8) -> list[np.ndarray]:
     return images
 
 
-def int8_of(fp32: Path, size: int) -> Path:
+def int8_of(fp32: Path, size: int, calib: int = 8) -> Path:
+    """maskrcnn-lite INT8 by ``edgeseg.quantize``, the instance task's float nodes kept in float."""
     import onnx
 
     from edgeseg.compress import quantize
@@ -75,27 +80,16 @@ def int8_of(fp32: Path, size: int) -> Path:
 
     out = fp32.with_suffix(".int8.onnx")
     exclude = get_task("instance").int8_float_nodes(onnx.load(str(fp32)))
-    quantize(fp32, out, calibration(size), exclude=exclude)
+    quantize(fp32, out, calibration(size, calib), exclude=exclude)
     return out
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def time_file(sess, x: np.ndarray, runs: int, decode) -> tuple[list[float], list[float]]:
+def time_file(backend: Any, x: np.ndarray, runs: int, decode: Callable | None) -> tuple[list[float], list[float]]:
     """(network ms, decode ms) of ``runs`` runs."""
-    name = sess.get_inputs()[0].name
-    names = [o.name for o in sess.get_outputs()]
     net, post = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        outs = dict(zip(names, sess.run(names, {name: x})))
+        outs = backend(x)
         t1 = time.perf_counter()
         if decode is not None:
             decode(outs)
@@ -104,7 +98,8 @@ def time_file(sess, x: np.ndarray, runs: int, decode) -> tuple[list[float], list
     return net, post
 
 
-def build(sizes: list[int], tmp: Path) -> list[dict]:
+def build(sizes: list[int], tmp: Path, calib: int = 8) -> list[dict]:
+    """Our FP32 files (and maskrcnn-lite's INT8) at every size, plus the peer's where the anchors have it."""
     rows = []
     for size in sizes:
         for name in OURS:
@@ -112,7 +107,7 @@ def build(sizes: list[int], tmp: Path) -> list[dict]:
             rows.append({"model": name, "size": size, "precision": "fp32", "path": path, "gmacs": gmacs,
                          "params": params, "ours": True})
             if name == "maskrcnn-lite":
-                rows.append({**rows[-1], "precision": "int8", "path": int8_of(path, size)})
+                rows.append({**rows[-1], "precision": "int8", "path": int8_of(path, size, calib)})
         peer = SHARED / "anchors" / f"{PEER}-{size}.onnx"
         if peer.exists():
             rows.append({"model": PEER, "size": size, "precision": "fp32", "path": peer, "gmacs": None,
@@ -120,62 +115,75 @@ def build(sizes: list[int], tmp: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="320,512")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--runs", type=int, default=10)
-    args = p.parse_args()
+def prepare(rows: list[dict], threads: int) -> None:
+    """Open every file (benchmarks.timing: no spinning, peers without metadata too), its input and decode."""
     from edgeseg.tasks import get_task
 
     task = get_task("instance")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = build([int(s) for s in args.sizes.split(",")], Path(tmp))
+    for r in rows:
+        r["backend"] = open_for_timing(r["path"], threads)
+        r["x"] = calibration(r["size"], 1)[0]
+        hw = (r["size"], r["size"])
+        r["decode"] = (lambda outs, hw=hw: task.decode(outs, input_hw=hw, image_hw=hw, placement="pad",
+                                                       score_thresh=0.0, max_dets=100)) if r["ours"] else None
+        r["net"], r["post"] = [], []
+        time_file(r["backend"], r["x"], 2, r["decode"])  # warm-up
+
+
+def measure(rows: list[dict], rounds: int, runs: int) -> dict[str, Any]:
+    """Rounds alternating over the files; returns the process CPU and wall seconds they took."""
+    cpu0 = os.times()
+    for _ in range(rounds):
         for r in rows:
-            r["session"] = session(r["path"], args.threads)
-            r["x"] = calibration(r["size"], 1)[0]
-            hw = (r["size"], r["size"])
-            r["decode"] = (lambda outs, hw=hw: task.decode(outs, input_hw=hw, image_hw=hw, placement="pad",
-                                                           score_thresh=0.0, max_dets=100)) if r["ours"] else None
-            r["net"], r["post"] = [], []
-            time_file(r["session"], r["x"], 2, r["decode"])  # warm-up
-        cpu0 = os.times()
-        for _ in range(args.rounds):
-            for r in rows:
-                net, post = time_file(r["session"], r["x"], args.runs, r["decode"])
-                r["net"] += net
-                r["post"] += post
-        cpu = os.times()
-    results = [{"model": r["model"], "size": r["size"], "precision": r["precision"], "gmacs": r["gmacs"],
-                "params_m": r["params"] / 1e6 if r["params"] else None,
-                "network_p50_ms": statistics.median(r["net"]),
-                "postprocess_p50_ms": statistics.median(r["post"]) if r["ours"] else None,
-                "end_to_end_p50_ms": statistics.median([a + b for a, b in zip(r["net"], r["post"])]) if r["ours"] else None}
-               for r in rows]
-    write(results, args, cpu0, cpu)
+            net, post = time_file(r["backend"], r["x"], runs, r["decode"])
+            r["net"] += net
+            r["post"] += post
+    cpu = os.times()
+    return {"process_cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system, "wall_s": cpu.elapsed - cpu0.elapsed}
 
 
-def write(results: list[dict], args: argparse.Namespace, cpu0: os.times_result, cpu: os.times_result) -> None:
-    import platform
+def summary(r: dict) -> dict[str, Any]:
+    """One results row: figures and p50s (end to end and postprocess only for our models)."""
+    ours = r["ours"]
+    return {"model": r["model"], "size": r["size"], "precision": r["precision"], "gmacs": r["gmacs"],
+            "params_m": r["params"] / 1e6 if r["params"] else None,
+            "network_p50_ms": statistics.median(r["net"]),
+            "postprocess_p50_ms": statistics.median(r["post"]) if ours else None,
+            "end_to_end_p50_ms": statistics.median([a + b for a, b in zip(r["net"], r["post"])]) if ours else None}
 
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                platform.machine())
-    doc = {"threads": args.threads, "rounds": args.rounds, "runs": args.runs, "cpu": name, "cores": os.cpu_count(),
-           "load_average": os.getloadavg(), "process_cpu_s": cpu.user + cpu.system - cpu0.user - cpu0.system,
-           "wall_s": cpu.elapsed - cpu0.elapsed, "results": results}
-    (out / "maskrcnn_vs_yolact.json").write_text(json.dumps(doc, indent=1) + "\n")
-    fmt = lambda v, f=".2f": "-" if v is None else format(v, f)
-    lines = [f"ORT CPU ({name}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}), {args.threads} "
-             f"threads, batch 1, {args.rounds}x{args.runs} runs alternating (p50 ms)", "",
-             "| model | size | precision | GMACs | network | postprocess | end to end |", "|---|---:|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['size']} | {r['precision']} | {fmt(r['gmacs'])} | {fmt(r['network_p50_ms'])} | "
-              f"{fmt(r['postprocess_p50_ms'])} | {fmt(r['end_to_end_p50_ms'])} |" for r in results]
-    (out / "maskrcnn_vs_yolact.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+
+def markdown(results: list[dict], args: argparse.Namespace, load: float) -> list[str]:
+    """The table of p50s (machine, date and command come in benchmarks.record's footer)."""
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    lines = [(f"ORT CPU (load average {load:.1f}), {args.threads} threads, batch 1, {args.rounds}x{args.runs} runs "
+              "alternating (p50 ms)"), "",
+             "| model | size | precision | GMACs | network | postprocess | end to end |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    return lines + [f"| {r['model']} | {r['size']} | {r['precision']} | {fmt(r['gmacs'])} | "
+                    f"{fmt(r['network_p50_ms'])} | {fmt(r['postprocess_p50_ms'])} | {fmt(r['end_to_end_p50_ms'])} |"
+                    for r in results]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="320,512")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10)
+    args = parse_options(ap, "maskrcnn_vs_yolact", argv, quick="64 px, 1 round of 2 runs, 2 calibration images")
+    if args.quick:
+        args.sizes, args.rounds, args.runs = "64", 1, 2
+    with tempfile.TemporaryDirectory(prefix="edgeseg-mvy-") as tmp:
+        rows = build([int(s) for s in args.sizes.split(",")], Path(tmp), calib=2 if args.quick else 8)
+        prepare(rows, args.threads)
+        cost = measure(rows, args.rounds, args.runs)
+    results = [summary(r) for r in rows]
+    load = os.getloadavg()
+    record = {"threads": args.threads, "rounds": args.rounds, "runs": args.runs, "load_average": load, **cost,
+              "results": results}
+    write_results(args.results, record, markdown(results, args, load[0]), command=command_line(locked=True))
 
 
 if __name__ == "__main__":

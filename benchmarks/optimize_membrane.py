@@ -1,7 +1,7 @@
 """`edgeseg optimize` on the ISBI 2012 membranes against the hand-made lite models (issue 20).
 
-Usage: python benchmarks/optimize_membrane.py [--time 2h] [--threads 2] [--out benchmarks/.runs/optimize_membrane]
-                                              [--latency-only]
+Usage: python -m benchmarks.optimize_membrane [--time 2h] [--threads 2] [--out benchmarks/.runs/optimize_membrane]
+                                             [--latency-only] [--trained RUN/model.pt] [--quick]
 
 1. Latency first, in this run: every architecture of the default space (unet-lite / segnet-lite /
    fcn-lite x widths 0.5, 0.75, 1 x prune ratios 0, 0.25 x FP32 / INT8) built untrained, exported and
@@ -11,7 +11,8 @@ Usage: python benchmarks/optimize_membrane.py [--time 2h] [--threads 2] [--out b
    trained as the recipe ships it, and the hand-made lite variants (FP32 and INT8) are placed against
    the Pareto front.
 
-Writes benchmarks/results/optimize_membrane.json and .md. Standalone (no shared benchmark writer).
+``--quick``: step 1 only (as --latency-only), results under benchmarks/.runs/quick: a smoke run of the
+script, not results. Writes benchmarks/results/optimize_membrane.{json,md} (benchmarks.record).
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from edgeseg.artifacts import atomic_write_json, atomic_write_text, library_versions
+from benchmarks.record import LIBRARIES, ROOT, parse_options, write_results
 from edgeseg.bench.core import usable_cores as cpu_cores
-from edgeseg.bench.machine import cpu_model
 from edgeseg.recipe import load_recipe, parse_duration
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "membrane_unet_lite.yaml"
 HAND_MADE = ("unet-lite", "segnet-lite", "fcn-lite")
 
@@ -91,7 +89,29 @@ def hand_made(out: Path, threads: int) -> list[dict[str, Any]]:
     return points
 
 
-def main() -> None:
+def markdown(result: dict[str, Any], threads: int) -> str:
+    """The latency table, the before/after-training line when measured and the optimize summary when run."""
+    lat = result["latency_first"]
+    rows = "\n".join(f"| {f['file']} | {f['p50_ms']:.2f} | {f.get('params') or '-'} | {f.get('gmacs') or '-'} | "
+                     f"{'yes' if f['fits'] else 'no'} |" for f in lat["forms"])
+    md = (f"# optimize_membrane (ONNX Runtime CPU, {threads} threads, 256x256)\n\n"
+          f"unet-lite FP32: {lat['unet_lite_fp32_ms']:.2f} ms; budget (half): {lat['budget_ms']:.2f} ms; "
+          f"{lat['fitting_forms']} of {len(lat['forms'])} forms fit; this run's latency phase {lat['seconds']} s "
+          "(files and lines already in OUT reused); "
+          f"{lat['noise']['noisy_lines']} of {lat['noise']['lines']} bench lines flagged noisy (1-min load average "
+          f"{lat['noise']['load_avg_1m'][0]:.1f}-{lat['noise']['load_avg_1m'][1]:.1f} on {cpu_cores()} cores).\n\n"
+          "| form (untrained) | p50 ms | params | GMACs | fits |\n|---|---|---|---|---|\n" + rows + "\n")
+    if "predicted_vs_trained" in result:
+        pv = result["predicted_vs_trained"]
+        md += (f"\nLatency before training predicts the trained artifact: untrained unet-lite "
+               f"{pv['untrained_p50_ms']:.2f} ms vs trained {pv['trained_p50_ms']:.2f} ms (ratio {pv['ratio']:.3f}, "
+               "one bench call).\n")
+    if "optimize" in result:
+        md += f"\n{result['optimize']['summary']}\n"
+    return md
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time", default="2h")
     ap.add_argument("--threads", type=int, default=2)
@@ -99,13 +119,12 @@ def main() -> None:
     ap.add_argument("--latency-only", action="store_true", help="only step 1 (no training)")
     ap.add_argument("--trained", type=Path, default=None, help="a trained unet-lite model.pt: time it beside its "
                                                                  "untrained candidate file")
-    args = ap.parse_args()
-    result: dict[str, Any] = {"date": str(date.today()), "cpu": cpu_model(), "threads": args.threads,
-                              "versions": library_versions(("torch", "onnxruntime", "optuna"))}
+    args = parse_options(ap, "optimize_membrane", argv, quick="step 1 only (no training), results not committed")
+    result: dict[str, Any] = {"threads": args.threads}
     result["latency_first"] = lat = latency_first(args.out, args.threads)
     if args.trained is not None:
         result["predicted_vs_trained"] = predicted_vs_trained(args.out, args.trained, args.threads)
-    if not args.latency_only:
+    if not (args.latency_only or args.quick):
         from edgeseg.optimize import optimize
 
         t0 = time.perf_counter()
@@ -113,24 +132,7 @@ def main() -> None:
                        threads=args.threads)
         result["optimize"] = {**doc, "seconds": round(time.perf_counter() - t0, 1)}
         result["hand_made"] = hand_made(args.out, args.threads)
-    results = ROOT / "benchmarks" / "results"
-    atomic_write_json(results / "optimize_membrane.json", result)
-    rows = "\n".join(f"| {f['file']} | {f['p50_ms']:.2f} | {f.get('params') or '-'} | {f.get('gmacs') or '-'} | "
-                     f"{'yes' if f['fits'] else 'no'} |" for f in lat["forms"])
-    md = (f"# optimize_membrane ({result['date']}, {result['cpu']}, ONNX Runtime CPU, {args.threads} threads, "
-          f"256x256)\n\nunet-lite FP32: {lat['unet_lite_fp32_ms']:.2f} ms; budget (half): {lat['budget_ms']:.2f} ms; "
-          f"{lat['fitting_forms']} of {len(lat['forms'])} forms fit; this run's latency phase {lat['seconds']} s (files and lines already in OUT reused); "
-          f"{lat['noise']['noisy_lines']} of {lat['noise']['lines']} bench lines flagged noisy (1-min load average "
-          f"{lat['noise']['load_avg_1m'][0]:.1f}-{lat['noise']['load_avg_1m'][1]:.1f} on {cpu_cores()} cores).\n\n"
-          "| form (untrained) | p50 ms | params | GMACs | fits |\n|---|---|---|---|---|\n" + rows + "\n")
-    if "predicted_vs_trained" in result:
-        pv = result["predicted_vs_trained"]
-        md += (f"\nLatency before training predicts the trained artifact: untrained unet-lite {pv['untrained_p50_ms']:.2f} "
-               f"ms vs trained {pv['trained_p50_ms']:.2f} ms (ratio {pv['ratio']:.3f}, one bench call).\n")
-    if "optimize" in result:
-        md += f"\n{result['optimize']['summary']}\n"
-    atomic_write_text(results / "optimize_membrane.md", md)
-    print(md)
+    write_results(args.results, result, markdown(result, args.threads), libraries=(*LIBRARIES, "optuna"))
 
 
 if __name__ == "__main__":
