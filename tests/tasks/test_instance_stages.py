@@ -13,14 +13,18 @@ from edgeseg.recipe import recipe_from_dict
 from tests.export.conftest import QUICK_LATENCY
 
 
-def _recipe(**extra: object):
+def tiny_instance_recipe(model: str = "yolact_test", epochs: int = 2, lr: float = 0.003, **extra: object):
+    """A tiny synthetic two-class instance recipe (64 px, 16 training images) for ``model``."""
     return recipe_from_dict({
-        "name": "tiny-instances",
-        "model": {"name": "yolact_test", "num_classes": 2, "in_channels": 3},
+        "name": f"tiny-{model}",
+        "model": {"name": model, "num_classes": 2, "in_channels": 3},
         "data": {"kind": "synthetic", "image_size": 64, "classes": ["disc", "box"],
                  "synthetic": {"num_train": 16, "num_val": 4, "size": 64, "max_shapes": 3, "seed": 0}},
-        "train": {"epochs": 2, "batch_size": 4, "lr": 0.003, "warmup_epochs": 0, "threads": 2},
+        "train": {"epochs": epochs, "batch_size": 4, "lr": lr, "warmup_epochs": 0, "threads": 2},
         **extra})
+
+
+_recipe = tiny_instance_recipe
 
 
 @pytest.fixture(scope="module")

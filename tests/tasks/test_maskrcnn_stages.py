@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.recipe import recipe_from_dict
+from tests.tasks.test_instance_stages import tiny_instance_recipe
 
 
 def _recipe():
-    return recipe_from_dict({
-        "name": "tiny-maskrcnn",
-        "model": {"name": "maskrcnn_test", "num_classes": 2, "in_channels": 3},
-        "data": {"kind": "synthetic", "image_size": 64, "classes": ["disc", "box"],
-                 "synthetic": {"num_train": 16, "num_val": 4, "size": 64, "max_shapes": 3, "seed": 0}},
-        "train": {"epochs": 3, "batch_size": 4, "lr": 0.01, "warmup_epochs": 0, "threads": 2},
-        "export": {"dynamic": False}})
+    return tiny_instance_recipe("maskrcnn_test", epochs=3, lr=0.01, export={"dynamic": False})
 
 
 @pytest.fixture(scope="module")
