@@ -270,8 +270,10 @@ class InstanceTask(Task):
                 errors[name] = max(errors.get(name, 0.0), rel)
                 max_abs, max_rel = max(max_abs, err), max(max_rel, rel)
             hw = tuple(x.shape[-2:])
-            ref_dets = self.decode(ref, input_hw=hw, image_hw=hw, placement="pad")
-            out_dets = self.decode(out, input_hw=hw, image_hw=hw, placement="pad")
+            # Every scored detection, not only those over the recipe's threshold: a weak model (few or no
+            # detections over it) must not pass as "100% agreement over 0 detections".
+            ref_dets = self.decode(ref, input_hw=hw, image_hw=hw, placement="pad", score_thresh=0.0)
+            out_dets = self.decode(out, input_hw=hw, image_hw=hw, placement="pad", score_thresh=0.0)
             for rd, od in zip(ref_dets, out_dets):
                 matched += matched_detections(rd, od)
                 total += max(len(rd.scores), len(od.scores))
