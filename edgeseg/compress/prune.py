@@ -91,7 +91,7 @@ def prepare(checkpoint: str | Path, cfg: PruneCfg, recipe: str | Path | None, ov
     model, meta = ckpt.model, ckpt.meta
     task = get_task(meta.task)
     check_task_supports(cfg, task, meta.model_name)
-    if getattr(model, "prune_refusal", ""):
+    if model.prune_refusal:
         raise PruneError(f"{checkpoint}: {meta.model_name} cannot be pruned: {model.prune_refusal}")
     kept_layers(model, cfg.keep)  # a pattern matching no layer is refused here, before any work
     s = meta.stride

@@ -35,7 +35,7 @@ from edgeseg.train.class_weights import ClassWeights, compute_class_weights
 from edgeseg.train.log import CsvLog, log_fields
 from edgeseg.train.losses import criterion_for
 from edgeseg.train.meta import check_image_size, data_summary, meta_for
-from edgeseg.train.resume import restart_schedule, resume_or_note, say_where_on_interrupt  # noqa: F401
+from edgeseg.train.resume import resume_or_note, say_where_on_interrupt
 
 
 class TrainingDiverged(UserError, RuntimeError):

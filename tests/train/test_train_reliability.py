@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import edgeseg.train.loop as loop
+import edgeseg.train.resume as resume
 from edgeseg.artifacts.checkpoint import read_checkpoint
 from edgeseg.artifacts.outputs import OutputError, folder_lock
 from edgeseg.recipe import RecipeError, recipe_from_dict
@@ -151,7 +152,7 @@ def test_restart_schedule_replaces_the_stored_runs_last_rate():
     sched2 = loop.make_scheduler(opt2, long_, steps_per_epoch=3)
     opt2.load_state_dict(opt.state_dict())
     sched2.load_state_dict(sched.state_dict())
-    loop.restart_schedule(sched2, opt2)
+    resume.restart_schedule(sched2, opt2)
     halfway = 0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 6 / 12))  # step 6 of 12 on the cosine
     assert opt2.param_groups[0]["lr"] == pytest.approx(long_.lr * halfway)
     assert sched2.get_last_lr()[0] == pytest.approx(long_.lr * halfway)
