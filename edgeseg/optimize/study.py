@@ -25,6 +25,7 @@ from edgeseg.recipe import OptimizeCfg, Recipe
 
 F = catalog.OPTIMIZE_FILES
 HEARTBEAT_S = 20
+SQLITE_WAIT_S = 120  # how long a process waits for another's SQLite write lock
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -37,22 +38,14 @@ def open_study(url: str, name: str, cfg: OptimizeCfg) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry: stable here
     if cfg.pruner == "hyperband":
         pruner: Any = optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=cfg.reduction_factor ** (cfg.rungs - 1), reduction_factor=cfg.reduction_factor)
     else:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=cfg.reduction_factor)
-    # optuna >= 4.9 renamed the callback and its argument (the old names warn there)
-    new = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
-    retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)} if new \
-        else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=2)}
     for attempt in range(5):
         try:
-            # A heartbeat marks the trials of a process that died (killed, host lost) failed after a grace
-            # period, and the callback queues their candidate again: another process picks it up.
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                                                 **retry)
+            storage = rdb_storage(url)
             return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
                                        sampler=optuna.samplers.RandomSampler(seed=cfg.seed), pruner=pruner)
         except (ValueError, ImportError, RuntimeError) as exc:  # a bad URL, a missing driver, an unreachable DB
@@ -63,6 +56,48 @@ def open_study(url: str, name: str, cfg: OptimizeCfg) -> Any:
                 raise
             time.sleep(0.5 + random.random())
     raise AssertionError("unreachable")
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna's RDB storage at ``url`` with heartbeats (the trials of a process that died, killed or its
+    host lost, are failed after a grace period and queued again: another process picks them up); on
+    SQLite every transaction takes the write lock first (:func:`serialize_sqlite`)."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry: stable here
+    # optuna >= 4.9 renamed the callback and its argument (the old names warn there)
+    new = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+    retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)} if new \
+        else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=2)}
+    sqlite = url.startswith("sqlite")
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                         engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}} if sqlite else None,
+                                         **retry)
+    if storage.engine.name == "sqlite":
+        serialize_sqlite(storage.engine)
+    return storage
+
+
+def serialize_sqlite(engine: Any) -> None:
+    """Begin every transaction of ``engine`` with ``BEGIN IMMEDIATE``.
+
+    Optuna claims a queued trial by reading its state and setting it RUNNING if it was WAITING, in one
+    transaction with ``SELECT ... FOR UPDATE``, which SQLite ignores: Python's sqlite3 starts the
+    transaction only at the UPDATE, so two processes both read WAITING and both run the trial (the second
+    to finish then dies on "Trial#N has already finished"). Taking the write lock at BEGIN makes the read
+    and the write one step: the second process waits, then reads RUNNING and takes the next trial. This is
+    SQLAlchemy's documented recipe for SQLite transactions (pysqlite's own BEGIN switched off)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections RDBStorage opened before the listeners: reopened with them
 
 
 def candidate_of(trial: Any) -> str | None:
@@ -178,4 +213,5 @@ def finished(study: Any) -> bool:
     return not study.get_trials(deepcopy=False, states=states)
 
 
-__all__ = ["Trials", "candidate_of", "finished", "open_study", "queue", "run_queue", "storage_url"]
+__all__ = ["Trials", "candidate_of", "finished", "open_study", "queue", "rdb_storage", "run_queue", "serialize_sqlite",
+           "storage_url"]

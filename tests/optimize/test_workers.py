@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
 
 from edgeseg import catalog
 from edgeseg.bench.runner import run as runner
-from edgeseg.optimize import optimize
+from edgeseg.optimize import optimize, study
 from tests.optimize.test_optimize import tiny_optimize_recipe
 
 F = catalog.OPTIMIZE_FILES
@@ -45,3 +46,29 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
     assert len(runs) == 3
     assert sum("chose " in o for o in outputs) >= 1, outputs
     assert json.loads((out / F.winner / "winner.json").read_text())["candidate"] in trained
+
+
+def test_sqlite_hands_a_queued_trial_to_one_process_only(tmp_path):
+    """The race that ran one trial in two processes: process 1 has read the queued trial WAITING and is
+    about to claim it; process 2's claim must wait for it and then find it RUNNING (before the fix it
+    claimed the trial too, and the slower process died on "Trial#N has already finished")."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = study.rdb_storage(url), study.rdb_storage(url)
+    st = optuna.create_study(storage=first, study_name="s", direction="maximize")
+    st.enqueue_trial({"candidate": "a"})
+    trial_id = st.get_trials()[0]._trial_id
+    claimed: list[bool] = []
+    with first.engine.connect() as conn:
+        state = conn.exec_driver_sql("SELECT state FROM trials WHERE trial_id = ?", (trial_id,)).scalar()
+        assert state == "WAITING"
+        other = threading.Thread(target=lambda: claimed.append(
+            second.set_trial_state_values(trial_id, optuna.trial.TrialState.RUNNING)))
+        other.start()
+        other.join(1.0)
+        waited = other.is_alive()
+        conn.exec_driver_sql("UPDATE trials SET state = 'RUNNING' WHERE trial_id = ?", (trial_id,))
+        conn.commit()
+    other.join(60)
+    assert waited and claimed == [False]
