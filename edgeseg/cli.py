@@ -17,7 +17,7 @@ from edgeseg.bench.core import BenchSettings  # the one set of bench defaults (t
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="edgeseg: train, compress, export, benchmark and report segmentation models for the edge.")
-out_console = Console()
+out_console = Console(soft_wrap=True)  # long paths stay one copyable line (the terminal wraps them)
 
 RecipeArg = Annotated[Optional[Path], typer.Argument(help="recipe YAML (default: the embedded quickstart)")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe key: a.b=value (repeatable)")]

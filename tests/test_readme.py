@@ -4,7 +4,9 @@ The fenced ``bash`` blocks are read from the README itself (continuation lines j
 a documented command that crashes, or a block whose commands no longer hand their files to each other,
 fails here. Commands run in order, one block per test, in a scratch folder that holds links to the
 recipes and the shared data plus the input files the README assumes (``img1.png``, ``their_model.onnx``).
-Only the set-up lines (``pip install ...``) and the test command itself are not run.
+Only the set-up lines (``pip install ...``) and the test command itself are not run. ``edgeseg ...`` is
+run as ``python -m edgeseg ...`` (the console script's own entry, ``edgeseg.cli:main``) inside the test
+process, ``torchrun`` as a subprocess.
 """
 
 from __future__ import annotations
@@ -88,15 +90,47 @@ def _foreign_onnx(path: Path) -> None:
                       output_names=["logits"], dynamic_axes={"images": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}})
 
 
-def _run_block(commands: list[str], folder: Path) -> None:
+def _run_module(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``python -m MODULE ARGS`` (argv as :func:`as_argv` gives it) in this process: ``runpy`` runs the
+    module as ``__main__`` with that ``sys.argv``, exactly what the interpreter does, without paying an
+    interpreter and a torch import per command (~3 s each, most of a block's time). Returns (exit code,
+    output); the torch thread count a command sets is put back."""
+    import runpy
+
+    import torch
+
+    threads, saved = torch.get_num_threads(), sys.argv
+    sys.argv = [argv[2], *argv[3:]]
+    try:
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = saved
+        torch.set_num_threads(threads)
+    out, err = capfd.readouterr()
+    return code, out + err
+
+
+def _run_block(commands: list[str], folder: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Each command as printed, in ``folder``: ``python -m`` ones in this process (:func:`_run_module`),
+    others (``torchrun``: it starts processes of its own) as a subprocess."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    timings: list[str] = []  # printed at the end: shown with a failure (or -rP)
     for command in commands:
         start = time.perf_counter()
-        done = subprocess.run(as_argv(command), cwd=folder, env=env, capture_output=True, text=True, timeout=600)
-        print(f"{time.perf_counter() - start:7.1f} s  {command}")
-        tail = (done.stdout + done.stderr)[-3000:]
-        assert done.returncode == 0, f"README command failed ({done.returncode}): {command}\n{tail}"
+        argv = as_argv(command)
+        if argv[1] == "-m" and argv[2] != "torch.distributed.run":
+            code, tail = _run_module(argv, capfd)
+        else:
+            done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+            code, tail = done.returncode, done.stdout + done.stderr
+        tail = tail[-3000:]
+        timings.append(f"{time.perf_counter() - start:7.1f} s  {command}")
+        assert code == 0, f"README command failed ({code}): {command}\n{tail}\n" + "\n".join(timings)
         assert "Traceback" not in tail, f"README command printed a traceback: {command}\n{tail}"
+    print("\n".join(timings))
 
 
 def _covered_elsewhere() -> set[str]:
@@ -152,7 +186,9 @@ CHECKS = {"edgeseg models": _tour_results}  # block (by its first command) -> wh
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: BLOCKS[i][0].split("#")[0][:40])
-def test_readme_block_runs_as_printed(index: int, tmp_path: Path) -> None:
+def test_readme_block_runs_as_printed(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capfd: pytest.CaptureFixture[str]) -> None:
     folder = _scratch(tmp_path / "work")
-    _run_block(BLOCKS[index], folder)
+    monkeypatch.chdir(folder)
+    _run_block(BLOCKS[index], folder, capfd)
     CHECKS.get(BLOCKS[index][0], lambda _: None)(folder)

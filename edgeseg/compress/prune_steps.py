@@ -24,17 +24,19 @@ from edgeseg.models.profile import count_macs, count_params
 from edgeseg.recipe import PruneCfg
 
 Batches = list[tuple[torch.Tensor, Any]]
+LATENCY_KW = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 30.0}  # per candidate timed
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 
 def onnx_latency_ms(model: nn.Module, meta: Any, hw: tuple[int, int], threads: int = 2,
                     **latency_kw: Any) -> float:
-    """Median batch-1 latency of ``model`` exported to ONNX (static shape ``hw``), on ONNX Runtime CPU."""
+    """Median batch-1 latency of ``model`` exported to ONNX (static shape ``hw``), on ONNX Runtime CPU
+    (measured for ``LATENCY_KW``, updated by ``latency_kw``)."""
     from edgeseg.artifacts.onnx_export import export_onnx
     from edgeseg.bench.latency import measure_latency
     from edgeseg.runtime.ort_rt import OrtBackend
 
-    kw = {"warmup": 3, "min_runs": 10, "min_time_s": 1.0, "max_time_s": 30.0, **latency_kw}
+    kw = {**LATENCY_KW, **latency_kw}
     with tempfile.TemporaryDirectory(prefix="edgeseg-prune-") as tmp:
         path = Path(tmp) / "candidate.onnx"
         export_onnx(model.eval(), meta, path, hw=hw, dynamic=False)

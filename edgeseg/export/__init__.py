@@ -141,6 +141,10 @@ def _plan(checkpoint: Path, formats: list[str] | None, precisions: list[str] | N
     fmts = resolve_formats(formats if formats is not None else list(cfg.formats))
     precs = resolve_precisions(precisions if precisions is not None else list(cfg.precisions))
     check_plan(cfg, [f.name for f in fmts], precs, get_task(ckpt.meta.task), options)
+    if cfg.dynamic and getattr(ckpt.model, "dynamic_export_refusal", ""):
+        raise ExportError(f"{checkpoint}: {ckpt.meta.model_name} exports at one input size only "
+                          f"({ckpt.model.dynamic_export_refusal}): export with --static (export.dynamic: false, as "
+                          "the Mask R-CNN recipes do), at data.image_size or --set data.image_size=N")
     return Plan(checkpoint, ckpt, rcp, recipe_source, cfg, fmts, precs, list(overrides or []), options)
 
 

@@ -26,6 +26,8 @@ class SegModel(nn.Module):
     loss_name: ClassVar[str | None] = None  # the model's own loss (edgeseg.train.losses.LOSSES), else the task's
     # Why structured pruning cannot be applied to this family ("" = it can); prune refuses with it up front.
     prune_refusal: ClassVar[str] = ""
+    # Why the family exports at one input size only ("" = dynamic axes work); export refuses dynamic with it.
+    dynamic_export_refusal: ClassVar[str] = ""
     config: dict[str, Any]
 
     def __init__(self, num_classes: int, in_channels: int) -> None:

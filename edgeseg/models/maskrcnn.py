@@ -71,6 +71,9 @@ class MaskRCNN(SegModel):
     # Torch-Pruning's dependency graph does not follow channels through RoIAlign into the RoI heads.
     prune_refusal: ClassVar[str] = ("its RoI heads read the FPN through RoIAlign, which Torch-Pruning cannot trace, "
                                     "so channel pruning would break them; train a narrower variant instead")
+    # Anchors are laid out per level from the feature sizes, and proposal/RoI counts are fixed, at export.
+    dynamic_export_refusal: ClassVar[str] = ("its anchors are laid out for the feature-map sizes of one input size "
+                                             "when the graph is built")
 
     def __init__(self, num_classes: int, in_channels: int, *, backbone: Literal["resnet", "fused"] = "fused",
                  backbone_args: dict[str, Any] | None = None, fpn_width: int = 64,

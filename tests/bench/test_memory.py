@@ -36,9 +36,14 @@ def test_probe_failure_is_an_error_not_a_crash(tmp_path):
 
 
 def test_rss_is_the_current_value_and_peak_the_high_water_mark():
-    block = np.ones(96 * 2**20 // 8)  # 96 MiB, touched
+    import mmap
+
+    # 96 MiB mapped and touched by hand: whether malloc hands a freed block back to the kernel depends on
+    # what the process loaded before (an earlier test's libraries), an unmapped block always leaves
+    block = mmap.mmap(-1, 96 * 2**20)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
     during, peak_during = rss_mb(), peak_rss_mb()
-    del block
+    block.close()
     after = rss_mb()
     assert peak_during >= during > after + 48, (during, after)  # freed memory leaves rss, not the peak
     assert peak_rss_mb() >= peak_during - 1  # the kernel updates its high-water mark lazily

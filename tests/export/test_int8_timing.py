@@ -46,6 +46,16 @@ def test_busy_machine_with_a_steady_speedup_stops_early_and_ships():
     assert ship and record["certainty"] == "95% interval above 1" and record["ratio_ci95"][0] > 1
 
 
+def test_busy_decision_leads_with_the_paired_ratio_not_a_contradicting_best_of_rounds():
+    # Seen: "faster than FP32 ...: best INT8 56.04 ms vs FP32 54.55 ms (0.97x); ratio 95% CI 1.01-1.34":
+    # best-of-rounds p50s said slower while the paired rounds it shipped on said faster.
+    fn, _ = _rounds([1.10, 1.20, 1.15, 1.25])
+    samples = sample_ratios(fn, min_rounds=2)
+    ship, reason, _ = busy_decision(samples, "INT8 56.04 ms vs FP32 54.55 ms")
+    assert ship and reason.startswith(f"faster than FP32 on this machine: speed-up {samples.geomean():.2f}x")
+    assert "0.97x" not in reason and "best of rounds INT8 56.04 ms vs FP32 54.55 ms" in reason
+
+
 def test_busy_machine_with_a_steady_slowdown_is_rejected_with_confidence():
     fn, _ = _rounds([0.80, 0.82, 0.79])
     ship, reason, record = busy_decision(sample_ratios(fn, min_rounds=2), "figures")
