@@ -12,8 +12,9 @@ native resolution (COCO mask/box AP, the recipe's ``instance.*`` thresholds), th
 INT8 ONNX: INT8 calibrated on training images, parity-checked and judged by mask AP on the val split as every
 export is). Then one ``edgeseg.benchmark`` of every exported file (ORT CPU, ``--threads``, batch 1, at the
 recipes' 256x256 input; accuracy on the whole val split for ours) and one ``edgeseg.report`` of those rows:
-its Pareto panel is latency vs mask AP for both families. YOLOv8n-seg is not trained on nuclei (no mask AP
-here): its latency beside ours, in one run, is ``benchmarks.maskrcnn_vs_yolact``. Other processes' CPU use
+its Pareto panel is latency vs mask AP for both families. YOLOv8n-seg (``../shared/anchors``, 320x320) is
+benched in the same run for latency and memory only: it is not trained on nuclei, so it has no mask AP to
+put on the panel; ``benchmarks.maskrcnn_vs_yolact`` has all three at 320 and 512, end to end. Other processes' CPU use
 during training is recorded (the machine is shared). A run that stopped after training reuses each finished
 ``train/`` and ``export/`` folder of OUT (its training figures then come from ``train.json``; the CPU use of
 others was not kept). ``--quick``: 40 s of training each, 4 calibration images: a smoke run of the script, not
@@ -34,6 +35,7 @@ from benchmarks.record import QUICK, RESULTS, ROOT, command_line, parse_options,
 RECIPES = {"yolact-lite": ROOT / "recipes" / "nuclei_yolact_lite.yaml",
            "maskrcnn-lite": ROOT / "recipes" / "nuclei_maskrcnn_lite.yaml"}
 QUICK_SET = ["data.train_repeats=1", "export.calibration.images=4"]
+PEER = ROOT.parent / "shared" / "anchors" / "yolov8n-seg-320.onnx"  # static 320x320 input, no edgeseg metadata
 AP_KEYS = ("mask_ap", "mask_ap50", "mask_ap75", "box_ap", "box_ap50")
 
 
@@ -88,16 +90,21 @@ def bench_and_report(runs: dict[str, dict[str, Any]], out: Path, threads: int, r
     files = sorted(str(p) for name in runs for p in (out / name / "export").glob("*.onnx"))
     (out / "bench.jsonl").unlink(missing_ok=True)  # rows are appended: a rerun starts a new file
     rows = benchmark(files, out=out / "bench.jsonl", backends=["onnxruntime"], threads=[threads], batch=[1])
-    written = report([out / "bench.jsonl"], report_dir, title="Nuclei: maskrcnn-lite vs yolact-lite")
+    if PEER.is_file():  # latency and memory from the file alone: it has no mask AP on nuclei
+        rows += benchmark([PEER], out=out / "bench.jsonl", backends=["onnxruntime"], threads=[threads], batch=[1],
+                          accuracy=False)
+    title = "Nuclei: maskrcnn-lite vs yolact-lite (+ YOLOv8n-seg, latency only)"
+    written = report([out / "bench.jsonl"], report_dir, title=title)
     return {"bench_rows": [_row(r) for r in rows], "report": {k: str(v) for k, v in written.items()}}
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
     acc, art = row.get("accuracy") or {}, row.get("artifact") or {}
     path = Path(art.get("path", "?"))
-    name = f"{path.parent.parent.name}/{path.name}"  # RUN/<model>/export/FILE
+    name = path.name if path == PEER else f"{path.parent.parent.name}/{path.name}"  # RUN/<model>/export/FILE
     return {"artifact": name, "precision": art.get("precision"),
             "p50_ms": (row.get("latency") or {}).get("p50_ms"),
+            "input": "x".join(map(str, row.get("input_shape", [])[2:])),
             **{k: acc.get(k) for k in ("mask_ap50", "mask_ap75", "num_images") if k in acc}}
 
 
@@ -117,11 +124,11 @@ def markdown(runs: dict[str, dict[str, Any]], bench: dict[str, Any], budget: str
     lines += ["", f"Mask AP75 (the tighter mask fit): **{better}** {ap75[better]:.3f} vs "
               + ", ".join(f"{k} {v:.3f}" for k, v in ap75.items() if k != better) + ".", "",
               f"Exported files, benched in one run (ORT CPU, {threads} threads, batch 1; ours evaluated on the whole "
-              "val split):", "", "| artifact | precision | p50 ms | mask AP50 | mask AP75 | val images |",
-              "|---|---|---:|---:|---:|---:|"]
+              "val split):", "", "| artifact | precision | input | p50 ms | mask AP50 | mask AP75 | val images |",
+              "|---|---|---|---:|---:|---:|---:|"]
     for b in bench["bench_rows"]:
         cells = [b.get(k) for k in ("mask_ap50", "mask_ap75")]
-        lines.append(f"| {b['artifact']} | {b['precision']} | {b['p50_ms']:.2f} | "
+        lines.append(f"| {b['artifact']} | {b['precision']} | {b['input']} | {b['p50_ms']:.2f} | "
                      + " | ".join("-" if c is None else f"{c:.3f}" for c in cells) + f" | {b.get('num_images', '-')} |")
     static = [name for name, r in runs.items() if any(a["dynamic"] is False for a in r.get("export_records", []))]
     if static:

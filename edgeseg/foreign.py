@@ -1,11 +1,11 @@
 """Bring-your-own ONNX: what a file without edgeseg metadata needs to be benched, evaluated or predicted with.
 
-Such a file is opened with ``foreign=True`` (ONNX Runtime), which takes channels, a fixed input size
-and the class count from its graph. Latency and memory need nothing more than an input size; accuracy
-and predictions need the recipe the model was trained for (``--data RECIPE``): its class names,
-normalisation, ignore index and image size. `bench`, `eval` and `predict` all go through
-:func:`adopt_foreign`, so the three read a foreign file the same way. It is read as a semantic model:
-one N x K x H x W output (named ``logits`` when there are several).
+Such a file is opened with ``foreign=True`` (ONNX Runtime), which takes channels, a fixed input size and
+the class count from its graph. Latency and memory need nothing more than an input size (whatever its
+outputs: a detector's boxes and prototypes too); accuracy and predictions need the recipe the model was
+trained for (``--data RECIPE``): its class names, normalisation, ignore index and image size. `bench`,
+`eval` and `predict` all go through :func:`adopt_foreign`, so the three read a foreign file the same
+way. It is read as a semantic model: one N x K x H x W output (named ``logits`` when there are several).
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def adopt_foreign(backend: Any, recipe: str | Path | None, size: tuple[int, int]
     """
     path, meta = Path(backend.path), backend.meta
     names = list(getattr(backend, "output_names", []) or [])
-    if len(names) > 1 and "logits" not in names:
+    unreadable = len(names) > 1 and "logits" not in names  # e.g. a detector's boxes + prototypes
+    if unreadable and (recipe is not None or need_recipe):
         raise ForeignModelError(f"{path}: no edgeseg metadata and {len(names)} outputs {names}; a file without "
-                                "metadata is read as a semantic model with one N x K x H x W output")
+                                "metadata is evaluated as a semantic model with one N x K x H x W output (it can "
+                                "still be benched for latency and memory: drop --data)")
     if recipe is None and need_recipe:
         raise ForeignModelError(f"{path}: no edgeseg metadata; `edgeseg {need_recipe}` needs --data RECIPE (its "
                                 "classes, normalisation and image size are used)")
@@ -64,7 +66,8 @@ def adopt_foreign(backend: Any, recipe: str | Path | None, size: tuple[int, int]
                                 "(or --data RECIPE)")
     backend.meta = dataclasses.replace(meta, input_size=(int(hw[0]), int(hw[1])))
     what = (f"classes and normalisation from {recipe}" if recipe is not None
-            else "latency and memory only (pass --data RECIPE to evaluate it)")
+            else f"latency and memory only ({len(names)} outputs {names}: not one logits output to evaluate)"
+            if unreadable else "latency and memory only (pass --data RECIPE to evaluate it)")
     return f"{path.name} has no edgeseg metadata: {what}; input {hw[0]}x{hw[1]}"
 
 

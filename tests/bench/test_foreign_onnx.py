@@ -51,3 +51,31 @@ def test_with_a_recipe_it_is_evaluated_too(foreign, tmp_path, monkeypatch):
     (row,) = benchmark([foreign], out=tmp_path / "r.jsonl", threads=[1], data=recipe)
     assert not row["error"] and row["accuracy"]["num_images"] == 6 and 0 <= row["accuracy"]["miou"] <= 1
     assert row["input_shape"] == [1, 3, 64, 64]
+
+
+def test_a_file_with_a_detectors_outputs_is_benched_for_latency_and_memory(tmp_path, monkeypatch, capsys):
+    """A peer such as YOLOv8n-seg (boxes + prototypes, no metadata) used to be refused by bench outright;
+    latency and memory need only its input. Evaluating it with a recipe is still a one-line error."""
+    import torch
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = self.body(x)
+            return y.mean(dim=(2, 3)), y[:, :4]
+
+    path = tmp_path / "peer.onnx"
+    torch.onnx.export(TwoHeads().eval(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=False,
+                      input_names=["images"], output_names=["output0", "output1"])
+    _cfg(monkeypatch)
+    (row,) = benchmark([path], out=tmp_path / "r.jsonl", threads=[1])
+    assert not row["error"] and row["latency"]["p50_ms"] > 0 and row["memory"]["peak_rss_mb"] > 0
+    assert row["input_shape"] == [1, 3, 32, 32]
+    assert "2 outputs ['output0', 'output1']: not one logits output" in capsys.readouterr().out
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict("unet_test", num_classes=4)))
+    with pytest.raises(ForeignModelError, match="2 outputs .* drop --data"):
+        benchmark([path], out=tmp_path / "r2.jsonl", threads=[1], data=recipe)
