@@ -41,8 +41,8 @@ def adopt_foreign(backend: Any, recipe: str | Path | None, size: tuple[int, int]
     unreadable = len(names) > 1 and "logits" not in names  # e.g. a detector's boxes + prototypes
     if unreadable and (recipe is not None or need_recipe):
         raise ForeignModelError(f"{path}: no edgeseg metadata and {len(names)} outputs {names}; a file without "
-                                "metadata is evaluated as a semantic model with one N x K x H x W output (it can "
-                                "still be benched for latency and memory: drop --data)")
+                                "metadata is evaluated as a semantic model with one N x K x H x W output "
+                                "(`edgeseg bench FILE` without --data still times it)")
     if recipe is None and need_recipe:
         raise ForeignModelError(f"{path}: no edgeseg metadata; `edgeseg {need_recipe}` needs --data RECIPE (its "
                                 "classes, normalisation and image size are used)")

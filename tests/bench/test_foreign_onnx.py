@@ -77,5 +77,5 @@ def test_a_file_with_a_detectors_outputs_is_benched_for_latency_and_memory(tmp_p
     assert "2 outputs ['output0', 'output1']: not one logits output" in capsys.readouterr().out
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict("unet_test", num_classes=4)))
-    with pytest.raises(ForeignModelError, match="2 outputs .* drop --data"):
+    with pytest.raises(ForeignModelError, match="2 outputs .* without --data still times it"):
         benchmark([path], out=tmp_path / "r2.jsonl", threads=[1], data=recipe)
