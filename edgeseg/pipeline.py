@@ -307,6 +307,7 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    _check_sections(recipe)
     with folder_lock(out):  # two runs into one folder would mix their stages
         state = RunState(recipe=recipe, out=Path(out), trust_checkpoint=trust_checkpoint, force=force,
                          data_files=dataset_fingerprint(recipe.data))
@@ -319,6 +320,17 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
                    "report": {k: str(p) for k, p in state.reports.items() if p.exists()}}
         atomic_write_json(state.out / RUN_JSON, summary)
     return summary
+
+
+def _check_sections(recipe: Recipe) -> None:
+    """Refuse before the first stage what a later one would refuse, named by the recipe's own fields (the
+    quantize stage hands its section to export, whose check would name ``export.*``)."""
+    from edgeseg.errors import ExportError
+
+    q = recipe.quantize
+    if q is not None and q.qat is not None and q.max_drop is not None:
+        raise ExportError("quantize.qat and quantize.max_drop cannot be combined: QAT trains every layer for INT8; "
+                          "mixed precision picks float layers after PTQ (keep one of them)")
 
 
 def _run_stage(stage: Stage, state: RunState, log: dict[str, Any]) -> None:

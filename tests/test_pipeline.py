@@ -121,3 +121,15 @@ def test_prune_and_quantize_stages_run_then_skip_when_unchanged(tmp_path):
     status = {k: v["status"] for k, v in third["stages"].items()}
     assert status == {"train": "skipped", "prune": "done", "quantize": "done", "export": "done", "bench": "done",
                       "report": "done"}
+
+
+def test_a_quantize_section_export_would_refuse_is_refused_first_by_its_own_fields(tmp_path):
+    """Seen: `quantize: {qat: ..., max_drop: ...}` trained the model, then failed in the quantize stage with
+    an error naming `export.qat and export.max_drop`, fields the recipe does not have."""
+    from edgeseg.errors import ExportError
+
+    d = _recipe().to_dict()
+    d["quantize"] = {"qat": {"epochs": 1}, "max_drop": 1.0}
+    with pytest.raises(ExportError, match=r"^quantize.qat and quantize.max_drop cannot be combined"):
+        run(recipe_from_dict(d), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before any stage
