@@ -67,19 +67,16 @@ def train_one(recipe_path: Path, out: Path, time_budget: str, threads: int, quic
         exported = export(out / "train" / "model.pt", out / "export", precisions=["fp32", "int8"])
     return {**fig, "epochs_done": result.get("epochs_done"), "train_images": result.get("train_images"),
             "eval_s": round(eval_watch.wall_s, 1), "eval_other_processes_cores": eval_watch.other_cores,
-            "metrics": metrics, "export_s": round(time.perf_counter() - t0, 1), "export": _shipped(exported),
-            "export_records": [{"precision": a.get("precision"), "dynamic": (a.get("export") or {}).get("dynamic"),
-                                "parity_passed": (a.get("parity") or {}).get("passed")}
-                               for a in exported.get("artifacts", []) if a.get("format") == "onnx"]}
+            "metrics": metrics, "export_s": round(time.perf_counter() - t0, 1), "export": _shipped(exported)}
 
 
 def _shipped(exported: dict[str, Any]) -> list[dict[str, Any]]:
-    """What export wrote per precision: file, shipped or refused, and why (the INT8 verdict)."""
-    rows = []
-    for art in exported.get("artifacts", []):
-        rows.append({k: art.get(k) for k in ("format", "precision", "path", "shipped", "reason", "accuracy",
-                                             "latency_ms") if k in art})
-    return rows
+    """What export wrote per precision: file, shipped or refused and why (the INT8 verdict), whether its
+    input is dynamic and whether it passed parity."""
+    keys = ("format", "precision", "path", "shipped", "reason", "accuracy", "latency_ms")
+    return [{**{k: art.get(k) for k in keys if k in art},
+             "dynamic": (art.get("export") or {}).get("dynamic"), "parity_passed": (art.get("parity") or {}).get("passed")}
+            for art in exported.get("artifacts", [])]
 
 
 def bench_and_report(runs: dict[str, dict[str, Any]], out: Path, threads: int, report_dir: Path) -> dict[str, Any]:
@@ -130,7 +127,7 @@ def markdown(runs: dict[str, dict[str, Any]], bench: dict[str, Any], budget: str
         cells = [b.get(k) for k in ("mask_ap50", "mask_ap75")]
         lines.append(f"| {b['artifact']} | {b['precision']} | {b['input']} | {b['p50_ms']:.2f} | "
                      + " | ".join("-" if c is None else f"{c:.3f}" for c in cells) + f" | {b.get('num_images', '-')} |")
-    static = [name for name, r in runs.items() if any(a["dynamic"] is False for a in r.get("export_records", []))]
+    static = [name for name, r in runs.items() if any(a["dynamic"] is False for a in r["export"])]
     if static:
         lines += ["", f"{', '.join(static)}: the ONNX file has a static input (export.dynamic false), so each val "
                   "image is resized to it and the result back, where PyTorch (first table) and a dynamic file run it "

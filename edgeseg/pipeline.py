@@ -325,12 +325,10 @@ def run(recipe: Recipe | str | Path | None, out: str | Path, *, overrides: list[
 def _check_sections(recipe: Recipe) -> None:
     """Refuse before the first stage what a later one would refuse, named by the recipe's own fields (the
     quantize stage hands its section to export, whose check would name ``export.*``)."""
-    from edgeseg.errors import ExportError
+    from edgeseg.export.options import check_int8_method
 
-    q = recipe.quantize
-    if q is not None and q.qat is not None and q.max_drop is not None:
-        raise ExportError("quantize.qat and quantize.max_drop cannot be combined: QAT trains every layer for INT8; "
-                          "mixed precision picks float layers after PTQ (keep one of them)")
+    if recipe.quantize is not None:
+        check_int8_method(recipe.quantize, "quantize.qat", "quantize.max_drop")
 
 
 def _run_stage(stage: Stage, state: RunState, log: dict[str, Any]) -> None:

@@ -88,12 +88,18 @@ def apply_options(cfg: ExportCfg, options: Options) -> ExportCfg:
     return ExportCfg.model_validate(tree)
 
 
+def check_int8_method(cfg: Any, qat: str, max_drop: str) -> None:
+    """Refuse QAT together with mixed precision in ``cfg`` (an export or quantize section); ``qat`` and
+    ``max_drop`` name them as the user gave them (an option, ``export.*``, ``quantize.*``)."""
+    if cfg.qat is not None and cfg.max_drop is not None:
+        raise ExportError(f"{qat} and {max_drop} cannot be combined: QAT trains every layer for INT8; mixed "
+                          "precision picks float layers after PTQ")
+
+
 def check_plan(cfg: ExportCfg, formats: list[str], precisions: list[str], task: Any, options: Options) -> None:
     """Refuse, before any work, what would fail late or be silently ignored (``formats``/``precisions``:
     resolved names; ``task``: the model's :class:`~edgeseg.tasks.base.Task`)."""
-    if cfg.qat is not None and cfg.max_drop is not None:
-        raise ExportError(f"{name_of(options, 'qat')} and {name_of(options, 'max_drop')} cannot be combined: QAT "
-                          "trains every layer for INT8; mixed precision picks float layers after PTQ")
+    check_int8_method(cfg, name_of(options, "qat"), name_of(options, "max_drop"))
     if "int8" not in precisions:
         given = [label for label, (key, _) in options.items() if key.startswith(INT8_FIELDS)]
         if given:
@@ -105,4 +111,5 @@ def check_plan(cfg: ExportCfg, formats: list[str], precisions: list[str], task: 
                           "--set export.precisions=[fp32]) and INT8 as ONNX (--format onnx --int8)")
 
 
-__all__ = ["HINTS", "INT8_FIELDS", "Options", "apply_options", "check_plan", "check_values", "name_of"]
+__all__ = ["HINTS", "INT8_FIELDS", "Options", "apply_options", "check_int8_method", "check_plan", "check_values",
+           "name_of"]

@@ -73,7 +73,7 @@ def rdb_storage(url: str) -> Any:
     storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
                                          engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}} if sqlite else None,
                                          **retry)
-    if storage.engine.name == "sqlite":
+    if sqlite:
         serialize_sqlite(storage.engine)
     return storage
 
