@@ -31,12 +31,12 @@ RECIPE = ROOT / "recipes" / "membrane_unet_lite.yaml"
 HAND_MADE = ("unet-lite", "segnet-lite", "fcn-lite")
 
 
-def latency_first(out: Path, threads: int) -> dict[str, Any]:
+def latency_first(out: Path, threads: int, overrides: list[str]) -> dict[str, Any]:
     """Build and time the default space; the budget is half of unet-lite's FP32 p50."""
     from edgeseg.optimize import optimize
     from edgeseg.optimize.latency import measure_here, model_figures
 
-    recipe = load_recipe(RECIPE)
+    recipe = load_recipe(RECIPE, overrides)
     t0 = time.perf_counter()
     optimize(recipe, out, plan=True, threads=threads)
     plan = json.loads((out / "plan.json").read_text())
@@ -81,12 +81,35 @@ def hand_made(out: Path, threads: int) -> list[dict[str, Any]]:
         run = out / "hand_made" / name
         train(RECIPE, run / "train", overrides=[f"model.name={name}"])
         doc = export(run / "train" / "model.pt", run / "export", precisions=["fp32", "int8"])
-        files = [a["path"] for a in doc["artifacts"] if a["format"] == "onnx" and a.get("shipped", True)]
+        files = [a["path"] for a in doc["artifacts"] if a["format"] == "onnx"]  # INT8 benched even where not shipped
         for r in benchmark(files, out=run / "bench.jsonl", backends=["onnxruntime"], threads=[threads]):
             points.append({"model": name, "file": Path(r["artifact"]["path"]).name,
                            "p50_ms": (r.get("latency") or {}).get("p50_ms"),
                            "mean_dice": (r.get("accuracy") or {}).get("mean_dice")})
     return points
+
+
+def front_against_hand_made(out: Path, hand: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
+    """The study's Pareto front (latency, mean Dice) against each hand-made point: a point is covered when a
+    front point is at least as fast and at least as accurate. Trial points: latency measured before training,
+    best mean Dice over their fidelities; the winner: latency and Dice of its final artifact."""
+    rows = [json.loads(x) for x in (out / "trials.jsonl").read_text().splitlines() if x.strip()]
+    pts = [{"name": r["candidate"], "p50_ms": r["latency_ms"],
+            "mean_dice": max(f.get("mean_dice", float("nan")) for f in r["fidelities"])}
+           for r in rows if r.get("fidelities") and r.get("latency_ms")]
+    final = doc.get("final_accuracy") or {}
+    if doc.get("final_latency_ms") and "mean_dice" in final:
+        pts.append({"name": f"winner {doc['candidate']} (final)", "p50_ms": doc["final_latency_ms"],
+                    "mean_dice": final["mean_dice"]})
+    front = [p for p in pts if not any(q["p50_ms"] <= p["p50_ms"] and q["mean_dice"] >= p["mean_dice"] and q != p
+                                       and (q["p50_ms"], q["mean_dice"]) != (p["p50_ms"], p["mean_dice"]) for q in pts)]
+    checks = []
+    for h in hand:
+        if h["p50_ms"] is None or h["mean_dice"] is None:
+            continue
+        by = [p["name"] for p in front if p["p50_ms"] <= h["p50_ms"] and p["mean_dice"] >= h["mean_dice"]]
+        checks.append({**h, "covered_by": by})
+    return {"front": sorted(front, key=lambda p: p["p50_ms"]), "hand_made": checks}
 
 
 def markdown(result: dict[str, Any], threads: int) -> str:
@@ -107,7 +130,32 @@ def markdown(result: dict[str, Any], threads: int) -> str:
                f"{pv['untrained_p50_ms']:.2f} ms vs trained {pv['trained_p50_ms']:.2f} ms (ratio {pv['ratio']:.3f}, "
                "one bench call).\n")
     if "optimize" in result:
-        md += f"\n{result['optimize']['summary']}\n"
+        opt = result["optimize"]
+        md += f"\n## The study ({opt['seconds'] / 60:.0f} min)\n\n{opt['summary']}\n"
+        md += _comparison(result)
+    return md
+
+
+def _comparison(result: dict[str, Any]) -> str:
+    """The winner against unet-lite as shipped, and the front against every hand-made point."""
+    opt, hand, front = result["optimize"], result.get("hand_made") or [], result.get("front") or {}
+    own = next((h for h in hand if h["model"] == "unet-lite" and ".int8" not in h["file"]), None)
+    dice = (opt.get("final_accuracy") or {}).get("mean_dice")
+    md = ""
+    if own and dice is not None and own["mean_dice"] is not None:
+        gap = 100 * (dice - own["mean_dice"])
+        lat = opt.get("final_latency_ms")
+        fits = lat is not None and lat <= result["latency_first"]["budget_ms"]
+        md += (f"\nWinner on its final artifact: {lat:.2f} ms ({'meets' if fits else 'misses'} the "
+               f"{result['latency_first']['budget_ms']:.2f} ms budget), mean Dice {dice:.4f} on the whole val split; "
+               f"unet-lite as the recipe ships it: {own['p50_ms']:.2f} ms, mean Dice {own['mean_dice']:.4f} "
+               f"({gap:+.2f} points; the target is within 1 point: {'met' if gap >= -1 - 1e-9 else 'not met'}).\n")
+    if front:
+        md += "\n| Pareto front point | p50 ms | mean Dice |\n|---|---|---|\n" + "\n".join(
+            f"| {p['name']} | {p['p50_ms']:.2f} | {p['mean_dice']:.4f} |" for p in front["front"]) + "\n"
+        md += "\n| hand-made (trained as shipped) | p50 ms | mean Dice | covered by the front |\n|---|---|---|---|\n"
+        md += "\n".join(f"| {h['file']} ({h['model']}) | {h['p50_ms']:.2f} | {h['mean_dice']:.4f} | "
+                        f"{', '.join(h['covered_by']) or 'no'} |" for h in front["hand_made"]) + "\n"
     return md
 
 
@@ -118,20 +166,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / ".runs" / "optimize_membrane")
     ap.add_argument("--latency-only", action="store_true", help="only step 1 (no training)")
     ap.add_argument("--trained", type=Path, default=None, help="a trained unet-lite model.pt: time it beside its "
-                                                                 "untrained candidate file")
+                                                                 "untrained candidate file (default after a study: "
+                                                                 "the hand-made unet-lite)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for the study (e.g. optimize.proxy_time=4m)")
     args = parse_options(ap, "optimize_membrane", argv, quick="step 1 only (no training), results not committed")
     result: dict[str, Any] = {"threads": args.threads}
-    result["latency_first"] = lat = latency_first(args.out, args.threads)
-    if args.trained is not None:
-        result["predicted_vs_trained"] = predicted_vs_trained(args.out, args.trained, args.threads)
+    result["latency_first"] = lat = latency_first(args.out, args.threads, args.overrides)
+    trained = args.trained
     if not (args.latency_only or args.quick):
         from edgeseg.optimize import optimize
 
         t0 = time.perf_counter()
         doc = optimize(RECIPE, args.out, budget_ms=lat["budget_ms"], time_s=parse_duration(args.time, "--time"),
-                       threads=args.threads)
+                       threads=args.threads, overrides=args.overrides)
         result["optimize"] = {**doc, "seconds": round(time.perf_counter() - t0, 1)}
         result["hand_made"] = hand_made(args.out, args.threads)
+        result["front"] = front_against_hand_made(args.out, result["hand_made"], doc)
+        trained = trained or args.out / "hand_made" / "unet-lite" / "train" / "model.pt"
+    if trained is not None:
+        result["predicted_vs_trained"] = predicted_vs_trained(args.out, trained, args.threads)
     write_results(args.results, result, markdown(result, args.threads), libraries=(*LIBRARIES, "optuna"))
 
 

@@ -176,8 +176,9 @@ class Trials:
             result = train(rcp, folder, model=model, resume=True)  # an interrupted trial continues
             head = head or _headline(result)
             score = float(result["metrics"][head])
+            extra = {m: v for m, v in result["metrics"].items() if isinstance(v, float)}  # e.g. mean Dice beside mIoU
             scores.append({"fidelity": k, "time_budget_s": budget, "epochs": result.get("epochs_done"),
-                           head: score, "seconds": round(time.perf_counter() - t0, 1)})
+                           **extra, head: score, "seconds": round(time.perf_counter() - t0, 1)})
             trial.set_user_attr("fidelities", scores)
             # the step in proxy-time units: the pruners' rungs are at 1, eta, eta^2 (min_resource 1)
             trial.report(score, self.cfg.reduction_factor ** k)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg import catalog
+
 
 class DiceLoss(nn.Module):
     """Soft multi-class Dice loss (1 - mean Dice over classes present in the batch), ignoring pixels.
@@ -63,7 +65,7 @@ class FocalLoss(nn.Module):
         return (loss * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
-SEMANTIC_LOSSES = ("ce", "dice", "ce+dice", "focal", "focal+dice")
+SEMANTIC_LOSSES = catalog.SEMANTIC_LOSSES
 
 
 class SegLoss(nn.Module):

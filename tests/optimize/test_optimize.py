@@ -82,6 +82,8 @@ def test_device_latency_study_finds_the_winner_and_resumes_without_repeating(pla
     trials = [json.loads(line) for line in (planned / F.trials).read_text().splitlines()]
     assert [(t["candidate"], t["state"], len(t["fidelities"])) for t in trials] == [(SMALL, "complete", 2)]
     assert trials[0]["latency_ms_by_precision"] == {"fp32": 1.0} and trials[0]["params"] > 0 and trials[0]["gmacs"] > 0
+    # every fidelity keeps the task's other scalar metrics beside the headline (mean Dice for a Pareto by Dice)
+    assert all({"miou", "mean_dice"} <= set(f) for f in trials[0]["fidelities"])
     for name in ("1_train/model.pt", "4_export/model.onnx", "5_bench/results.jsonl", "6_report/report.md"):
         assert (planned / F.winner / name).is_file(), name
     assert (planned / F.plot).is_file()
