@@ -260,8 +260,10 @@ BENCH_DEFAULTS = BenchDefaults()
 OPTIMIZE_FAMILIES = {"semantic": ("unet-lite", "segnet-lite", "fcn-lite"), "instance": ("yolact-lite",)}
 OPTIMIZE_WIDTHS = (0.5, 0.75, 1.0)         # multipliers of each variant's own widths
 OPTIMIZE_PRUNE_RATIOS = (0.0, 0.25)        # `prune --ratio` forms of each architecture (0: unpruned)
-OPTIMIZE_PRECISIONS = ("fp32", "int8")     # timed forms of each architecture
-OPTIMIZE_BACKENDS = ("onnxruntime",)       # targets timed here or by the device runner (ONNX files)
+# targets, each with its timed forms of every architecture (the deployed one: the first that fits): ONNX
+# Runtime times the ONNX files; TensorRT builds an engine from each on the device (FP16 before INT8 there)
+OPTIMIZE_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8")}
+OPTIMIZE_BACKENDS = tuple(OPTIMIZE_PRECISIONS)
 OPTIMIZE_PRUNERS = ("successive_halving", "hyperband")
 
 
@@ -273,7 +275,9 @@ class OptimizeFiles:
     trials: str = "trials.jsonl"         # one line per trial
     latency: str = "latency.jsonl"       # bench lines of every candidate file (before any training)
     plan: str = "plan.json"              # the candidate files and their sha256 (--plan, --device-latency)
-    candidates: str = "candidates"       # the ONNX files timed (FP32 + INT8 per architecture)
+    candidates: str = "candidates"       # the ONNX files timed (one per architecture and precision)
+    engines: str = "engines"             # TensorRT target: the engines built from them (on the device)
+    checksums: str = "candidates.sha256"  # TensorRT target: what the device script checks before building
     arch: str = "arch"                   # per architecture: its untrained (pruned) checkpoint
     runs: str = "trials"                 # per trial: its training run folder
     runner_script: str = "run_on_device.sh"

@@ -52,7 +52,7 @@ def build_engine(onnx_path: Path, engine_path: Path, *, precision: str,
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        if precision == "fp16":
+        if precision == "fp16" and not onnx_path.name.endswith(".fp16.onnx"):  # the kit's FP32 file given
             onnx_path = onnx_path.with_name("model.fp16.onnx")
     elif int(trt.__version__.split(".")[0]) < 10:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)

@@ -90,7 +90,7 @@ def build_script(*, shapes: Mapping[str, str], int8: bool, workspace_mib: int = 
     calib = int8 and cache
     modes = ("fp16 | int8-qdq | int8-calib | all" if calib else "fp16 | int8-qdq | all") if int8 else "fp16 | all"
     all_cmds = ("fp16; int8_qdq; int8_calib" if calib else "fp16; int8_qdq") if int8 else "fp16"
-    return _script_head(shapes, workspace_mib, modes) + f"""
+    return script_head(shapes, workspace_mib, f"./build_engine.sh [--dry-run] [{modes}]") + f"""
 fp16() {{
   if [ "$TRT_MAJOR" -ge 11 ]; then  # strongly typed: FP16 comes from the model's own types
     {_run_line("build_fp16.log", "--onnx=" + f["fp16"], "--saveEngine=model.fp16.engine", "--stronglyTyped")}
@@ -107,12 +107,13 @@ esac
 """
 
 
-def _script_head(shapes: Mapping[str, str], workspace_mib: int, modes: str) -> str:
-    """The script up to its ``run`` function: usage, trtexec and its TensorRT version, shapes, workspace."""
+def script_head(shapes: Mapping[str, str], workspace_mib: int, usage: str) -> str:
+    """A trtexec script up to its ``run`` function: usage, ``--dry-run``, trtexec and its TensorRT version
+    (``TRT_MAJOR``), shapes, workspace. Also the head of `edgeseg optimize`'s TensorRT device script."""
     shape_args = " ".join(shlex.quote(f"--{k}={v}") for k, v in shapes.items())
     return f"""#!/usr/bin/env bash
 # Build TensorRT engines ON THE TARGET (Jetson or any NVIDIA GPU); engines are tied to GPU + TensorRT version.
-# Usage: ./build_engine.sh [--dry-run] [{modes}]   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
+# Usage: {usage}   env: TRTEXEC=path/to/trtexec WORKSPACE_MIB={workspace_mib}
 # --dry-run prints the trtexec commands without running anything (TRT_MAJOR=11 shows the TensorRT 11 ones).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseg import catalog
-from edgeseg.optimize.space import Candidate, OptimizeError, own_candidate, search_space
+from edgeseg.optimize.space import Candidate, OptimizeError, own_candidate, precisions_for, search_space
 
 F = catalog.OPTIMIZE_FILES
 __all__ = ["OptimizeError", "optimize"]
@@ -24,7 +24,7 @@ __all__ = ["OptimizeError", "optimize"]
 @dataclass
 class Timed:
     """The space with its latency: per candidate its forms' p50 (ms) and, under the budget, the form
-    deployed (the first precision of optimize.precisions that fits: FP32 before INT8)."""
+    deployed (the first precision of optimize.precisions that fits: FP32 or FP16 before INT8)."""
 
     space: list[Candidate]
     precisions: list[str]
@@ -51,12 +51,18 @@ def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool
 
     cfg = recipe.optimize
     space = search_space(recipe)
-    precisions = list(dict.fromkeys(cfg.precisions))
+    precisions = precisions_for(cfg, backend)
+    latency.check_plan_backend(out, backend)
+    if backend == "tensorrt" and not plan_only and device_file is None:
+        from edgeseg.optimize.trt_target import require_tensorrt
+
+        require_tensorrt()  # before anything is built
     if device_file is not None:
         plan = latency.read_plan(out)
         space = [c for c in space if c.id in {d["id"] for d in plan["candidates"]}] or space
+        precisions = list(plan["precisions"])  # the forms the device timed
     say(f"{len(space)} architectures x {len(precisions)} precisions: building and exporting (untrained)")
-    ckpts = {c.id: latency.build_candidate(c, recipe, out, precisions, cfg.seed) for c in space}
+    ckpts = {c.id: latency.build_candidate(c, recipe, out, precisions, cfg.seed, backend) for c in space}
     if device_file is None:
         plan = latency.write_plan(out, space, precisions, backend, threads)
     if plan_only:
@@ -125,6 +131,7 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, ti
     from edgeseg.recipe import OptimizeCfg, Recipe, load_recipe
 
     out = check_output_folder(out)
+    backend = catalog.canonical_backend(backend) or backend  # trt, ort
     if backend not in catalog.OPTIMIZE_BACKENDS:
         raise OptimizeError(f"--backend {backend!r}: optimize times ONNX files; expected one of "
                             f"{', '.join(catalog.OPTIMIZE_BACKENDS)}")

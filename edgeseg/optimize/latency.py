@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeseg import catalog
 from edgeseg.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256
+from edgeseg.optimize import trt_target
 from edgeseg.optimize.space import Candidate, OptimizeError
 from edgeseg.recipe import BenchCfg, Recipe
 
@@ -49,10 +50,13 @@ def _untrained_checkpoint(cand: Candidate, recipe: Recipe, folder: Path, seed: i
     return folder / "pruned" / catalog.FILES.model
 
 
-def build_candidate(cand: Candidate, recipe: Recipe, out: Path, precisions: list[str], seed: int) -> Path:
+def build_candidate(cand: Candidate, recipe: Recipe, out: Path, precisions: list[str], seed: int,
+                    backend: str = "onnxruntime") -> Path:
     """Write ``cand``'s untrained checkpoint (``OUT/arch/<id>``) and its timed files (``OUT/candidates``);
-    files already there are kept (a resumed or second process). Returns the checkpoint trials start from."""
+    files already there are kept (a resumed or second process). Returns the checkpoint trials start from.
+    INT8 is QDQ placed for the target (TensorRT's rules for ``tensorrt``)."""
     from edgeseg.compress import quantize
+    from edgeseg.compress.ptq import TENSORRT_SETTINGS
     from edgeseg.export import export
 
     folder = out / F.arch / cand.id
@@ -61,18 +65,16 @@ def build_candidate(cand: Candidate, recipe: Recipe, out: Path, precisions: list
     if ckpt.is_file() and all(f.is_file() for f in files.values()):
         return ckpt
     ckpt = _untrained_checkpoint(cand, recipe, folder, seed)
-    export(ckpt, folder / "export", formats=["onnx"], precisions=["fp32"])
-    fp32 = folder / "export" / "model.onnx"
-    if "fp32" in files:
-        atomic_write_bytes(files["fp32"], fp32.read_bytes())
+    export(ckpt, folder / "export", formats=["onnx"], precisions=["fp32"] + (["fp16"] if "fp16" in files else []))
+    exported = {"fp32": folder / "export" / "model.onnx", "fp16": folder / "export" / "model.fp16.onnx"}
+    for p in set(files) & set(exported):
+        atomic_write_bytes(files[p], exported[p].read_bytes())
     if "int8" in files:
         rcp = cand.recipe(recipe)
         rng = np.random.default_rng(seed)
         shape = (1, rcp.model.in_channels, *rcp.data.size_hw)
         calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
-        quantize(fp32, files["int8"], calib)
-    for p in set(precisions) - {"fp32", "int8"}:
-        raise OptimizeError(f"optimize.precisions: {p!r} is not timed by optimize (fp32 and int8 are)")
+        quantize(exported["fp32"], files["int8"], calib, settings=TENSORRT_SETTINGS if backend == "tensorrt" else None)
     return ckpt
 
 
@@ -83,6 +85,9 @@ def write_plan(out: Path, space: list[Candidate], precisions: list[str], backend
     plan = {"candidates": [c.to_dict() for c in space], "precisions": precisions, "files": files,
             "backend": backend, "threads": threads}
     atomic_write_json(out / F.plan, plan)
+    if backend == "tensorrt":
+        trt_target.write_device_files(out, space, precisions, files)
+        return plan
     command = (f"python -m edgeseg.bench.runner {shlex.quote(F.candidates)} --out device.jsonl "
                f"--backend {backend} --threads {threads}")
     atomic_write_text(out / F.runner_script, "#!/bin/sh\n# Copy this folder to the device (numpy + onnxruntime + "
@@ -100,12 +105,14 @@ def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: C
 
     log = out / F.latency
     known = _p50s(_rows(log), plan)
-    todo = [out / F.candidates / name for name in plan["files"] if name not in known]
+    todo = [name for name in plan["files"] if name not in known]
     if todo:
         say(f"timing {len(todo)} candidate files on {plan['backend']} ({plan['threads']} threads), before any "
             "training")
-        benchmark(todo, out=log, backends=[plan["backend"]], threads=[plan["threads"]], batch=[1],
-                  cfg=bench, accuracy=False)
+        trt = plan["backend"] == "tensorrt"
+        files = trt_target.build_here(out, plan, todo, say) if trt else [out / F.candidates / n for n in todo]
+        benchmark(files, out=log, backends=[plan["backend"]], device="cuda" if trt else "cpu",
+                  threads=[plan["threads"]], batch=[1], cfg=bench, accuracy=False)
         known = _p50s(_rows(log), plan)
     missing = sorted(set(plan["files"]) - set(known))
     if missing:
@@ -137,9 +144,17 @@ def device_latency(path: Path, plan: dict[str, Any], plan_path: Path) -> dict[st
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
+    """Bench lines; an engine's line is named by the plan file it was built from (its own sha256, the
+    engine's, is dropped: the device script checks the files' before building)."""
     from edgeseg.bench.rows import load_rows
 
-    return load_rows([path]) if path.is_file() else []
+    rows = load_rows([path]) if path.is_file() else []
+    for r in rows:
+        art = r.get("artifact") or {}
+        if str(art.get("name", "")).endswith(".engine"):
+            art["name"] = trt_target.form_of(art["name"])
+            art.pop("sha256", None)
+    return rows
 
 
 def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
@@ -163,6 +178,17 @@ def model_figures(path: Path) -> dict[str, dict[str, Any]]:
             for r in _rows(path) if r.get("model")}
 
 
+def check_plan_backend(out: Path, backend: str) -> None:
+    """A plan already in ``out`` was made for one target: its files (INT8 placement, engines) are that
+    target's, so another ``--backend`` needs another folder."""
+    path = out / F.plan
+    if path.is_file():
+        made_for = json.loads(path.read_text()).get("backend")
+        if made_for != backend:
+            raise OptimizeError(f"--backend {backend}: {path} is a plan for --backend {made_for}; pass "
+                                f"--backend {made_for}, or --out another folder for {backend}")
+
+
 def read_plan(out: Path) -> dict[str, Any]:
     """The plan ``--plan`` wrote into ``out`` (``--device-latency`` needs it)."""
     path = out / F.plan
@@ -172,4 +198,4 @@ def read_plan(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-__all__ = ["build_candidate", "device_latency", "measure_here", "model_figures", "read_plan", "write_plan"]
+__all__ = ["build_candidate", "check_plan_backend", "device_latency", "measure_here", "model_figures", "read_plan", "write_plan"]

@@ -79,12 +79,13 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
         return json.loads(path.read_text())
     try:
         with folder_lock(out / F.winner):
-            result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out, cfg.full_time,
+            result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out,
+                                         cfg.full_time or output.longest_fidelity(best, recipe),
                                          threads, backend)
     except OutputError:
         return {"candidate": cand.id, "summary": f"study done; the winner {cand.id} is being trained by another "
                                                  f"process in {out / F.winner}"}
-    row = output.deployed_row(result["bench"], best["precision"])
+    row = output.deployed_row(result["bench"], best["precision"], backend)
     lat, acc = (row.get("latency") or {}).get("p50_ms"), (row.get("accuracy") or {}).get(metric)
     own = doc["own"] or {}
     own_text = ""
@@ -94,8 +95,11 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
         own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
                     + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
                        if own_ms and own_ms > doc["budget_ms"] else ""))
-    summary = (f"chose {cand.id} ({best['precision']}): {lat if lat is None else round(lat, 2)} ms measured on its "
-               f"final artifact here (predicted before training: {best['latency_ms']:.2f} ms on {doc['where']}; "
+    final = (f"{round(lat, 2)} ms measured on its final artifact here" if lat is not None else
+             f"its final artifact is timed on the device ({out / F.winner / '4_export'}"
+             + ("/tensorrt/build_engine.sh, then python -m edgeseg.bench.runner)" if backend == "tensorrt" else ")"))
+    summary = (f"chose {cand.id} ({best['precision']}): {final} (predicted before training: "
+               f"{best['latency_ms']:.2f} ms on {doc['where']}; "
                f"budget {doc['budget_ms']:g} ms), val {metric} "
                f"{'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
     winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],

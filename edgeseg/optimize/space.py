@@ -105,7 +105,7 @@ def search_space(recipe: Recipe) -> list[Candidate]:
             cand = Candidate(model=name, width=width, depth=_depth(name, args), prune_ratio=ratio, image_size=size,
                              args=tuple(sorted(args.items())))
             found.setdefault(cand.id, cand)
-    if not found or not cfg.precisions:
+    if not found or cfg.precisions == []:
         raise OptimizeError("optimize: the search space is empty (optimize.models, widths, prune_ratios and "
                             "precisions must each list at least one value)")
     return list(found.values())
@@ -119,10 +119,15 @@ def _depth(name: str, args: dict[str, Any]) -> int | None:
     return int({**info.defaults, **args}.get("depth", 4)) if info.family == "unet" else None
 
 
+def precisions_for(cfg: OptimizeCfg, backend: str) -> list[str]:
+    """The timed forms: ``optimize.precisions`` (duplicates dropped), else the target's defaults."""
+    return list(dict.fromkeys(cfg.precisions or catalog.OPTIMIZE_PRECISIONS[backend]))
+
+
 def own_candidate(recipe: Recipe, space: list[Candidate]) -> Candidate | None:
     """The recipe's own model as shipped (width 1, unpruned, its input size), when the space holds it."""
     own = (recipe.model.name, 1.0, _depth(recipe.model.name, dict(recipe.model.args)), 0.0, recipe.data.size_hw[0])
     return next((c for c in space if (c.model, c.width, c.depth, c.prune_ratio, c.image_size) == own), None)
 
 
-__all__ = ["Candidate", "OptimizeError", "own_candidate", "scaled_args", "search_space"]
+__all__ = ["Candidate", "OptimizeError", "own_candidate", "precisions_for", "scaled_args", "search_space"]

@@ -304,7 +304,9 @@ class OptimizeCfg(_Strict):
                                                                "(U-Net; default: the variant's own)")
     prune_ratios: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         default_factory=lambda: list(catalog.OPTIMIZE_PRUNE_RATIOS), description="`prune --ratio` forms (0: unpruned)")
-    precisions: list[Precision] = Field(default_factory=lambda: list(catalog.OPTIMIZE_PRECISIONS))
+    precisions: list[Precision] | None = Field(None, description="timed forms of each architecture, the deployed "
+                                                                 "one the first that fits (default per --backend: "
+                                                                 "fp32, int8 on onnxruntime; fp16, int8 on tensorrt)")
     image_sizes: list[PositiveInt] | None = Field(None, description="input sides searched (default: only "
                                                                     "data.image_size)")
     proxy_time: str | None = Field(None, description="training time of the first fidelity (default: from "
@@ -313,7 +315,8 @@ class OptimizeCfg(_Strict):
     reduction_factor: int = Field(3, ge=2, description="successive halving: 1 in this many goes on")
     pruner: OptimizePruner = "successive_halving"
     full_time: str | None = Field(None, description="the winner's training time (default: the recipe's train "
-                                                    "section as shipped)")
+                                                    "section as shipped, or its trial's longest fidelity where "
+                                                    "that ran more epochs)")
     seed: int = 0
 
     @field_validator("proxy_time", "full_time", mode="before")

@@ -116,3 +116,13 @@ def test_interrupted_study_resumes_the_interrupted_trial(planned, monkeypatch):
     assert done == [SMALL, LARGE] and doc["feasible"] == 2  # the interrupted candidate trained on the rerun
     assert any(t["state"] == "complete" for t in trials)  # (the other may be stopped by successive halving)
     assert [t["state"] for t in trials].count("fail") == 1 and len(trials) == 3
+
+
+def test_the_winner_trains_at_least_as_long_as_its_trial():
+    from edgeseg.optimize.output import longest_fidelity
+
+    rcp = tiny_optimize_recipe()  # train.epochs: 1
+    longer = {"fidelities": [{"epochs": 3, "time_budget_s": 1.0}, {"epochs": 9, "time_budget_s": 3.0}]}
+    assert longest_fidelity(longer, rcp) == "3s"  # the trial ran 9 epochs: the winner gets its 3 s, not 1 epoch
+    assert longest_fidelity({"fidelities": [{"epochs": 1, "time_budget_s": 3.0}]}, rcp) is None  # the recipe's
+    assert longest_fidelity({"fidelities": []}, rcp) is None
