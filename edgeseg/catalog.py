@@ -265,6 +265,7 @@ OPTIMIZE_PRUNE_RATIOS = (0.0, 0.25)        # `prune --ratio` forms of each archi
 OPTIMIZE_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8")}
 OPTIMIZE_BACKENDS = tuple(OPTIMIZE_PRECISIONS)
 OPTIMIZE_PRUNERS = ("successive_halving", "hyperband")
+OPTIMIZE_LATENCY_ROUNDS = 3  # every file timed this many times, in alternating order; its latency the median
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ class OptimizeFiles:
     study: str = "study.db"              # the Optuna storage (SQLite) unless --storage names another
     trials: str = "trials.jsonl"         # one line per trial
     latency: str = "latency.jsonl"       # bench lines of every candidate file (before any training)
+    final_latency: str = "final_latency.jsonl"  # the winner's final file, timed in alternation with references
     plan: str = "plan.json"              # the candidate files and their sha256 (--plan, --device-latency)
     candidates: str = "candidates"       # the ONNX files timed (one per architecture and precision)
     engines: str = "engines"             # TensorRT target: the engines built from them (on the device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -303,8 +304,9 @@ def report(inputs: list[Path], out: OutOpt = Path("report"), title: str = "edges
 
 @app.command()
 def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetOpt = None,
-             budget: Optional[str] = typer.Option(None, help="latency budget of the deployed model, e.g. 4ms "
-                                                  "(p50, batch 1)"),
+             budget: Optional[str] = typer.Option(None, help="latency budget of the deployed model (p50, batch 1): "
+                                                  "e.g. 4ms, or 0.5x = half the recipe's own model's latency "
+                                                  "on the target"),
              time: Optional[str] = typer.Option(None, "--time", help="wall time of the trials, e.g. 2h"),
              backend: str = typer.Option("onnxruntime", help="target runtime: " + ", ".join(catalog.OPTIMIZE_BACKENDS)),
              threads: int = typer.Option(2, min=1, help="intra-op threads the latency is measured with"),
@@ -320,12 +322,13 @@ def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetO
     from edgeseg.optimize import optimize as optimize_api
     from edgeseg.recipe import parse_duration
 
+    ratio = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*x\s*", budget or "")
     try:
-        budget_ms = parse_latency(budget) if budget else None
+        budget_ms = parse_latency(budget) if budget and not ratio else None
     except PruneError:
-        raise typer.BadParameter(f"{budget!r}: expected milliseconds like 4ms or seconds like 0.004s",
-                                 param_hint="'--budget'") from None
-    doc = optimize_api(recipe, out, budget_ms=budget_ms,
+        raise typer.BadParameter(f"{budget!r}: expected milliseconds like 4ms, seconds like 0.004s or a fraction "
+                                 "of the recipe's own model's latency like 0.5x", param_hint="'--budget'") from None
+    doc = optimize_api(recipe, out, budget_ms=budget_ms, budget_ratio=float(ratio.group(1)) if ratio else None,
                        time_s=parse_duration(time, "--time") if time else None, backend=backend, threads=threads,
                        plan=plan, device_latency=device_latency, storage=storage, overrides=set,
                        say=lambda msg: out_console.print(escape(f"optimize: {msg}"), soft_wrap=True))

@@ -31,6 +31,7 @@ class Timed:
     p50: dict[str, float]
     where: str
     figures: dict[str, dict[str, Any]]  # file name -> params, gmacs
+    here: bool = True  # timed on this machine (not from a device's lines)
 
     def forms(self, c: Candidate) -> dict[str, float]:
         return {p: self.p50[c.form(p)] for p in self.precisions}
@@ -69,8 +70,8 @@ def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool
         return None, ckpts, plan
     if device_file is not None:
         return Timed(space, precisions, latency.device_latency(device_file, plan, out / F.plan), str(device_file),
-                     latency.model_figures(device_file)), ckpts, plan
-    p50 = latency.measure_here(out, plan, recipe.bench, say)
+                     latency.model_figures(device_file), here=False), ckpts, plan
+    p50 = latency.measure_here(out, plan, recipe.bench, say, cfg.latency_rounds)
     return Timed(space, precisions, p50, f"{backend} here, {threads} threads", latency.model_figures(out / F.latency)), \
         ckpts, plan
 
@@ -86,10 +87,23 @@ def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str,
                              "precision": form, "latency_ms": timed.p50[c.form(form)], "budget_ms": budget_ms}
     if not records:
         name, ms = timed.fastest()
-        raise OptimizeError(f"--budget {budget_ms:g}ms: no candidate of the search space is that fast on "
+        raise OptimizeError(f"--budget {budget_ms:.4g}ms: no candidate of the search space is that fast on "
                             f"{timed.where}; the fastest is {name} at {ms:.2f} ms (raise --budget, or add smaller "
                             "optimize.widths / larger optimize.prune_ratios)")
     return records
+
+
+def relative_budget(timed: Timed, own: Candidate | None, ratio: float, say: Any = print) -> float:
+    """``--budget 0.5x``: that fraction of the recipe's own model's latency in the target's first precision
+    (FP32; FP16 on TensorRT), timed in the same rounds as every candidate."""
+    if own is None:
+        raise OptimizeError(f"--budget {ratio:g}x: a budget relative to the recipe's own model needs that model in "
+                            "the search space (optimize.models with it, widths with 1, prune_ratios with 0, "
+                            "image_sizes with data.image_size); or give milliseconds, e.g. --budget 4ms")
+    ref = timed.p50[own.form(timed.precisions[0])]
+    say(f"budget {ratio:g}x the recipe's own {own.id} ({ref:.2f} ms {timed.precisions[0].upper()}) = "
+        f"{ratio * ref:.2f} ms")
+    return ratio * ref
 
 
 def _proxy_seconds(cfg: Any, time_s: float | None, feasible: int) -> float:
@@ -104,7 +118,8 @@ def _proxy_seconds(cfg: Any, time_s: float | None, feasible: int) -> float:
     return 60.0
 
 
-def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, time_s: float | None = None,
+def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, budget_ratio: float | None = None,
+             time_s: float | None = None,
              backend: str = "onnxruntime", threads: int = 2, plan: bool = False,
              device_latency: str | Path | None = None, storage: str | None = None,
              overrides: list[str] | None = None, say: Any = print) -> dict[str, Any]:
@@ -115,6 +130,9 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, ti
         out: Output folder (candidates, latency.jsonl, study.db, trials.jsonl, optimize.png, winner/,
             optimize.json).
         budget_ms: Latency budget (p50, batch 1) of the deployed form; not needed with ``plan``.
+        budget_ratio: Instead of ``budget_ms``: a fraction of the recipe's own model's latency on the target
+            (``--budget 0.5x``), timed in the same rounds as the candidates; the winner's final file is
+            judged against it in a paired measurement.
         time_s: Wall time of the trials (no new trial starts after it; ``--time``).
         backend: Target runtime (``catalog.OPTIMIZE_BACKENDS``).
         threads: Intra-op threads the latency is measured with.
@@ -135,8 +153,9 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, ti
     if backend not in catalog.OPTIMIZE_BACKENDS:
         raise OptimizeError(f"--backend {backend!r}: optimize times ONNX files; expected one of "
                             f"{', '.join(catalog.OPTIMIZE_BACKENDS)}")
-    if budget_ms is None and not plan:
-        raise OptimizeError("--budget: required (e.g. --budget 4ms), except with --plan")
+    if (budget_ms is None) == (budget_ratio is None) and not plan:
+        raise OptimizeError("--budget: required once, in milliseconds (e.g. --budget 4ms) or as a fraction of the "
+                            "recipe's own model's latency (e.g. --budget 0.5x), except with --plan")
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.optimize is None:
         recipe = recipe.model_copy(update={"optimize": OptimizeCfg()})
@@ -150,9 +169,12 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, ti
         return {"summary": line, "plan": str(out / F.plan), "script": str(out / F.runner_script)}
     from edgeseg.optimize.run import study_and_winner
 
+    own = own_candidate(recipe, timed.space)
+    if budget_ratio is not None:
+        budget_ms = relative_budget(timed, own, budget_ratio, say)
     records = _records(timed, budget_ms, recipe)
-    doc = study_and_winner(recipe, out, timed, records, ckpts, budget_ms=budget_ms, time_s=time_s, backend=backend,
-                           threads=threads, storage=storage, say=say, own=own_candidate(recipe, timed.space),
+    doc = study_and_winner(recipe, out, timed, records, ckpts, budget_ms=budget_ms, budget_ratio=budget_ratio,
+                           time_s=time_s, backend=backend, threads=threads, storage=storage, say=say, own=own,
                            proxy_s=_proxy_seconds(recipe.optimize, time_s, len(records)))
     atomic_write_json(out / F.summary, doc)
     return doc

@@ -97,27 +97,52 @@ def write_plan(out: Path, space: list[Candidate], precisions: list[str], backend
     return plan
 
 
-def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: Callable[[str], None]) -> dict[str, float]:
-    """p50 latency (ms) of every plan file on this machine, through `edgeseg bench`; lines of files
-    already measured in ``OUT/latency.jsonl`` (same sha256, same backend and threads) are reused.
-    :func:`model_figures` reads the params and MACs from the same lines."""
-    from edgeseg.bench import benchmark
-
+def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: Callable[[str], None],
+                 rounds: int = catalog.OPTIMIZE_LATENCY_ROUNDS) -> dict[str, float]:
+    """Latency (ms) of every plan file on this machine, through `edgeseg bench`: each file timed in
+    ``rounds`` rounds of alternating order, its latency the median of its p50s (a machine that drifts
+    between the first file and the last moves every file alike). Lines already in ``OUT/latency.jsonl``
+    (same sha256, same backend and threads) count as rounds done. :func:`model_figures` reads the params
+    and MACs from the same lines."""
     log = out / F.latency
-    known = _p50s(_rows(log), plan)
-    todo = [name for name in plan["files"] if name not in known]
+    done = _p50_lists(_rows(log), plan)
+    todo = [name for name in plan["files"] if len(done.get(name, [])) < rounds]
     if todo:
-        say(f"timing {len(todo)} candidate files on {plan['backend']} ({plan['threads']} threads), before any "
-            "training")
+        say(f"timing {len(todo)} candidate files on {plan['backend']} ({plan['threads']} threads, {rounds} rounds "
+            "in alternating order), before any training")
         trt = plan["backend"] == "tensorrt"
-        files = trt_target.build_here(out, plan, todo, say) if trt else [out / F.candidates / n for n in todo]
-        benchmark(files, out=log, backends=[plan["backend"]], device="cuda" if trt else "cpu",
-                  threads=[plan["threads"]], batch=[1], cfg=bench, accuracy=False)
-        known = _p50s(_rows(log), plan)
-    missing = sorted(set(plan["files"]) - set(known))
+        for r in range(rounds):
+            names = [n for n in todo if len(done.get(n, [])) <= r][:: 1 if r % 2 == 0 else -1]
+            if names:
+                files = trt_target.build_here(out, plan, names, say) if trt else [out / F.candidates / n for n in names]
+                _bench(files, log, plan["backend"], plan["threads"], bench)
+        done = _p50_lists(_rows(log), plan)
+    missing = sorted(set(plan["files"]) - set(done))
     if missing:
         raise OptimizeError(f"{log}: no latency for {', '.join(missing[:3])} (see the error field of its lines)")
-    return known
+    return {name: float(np.median(v)) for name, v in done.items()}
+
+
+def time_alternating(files: list[Path], log: Path, backend: str, threads: int, bench: BenchCfg | None,
+                     rounds: int = catalog.OPTIMIZE_LATENCY_ROUNDS) -> list[float]:
+    """Median p50 (ms) of each file over ``rounds`` rounds in alternating order (forward, backward, ...): a
+    paired measurement whose ratios hold on a machine whose speed drifts. NaN for a file that failed."""
+    p50s: dict[str, list[float]] = {str(f): [] for f in files}
+    for r in range(rounds):
+        for row in _bench(files[:: 1 if r % 2 == 0 else -1], log, backend, threads, bench):
+            path, ms = str((row.get("artifact") or {}).get("path")), (row.get("latency") or {}).get("p50_ms")
+            if ms and path in p50s:
+                p50s[path].append(float(ms))
+    return [float(np.median(v)) if v else float("nan") for v in p50s.values()]
+
+
+def _bench(files: list[Path], log: Path, backend: str, threads: int, bench: BenchCfg | None) -> list[dict[str, Any]]:
+    """One bench call over ``files`` (latency only, batch 1), its lines appended to ``log``."""
+    from edgeseg.bench import benchmark
+
+    trt = backend == "tensorrt"
+    return benchmark(files, out=log, backends=[backend], device="cuda" if trt else "cpu", threads=[threads],
+                     batch=[1], cfg=bench, accuracy=False)
 
 
 def device_latency(path: Path, plan: dict[str, Any], plan_path: Path) -> dict[str, float]:
@@ -157,9 +182,9 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
-    """name -> p50 ms of the rows that measured a plan file (the latest line of each wins)."""
-    found: dict[str, float] = {}
+def _p50_lists(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, list[float]]:
+    """name -> the p50s (ms) of the rows that measured a plan file (one per round)."""
+    found: dict[str, list[float]] = {}
     for r in rows:
         art, lat = r.get("artifact") or {}, r.get("latency") or {}
         if art.get("name") not in plan["files"] or not lat.get("p50_ms"):
@@ -168,8 +193,13 @@ def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
             continue
         if art.get("sha256") and art["sha256"] != plan["files"][art["name"]]:
             continue
-        found[art["name"]] = float(lat["p50_ms"])
+        found.setdefault(art["name"], []).append(float(lat["p50_ms"]))
     return found
+
+
+def _p50s(rows: list[dict[str, Any]], plan: dict[str, Any]) -> dict[str, float]:
+    """name -> median p50 (ms) of the rows that measured a plan file (a device file may hold several rounds)."""
+    return {name: float(np.median(v)) for name, v in _p50_lists(rows, plan).items()}
 
 
 def model_figures(path: Path) -> dict[str, dict[str, Any]]:

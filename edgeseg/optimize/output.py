@@ -65,7 +65,7 @@ def plot(out: Path, rows: list[dict[str, Any]], budget_ms: float, metric: str, o
     for p in pts:
         if p[2] == own:
             ax.scatter([p[0]], [p[1]], marker="*", s=200, c="tab:orange", label="the recipe's own model", zorder=3)
-    ax.axvline(budget_ms, ls="--", c="tab:red", label=f"budget {budget_ms:g} ms")
+    ax.axvline(budget_ms, ls="--", c="tab:red", label=f"budget {budget_ms:.3g} ms")
     ax.set_xlabel("latency p50 (ms)")
     ax.set_ylabel(f"val {metric}")
     ax.legend(fontsize=8)

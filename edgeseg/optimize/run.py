@@ -15,18 +15,19 @@ F = catalog.OPTIMIZE_FILES
 
 
 def study_and_winner(recipe: Any, out: Path, timed: Any, records: dict[str, dict[str, Any]], ckpts: dict[str, Path],
-                     *, budget_ms: float, time_s: float | None, backend: str, threads: int, storage: str | None,
+                     *, budget_ms: float, budget_ratio: float | None, time_s: float | None, backend: str, threads: int, storage: str | None,
                      say: Any, own: Candidate | None, proxy_s: float) -> dict[str, Any]:
     """Run (or join, or resume) the study, then finish it: the optimize.json document."""
     cfg = recipe.optimize
     url = study.storage_url(out, storage)
-    name = f"{recipe.name}-{budget_ms:g}ms-{backend}-{threads}t"
+    # a relative budget names the study by its ratio: hosts sharing the storage each time their own model
+    name = f"{recipe.name}-{f'{budget_ratio:g}x' if budget_ratio else f'{budget_ms:g}ms'}-{backend}-{threads}t"
     st = study.open_study(url, name, cfg)
     # the slowest (largest) feasible candidates first: they set the bar successive halving prunes against
     study.queue(st, sorted(records, key=lambda cid: -records[cid]["latency_ms"]))
     cands = {c.id: c for c in timed.space if c.id in records}
     over = len(timed.space) - len(records)
-    say(f"{len(records)} of {len(timed.space)} architectures fit {budget_ms:g} ms on {timed.where} "
+    say(f"{len(records)} of {len(timed.space)} architectures fit {budget_ms:.4g} ms on {timed.where} "
         f"({over} never train); study {name!r} in {url}; first fidelity {proxy_s:.0f} s")
     trials = study.Trials(recipe=recipe, out=out, name=name, cfg=cfg, proxy_s=proxy_s, candidates=cands, checkpoints=ckpts,
                           records=records, say=say)
@@ -35,8 +36,8 @@ def study_and_winner(recipe: Any, out: Path, timed: Any, records: dict[str, dict
     output.write_trials(out, rows)
     metric = _metric(recipe)
     plot = output.plot(out, rows, budget_ms, metric, own.id if own else None)
-    doc: dict[str, Any] = {"budget_ms": budget_ms, "where": timed.where, "storage": url, "study": name,
-                           "trials": len(rows), "feasible": len(records), "architectures": len(timed.space),
+    doc: dict[str, Any] = {"budget_ms": budget_ms, "budget_ratio": budget_ratio, "where": timed.where,
+                           "here": timed.here, "storage": url, "study": name, "trials": len(rows), "feasible": len(records), "architectures": len(timed.space),
                            "plot": str(plot) if plot else None, "own": _own(own, timed, rows, metric)}
     done = [r for r in rows if r["state"] == "complete" and r.get("value") is not None]
     if not study.finished(st):
@@ -55,6 +56,59 @@ def _metric(recipe: Any) -> str:
     from edgeseg.tasks import get_task
 
     return get_task(get_model_info(recipe.model.name).task).headline.key
+
+
+def _final_timing(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], row: dict[str, Any],
+                  doc: dict[str, Any], threads: int, backend: str) -> dict[str, Any] | None:
+    """The winner's final file timed here in alternating rounds beside its untrained candidate file (how well
+    latency before training predicted it) and the recipe's own model's reference file (the budget's
+    reference with ``--budget 0.5x``): ratios measured side by side, which a drifting machine keeps."""
+    from edgeseg.optimize.latency import time_alternating
+
+    final = (row.get("artifact") or {}).get("path")
+    if not final:
+        return None
+    own = (doc.get("own") or {}).get("candidate")
+    first = next(iter((doc.get("own") or {}).get("latency_ms_by_precision") or {}), "fp32")
+    files = [Path(final), out / F.candidates / cand.form(best["precision"])]
+    if own:
+        files.append(out / F.candidates / f"{own}.{first}.onnx")
+    rounds = recipe.optimize.latency_rounds
+    unique = list(dict.fromkeys(files))  # the winner may be the recipe's own model
+    timed = dict(zip(unique, time_alternating(unique, out / F.final_latency, backend, threads, recipe.bench, rounds)))
+    ms = [timed[f] for f in files]
+    timing = {"method": f"{rounds} rounds in alternating order, median p50, {backend} here, {threads} threads",
+              "winner_final_ms": ms[0], "winner_untrained_ms": ms[1], "trained_vs_untrained": ms[0] / ms[1]}
+    if own:
+        timing.update({"own": own, "own_precision": first, "own_ms": ms[2], "ratio_to_own": ms[0] / ms[2]})
+    return timing
+
+
+def _summary(cand: Candidate, best: dict[str, Any], winner: dict[str, Any], doc: dict[str, Any], metric: str,
+             out: Path, backend: str) -> str:
+    """The one line: what was chosen, its final latency against the budget, its accuracy, the recipe's own."""
+    lat, acc, timing = winner["final_latency_ms"], winner[f"final_{metric}"], winner["final_timing"] or {}
+    if lat is None:
+        final = (f"its final artifact is timed on the device ({out / F.winner / '4_export'}"
+                 + ("/tensorrt/build_engine.sh, then python -m edgeseg.bench.runner)" if backend == "tensorrt" else ")"))
+    else:
+        paired = (f", {timing['ratio_to_own']:.3f}x the recipe's own model timed in alternation"
+                  if "ratio_to_own" in timing else "")
+        over = (timing["ratio_to_own"] / doc["budget_ratio"] if "ratio_to_own" in timing and doc.get("budget_ratio")
+                else lat / doc["budget_ms"]) - 1
+        final = (f"{lat:.2f} ms measured on its final artifact here{paired}: budget "
+                 + (f"{doc['budget_ratio']:g}x ({doc['budget_ms']:.2f} ms)" if doc.get("budget_ratio")
+                    else f"{doc['budget_ms']:g} ms")
+                 + (" met" if winner["budget_met"] else f" NOT met ({over:.0%} over)"))
+    own, own_text = doc["own"] or {}, ""
+    if own:
+        prec, own_ms = next(iter(own["latency_ms_by_precision"].items()))
+        own_acc = own.get(metric)
+        own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
+                    + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
+                       if own_ms and own_ms > doc["budget_ms"] else ""))
+    return (f"chose {cand.id} ({best['precision']}): {final} (predicted before training: {best['latency_ms']:.2f} ms "
+            f"on {doc['where']}), val {metric} {'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
 
 
 def _own(own: Candidate | None, timed: Any, rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -86,25 +140,17 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
         return {"candidate": cand.id, "summary": f"study done; the winner {cand.id} is being trained by another "
                                                  f"process in {out / F.winner}"}
     row = output.deployed_row(result["bench"], best["precision"], backend)
-    lat, acc = (row.get("latency") or {}).get("p50_ms"), (row.get("accuracy") or {}).get(metric)
-    own = doc["own"] or {}
-    own_text = ""
-    if own:
-        prec, own_ms = next(iter(own["latency_ms_by_precision"].items()))
-        own_acc = own.get(metric)
-        own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
-                    + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
-                       if own_ms and own_ms > doc["budget_ms"] else ""))
-    final = (f"{round(lat, 2)} ms measured on its final artifact here" if lat is not None else
-             f"its final artifact is timed on the device ({out / F.winner / '4_export'}"
-             + ("/tensorrt/build_engine.sh, then python -m edgeseg.bench.runner)" if backend == "tensorrt" else ")"))
-    summary = (f"chose {cand.id} ({best['precision']}): {final} (predicted before training: "
-               f"{best['latency_ms']:.2f} ms on {doc['where']}; "
-               f"budget {doc['budget_ms']:g} ms), val {metric} "
-               f"{'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
+    acc = (row.get("accuracy") or {}).get(metric)
+    timing = _final_timing(recipe, out, cand, best, row, doc, threads, backend) if doc.get("here") else None
+    lat = timing["winner_final_ms"] if timing else (row.get("latency") or {}).get("p50_ms")
     winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],
-              "predicted_latency_ms": best["latency_ms"], "final_latency_ms": lat, f"final_{metric}": acc,
+              "predicted_latency_ms": best["latency_ms"], "final_artifact": (row.get("artifact") or {}).get("path"),
+              "final_latency_ms": lat, "final_timing": timing,
+              "budget_met": None if lat is None else (timing["ratio_to_own"] <= doc["budget_ratio"]
+                                                      if timing and doc.get("budget_ratio") else lat <= doc["budget_ms"]),
+              f"final_{metric}": acc,
               "final_accuracy": {k: v for k, v in (row.get("accuracy") or {}).items() if isinstance(v, (int, float))},
-              "folder": str(out / F.winner), "report": result["report"], "summary": summary}
+              "folder": str(out / F.winner), "report": result["report"]}
+    winner["summary"] = _summary(cand, best, winner, doc, metric, out, backend)
     atomic_write_json(path, winner)
     return winner

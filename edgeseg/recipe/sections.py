@@ -314,6 +314,9 @@ class OptimizeCfg(_Strict):
     rungs: int = Field(3, ge=1, description="fidelities: proxy_time x reduction_factor^k, k < rungs")
     reduction_factor: int = Field(3, ge=2, description="successive halving: 1 in this many goes on")
     pruner: OptimizePruner = "successive_halving"
+    latency_rounds: int = Field(catalog.OPTIMIZE_LATENCY_ROUNDS, ge=1,
+                                description="times each candidate file is timed, in alternating order; its "
+                                            "latency is the median (a drifting machine moves every file alike)")
     full_time: str | None = Field(None, description="the winner's training time (default: the recipe's train "
                                                     "section as shipped, or its trial's longest fidelity where "
                                                     "that ran more epochs)")

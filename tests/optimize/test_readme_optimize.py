@@ -35,7 +35,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_optimize_commands(tmp_path, monkeypatch):
     commands = readme_commands()
-    assert len(commands) == 8, commands
+    assert len(commands) == 9, commands
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     for command in commands:
