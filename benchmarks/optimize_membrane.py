@@ -5,7 +5,7 @@ Usage: python -m benchmarks.optimize_membrane [--time 2h] [--threads 2] [--out b
 
 1. Latency first, in this run: every architecture of the default space (unet-lite / segnet-lite /
    fcn-lite x widths 0.5, 0.75, 1 x prune ratios 0, 0.25 x FP32 / INT8) built untrained, exported and
-   timed on ONNX Runtime CPU (2 threads, 256x256), each file in 3 rounds of alternating order (median
+   timed on ONNX Runtime CPU (2 threads, 256x256), each file in 3 rounds of alternating order (lowest
    p50). The budget is half of unet-lite's FP32 latency from the same rounds (`--budget 0.5x`).
 2. (not with --latency-only) `edgeseg optimize --budget 0.5x` within --time; the winner is re-measured on
    its final artifact in alternation with unet-lite's file (the budget's ratio, paired), its mean Dice on
@@ -35,7 +35,7 @@ HAND_MADE = ("unet-lite", "segnet-lite", "fcn-lite")
 
 
 def latency_first(out: Path, threads: int, overrides: list[str]) -> dict[str, Any]:
-    """Build and time the default space (each file in rounds of alternating order, the median p50); the
+    """Build and time the default space (each file in rounds of alternating order, the lowest p50); the
     budget is half of unet-lite's FP32 latency from the same rounds (what `--budget 0.5x` computes)."""
     from edgeseg.optimize import optimize
     from edgeseg.optimize.latency import measure_here, model_figures
@@ -104,7 +104,7 @@ def paired_latency(out: Path, hand: list[dict[str, Any]], doc: dict[str, Any], t
     p50 = time_alternating(files, out / "paired_latency.jsonl", "onnxruntime", threads, None)
     for h, ms in zip(hand, p50[1:]):
         h["p50_ms"] = ms
-    return {"method": "edgeseg.optimize.latency.time_alternating (3 rounds, alternating order, median p50)",
+    return {"method": "edgeseg.optimize.latency.time_alternating (3 rounds, alternating order, lowest p50)",
             "winner_final_ms": p50[0], "files": {str(f): ms for f, ms in zip(files, p50)}}
 
 
@@ -147,7 +147,7 @@ def markdown(result: dict[str, Any], threads: int) -> str:
         pv = result["predicted_vs_trained"]
         md += (f"\nLatency before training predicts the trained artifact: untrained unet-lite "
                f"{pv['untrained_p50_ms']:.2f} ms vs trained {pv['trained_p50_ms']:.2f} ms (ratio {pv['ratio']:.3f}, "
-               "one bench call).\n")
+               "3 rounds in alternation, lowest p50).\n")
     if "optimize" in result:
         opt = result["optimize"]
         md += f"\n## The study ({opt['seconds'] / 60:.0f} min)\n\n{opt['summary']}\n"
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="recipe override for the study (e.g. optimize.proxy_time=4m)")
     args = parse_options(ap, "optimize_membrane", argv, quick="step 1 only (no training), results not committed")
     result: dict[str, Any] = {"threads": args.threads}
-    result["latency_first"] = lat = latency_first(args.out, args.threads, args.overrides)
+    result["latency_first"] = latency_first(args.out, args.threads, args.overrides)
     trained = args.trained
     if not (args.latency_only or args.quick):
         from edgeseg.optimize import optimize

@@ -261,11 +261,16 @@ OPTIMIZE_FAMILIES = {"semantic": ("unet-lite", "segnet-lite", "fcn-lite"), "inst
 OPTIMIZE_WIDTHS = (0.5, 0.75, 1.0)         # multipliers of each variant's own widths
 OPTIMIZE_PRUNE_RATIOS = (0.0, 0.25)        # `prune --ratio` forms of each architecture (0: unpruned)
 # targets, each with its timed forms of every architecture (the deployed one: the first that fits): ONNX
-# Runtime times the ONNX files; TensorRT builds an engine from each on the device (FP16 before INT8 there)
-OPTIMIZE_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8")}
+# Runtime times the ONNX files; TensorRT builds an engine from each on the device (FP16 before INT8 there);
+# ExecuTorch times .pte programs (XNNPACK) here or on a phone
+OPTIMIZE_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ("fp32", "int8"), "tensorrt": ("fp16", "int8"),
+                                                   "executorch": ("fp32", "int8")}
 OPTIMIZE_BACKENDS = tuple(OPTIMIZE_PRECISIONS)
+# the timed file of each target (ExecuTorch: the XNNPACK program itself; TensorRT: the ONNX file its engine is
+# built from on the device)
+OPTIMIZE_SUFFIXES = {"onnxruntime": ".onnx", "tensorrt": ".onnx", "executorch": ".pte"}
 OPTIMIZE_PRUNERS = ("successive_halving", "hyperband")
-OPTIMIZE_LATENCY_ROUNDS = 3  # every file timed this many times, in alternating order; its latency the median
+OPTIMIZE_LATENCY_ROUNDS = 3  # every file timed this many times, in alternating order; its latency the lowest p50
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
               cfg: Any = None, data: str | Path | None = None, accuracy: bool = True,
               split: str = "val", torch_options: dict[str, bool] | None = None, trust_checkpoint: bool = False,
               custom_op_library: str | Path | None = None,
-              size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+              size: tuple[int, int] | None = None, memory: bool = True) -> list[dict[str, Any]]:
     """Measure every (artifact, backend, threads, batch) and append one JSON line each to ``out``.
 
     Args:
@@ -52,6 +52,8 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
         size: (H, W) input of an ONNX file without edgeseg metadata whose spatial axes are dynamic
             (default: ``data``'s image size). Such a file is benched for latency and memory from the file
             alone; with ``data`` its classes and normalisation come from that recipe and it is evaluated too.
+        memory: measure peak memory in a fresh interpreter per file (off: latency only, as a search's
+            repeated timing rounds want).
 
     Returns:
         The rows written.
@@ -66,6 +68,7 @@ def benchmark(artifacts: list[str | Path], *, out: str | Path, backends: list[st
                   options=dict(torch_options or {}), trust_checkpoint=trust_checkpoint,
                   custom_op_library=custom_op_library)
     check_output_file(out)  # before minutes of measurements, not after
+    sweep.settings.memory = sweep.settings.memory and memory
     sweep.adopt = _foreign_adopter(data, size)
     plan = sweep.plan(lambda msg: print(f"bench: {msg}"))
     with make_progress() as progress:

@@ -9,7 +9,6 @@ winner trained at full length, exported, benched and reported, and optimize.json
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,20 @@ class Timed:
     where: str
     figures: dict[str, dict[str, Any]]  # file name -> params, gmacs
     here: bool = True  # timed on this machine (not from a device's lines)
+    suffix: str = ".onnx"  # the target's file kind (catalog.OPTIMIZE_SUFFIXES)
+
+    def form(self, c: Candidate, precision: str) -> str:
+        return c.form(precision, self.suffix)
 
     def forms(self, c: Candidate) -> dict[str, float]:
-        return {p: self.p50[c.form(p)] for p in self.precisions}
+        return {p: self.p50[self.form(c, p)] for p in self.precisions}
 
     def deployed(self, c: Candidate, budget_ms: float) -> str | None:
-        return next((p for p in self.precisions if self.p50[c.form(p)] <= budget_ms), None)
+        return next((p for p in self.precisions if self.p50[self.form(c, p)] <= budget_ms), None)
 
     def fastest(self) -> tuple[str, float]:
         name = min(self.p50, key=self.p50.__getitem__)
-        return name.removesuffix(".onnx"), self.p50[name]
+        return name.removesuffix(self.suffix), self.p50[name]
 
 
 def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool, device_file: Path | None,
@@ -52,12 +55,16 @@ def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool
 
     cfg = recipe.optimize
     space = search_space(recipe)
-    precisions = precisions_for(cfg, backend)
+    precisions, suffix = precisions_for(cfg, backend), catalog.OPTIMIZE_SUFFIXES[backend]
     latency.check_plan_backend(out, backend)
     if backend == "tensorrt" and not plan_only and device_file is None:
         from edgeseg.optimize.trt_target import require_tensorrt
 
         require_tensorrt()  # before anything is built
+    if backend == "executorch":
+        from edgeseg.optimize.pte_target import require_executorch
+
+        require_executorch()
     if device_file is not None:
         plan = latency.read_plan(out)
         space = [c for c in space if c.id in {d["id"] for d in plan["candidates"]}] or space
@@ -70,10 +77,10 @@ def _latency(recipe: Any, out: Path, backend: str, threads: int, plan_only: bool
         return None, ckpts, plan
     if device_file is not None:
         return Timed(space, precisions, latency.device_latency(device_file, plan, out / F.plan), str(device_file),
-                     latency.model_figures(device_file), here=False), ckpts, plan
+                     latency.model_figures(device_file), here=False, suffix=suffix), ckpts, plan
     p50 = latency.measure_here(out, plan, recipe.bench, say, cfg.latency_rounds)
-    return Timed(space, precisions, p50, f"{backend} here, {threads} threads", latency.model_figures(out / F.latency)), \
-        ckpts, plan
+    return Timed(space, precisions, p50, f"{backend} here, {threads} threads", latency.model_figures(out / F.latency),
+                 suffix=suffix), ckpts, plan
 
 
 def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str, Any]]:
@@ -82,9 +89,9 @@ def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str,
     for c in timed.space:
         form = timed.deployed(c, budget_ms)
         if form is not None:
-            records[c.id] = {"architecture": c.to_dict(), **timed.figures.get(c.form(timed.precisions[0]), {}),
+            records[c.id] = {"architecture": c.to_dict(), **timed.figures.get(timed.form(c, timed.precisions[0]), {}),
                              "latency_ms_by_precision": timed.forms(c),
-                             "precision": form, "latency_ms": timed.p50[c.form(form)], "budget_ms": budget_ms}
+                             "precision": form, "latency_ms": timed.p50[timed.form(c, form)], "budget_ms": budget_ms}
     if not records:
         name, ms = timed.fastest()
         raise OptimizeError(f"--budget {budget_ms:.4g}ms: no candidate of the search space is that fast on "
@@ -100,7 +107,7 @@ def relative_budget(timed: Timed, own: Candidate | None, ratio: float, say: Any 
         raise OptimizeError(f"--budget {ratio:g}x: a budget relative to the recipe's own model needs that model in "
                             "the search space (optimize.models with it, widths with 1, prune_ratios with 0, "
                             "image_sizes with data.image_size); or give milliseconds, e.g. --budget 4ms")
-    ref = timed.p50[own.form(timed.precisions[0])]
+    ref = timed.p50[timed.form(own, timed.precisions[0])]
     say(f"budget {ratio:g}x the recipe's own {own.id} ({ref:.2f} ms {timed.precisions[0].upper()}) = "
         f"{ratio * ref:.2f} ms")
     return ratio * ref
@@ -151,7 +158,7 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
     out = check_output_folder(out)
     backend = catalog.canonical_backend(backend) or backend  # trt, ort
     if backend not in catalog.OPTIMIZE_BACKENDS:
-        raise OptimizeError(f"--backend {backend!r}: optimize times ONNX files; expected one of "
+        raise OptimizeError(f"--backend {backend!r}: not an optimize target; expected one of "
                             f"{', '.join(catalog.OPTIMIZE_BACKENDS)}")
     if (budget_ms is None) == (budget_ratio is None) and not plan:
         raise OptimizeError("--budget: required once, in milliseconds (e.g. --budget 4ms) or as a fraction of the "

@@ -89,9 +89,10 @@ def longest_fidelity(trial: dict[str, Any], recipe: Any) -> str | None:
 def train_winner(cand: Candidate, precision: str, recipe: Any, checkpoint: Path, out: Path,
                  full_time: str | None, threads: int, backend: str) -> dict[str, Any]:
     """The winner at full length (``full_time``, else the recipe's training) from its untrained checkpoint,
-    exported (the recipe's formats, plus the TensorRT kit for that target; its precision), benched here
-    and reported: ``OUT/winner/``. On TensorRT without TensorRT here, its ONNX files are benched on ONNX
-    Runtime (accuracy) and the engine's latency is the device's to measure (the kit)."""
+    exported (the recipe's formats, plus the TensorRT kit or the ExecuTorch programs and phone kit for those
+    targets; its precision), benched here and reported: ``OUT/winner/``. On TensorRT without TensorRT here,
+    its ONNX files are benched on ONNX Runtime (accuracy) and the engine's latency is the device's to measure
+    (the kit)."""
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.bench import benchmark
     from edgeseg.export import export
@@ -106,25 +107,31 @@ def train_winner(cand: Candidate, precision: str, recipe: Any, checkpoint: Path,
     trained = train(rcp, folder / "1_train", model=load_checkpoint(checkpoint).model)
     cfg = (rcp.export or ExportCfg()).model_copy(deep=True)
     cfg.precisions = ["fp32"] + (["int8"] if precision == "int8" else [])  # TensorRT's FP16: from the kit
-    cfg.formats = list(dict.fromkeys([*cfg.formats, *(["tensorrt"] if backend == "tensorrt" else [])]))
+    cfg.formats = list(dict.fromkeys([*cfg.formats, *([backend] if backend in ("tensorrt", "executorch") else [])]))
     cfg.int8_policy = "always"  # the latency was measured in this precision: ship it
     doc = export(folder / "1_train" / catalog.FILES.model, folder / "4_export", cfg=cfg)
     shipped = [Path(a["path"]) for a in doc["artifacts"] if a.get("shipped", True) and a.get("format") == "onnx"]
     engines = [Path(a["path"]) for a in doc["artifacts"] if a.get("shipped", True) and str(a["path"]).endswith(".engine")]
+    ptes = [Path(a["path"]) for a in doc["artifacts"] if a.get("shipped", True) and str(a["path"]).endswith(".pte")]
     bench = folder / "5_bench" / "results.jsonl"
     rows = benchmark(shipped, out=bench, backends=["onnxruntime"], threads=[threads], batch=[1], cfg=rcp.bench)
     if backend == "tensorrt" and engines:
         rows += benchmark(engines, out=bench, backends=["tensorrt"], device="cuda", batch=[1], cfg=rcp.bench)
+    if backend == "executorch" and ptes:
+        rows += benchmark(ptes, out=bench, backends=["executorch"], threads=[threads], batch=[1], cfg=rcp.bench)
     rendered = report([bench], folder / "6_report", title=f"edgeseg optimize: {cand.id}")
     return {"train": trained, "export": doc, "bench": rows, "report": {k: str(v) for k, v in rendered.items()}}
 
 
 def deployed_row(rows: list[dict[str, Any]], precision: str, backend: str = "onnxruntime") -> dict[str, Any]:
-    """The bench line of the winner's deployed file: its ONNX file in ``precision``, or on TensorRT its
-    engine (without one built here: the ONNX line's accuracy and no latency). Empty when not measured."""
+    """The bench line of the winner's deployed file: its ONNX file in ``precision``, its ``.pte`` program on
+    ExecuTorch, or on TensorRT its engine (without one built here: the ONNX line's accuracy and no latency).
+    Empty when not measured."""
     def line(name: str) -> dict[str, Any]:
         return next((r for r in rows if (r.get("artifact") or {}).get("name") == name and r.get("latency")), {})
 
+    if backend == "executorch":
+        return line("model.int8.pte" if precision == "int8" else "model.pte")
     onnx_row = line("model.int8.onnx" if precision == "int8" else "model.onnx")
     if backend != "tensorrt":
         return onnx_row

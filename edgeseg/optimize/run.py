@@ -37,7 +37,8 @@ def study_and_winner(recipe: Any, out: Path, timed: Any, records: dict[str, dict
     metric = _metric(recipe)
     plot = output.plot(out, rows, budget_ms, metric, own.id if own else None)
     doc: dict[str, Any] = {"budget_ms": budget_ms, "budget_ratio": budget_ratio, "where": timed.where,
-                           "here": timed.here, "storage": url, "study": name, "trials": len(rows), "feasible": len(records), "architectures": len(timed.space),
+                           "here": timed.here, "storage": url, "study": name, "trials": len(rows),
+                           "feasible": len(records), "architectures": len(timed.space),
                            "plot": str(plot) if plot else None, "own": _own(own, timed, rows, metric)}
     done = [r for r in rows if r["state"] == "complete" and r.get("value") is not None]
     if not study.finished(st):
@@ -70,27 +71,42 @@ def _final_timing(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any],
         return None
     own = (doc.get("own") or {}).get("candidate")
     first = next(iter((doc.get("own") or {}).get("latency_ms_by_precision") or {}), "fp32")
-    files = [Path(final), out / F.candidates / cand.form(best["precision"])]
+    suffix = catalog.OPTIMIZE_SUFFIXES[backend]
+    files = [Path(final), out / F.candidates / cand.form(best["precision"], suffix)]
     if own:
-        files.append(out / F.candidates / f"{own}.{first}.onnx")
+        files.append(out / F.candidates / f"{own}.{first}{suffix}")
     rounds = recipe.optimize.latency_rounds
     unique = list(dict.fromkeys(files))  # the winner may be the recipe's own model
     timed = dict(zip(unique, time_alternating(unique, out / F.final_latency, backend, threads, recipe.bench, rounds)))
     ms = [timed[f] for f in files]
-    timing = {"method": f"{rounds} rounds in alternating order, median p50, {backend} here, {threads} threads",
+    timing = {"method": f"{rounds} rounds in alternating order, lowest p50, {backend} here, {threads} threads",
               "winner_final_ms": ms[0], "winner_untrained_ms": ms[1], "trained_vs_untrained": ms[0] / ms[1]}
     if own:
         timing.update({"own": own, "own_precision": first, "own_ms": ms[2], "ratio_to_own": ms[0] / ms[2]})
     return timing
 
 
+def _budget_met(lat: float | None, timing: dict[str, Any] | None, doc: dict[str, Any]) -> bool | None:
+    """A relative budget against the paired ratio; milliseconds against the final latency; None when the
+    budget is a device's (timed from its lines) or nothing was timed."""
+    if lat is None or not doc.get("here"):
+        return None
+    if timing and doc.get("budget_ratio"):
+        return timing["ratio_to_own"] <= doc["budget_ratio"]
+    return lat <= doc["budget_ms"]
+
+
 def _summary(cand: Candidate, best: dict[str, Any], winner: dict[str, Any], doc: dict[str, Any], metric: str,
              out: Path, backend: str) -> str:
     """The one line: what was chosen, its final latency against the budget, its accuracy, the recipe's own."""
     lat, acc, timing = winner["final_latency_ms"], winner[f"final_{metric}"], winner["final_timing"] or {}
+    kit = {"tensorrt": "/tensorrt/build_engine.sh, then python -m edgeseg.bench.runner)",
+           "executorch": "/phone/run_android.sh, then python -m edgeseg.bench.phone)"}.get(backend, ")")
     if lat is None:
-        final = (f"its final artifact is timed on the device ({out / F.winner / '4_export'}"
-                 + ("/tensorrt/build_engine.sh, then python -m edgeseg.bench.runner)" if backend == "tensorrt" else ")"))
+        final = f"its final artifact is timed on the device ({out / F.winner / '4_export'}{kit}"
+    elif not doc.get("here"):
+        final = (f"{lat:.2f} ms on this machine; the budget is the device's: time its final artifact there "
+                 f"({out / F.winner / '4_export'}{kit}")
     else:
         paired = (f", {timing['ratio_to_own']:.3f}x the recipe's own model timed in alternation"
                   if "ratio_to_own" in timing else "")
@@ -141,13 +157,13 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
                                                  f"process in {out / F.winner}"}
     row = output.deployed_row(result["bench"], best["precision"], backend)
     acc = (row.get("accuracy") or {}).get(metric)
-    timing = _final_timing(recipe, out, cand, best, row, doc, threads, backend) if doc.get("here") else None
+    here = doc.get("here") and backend != "tensorrt"  # TensorRT here: the engine's own bench line
+    timing = _final_timing(recipe, out, cand, best, row, doc, threads, backend) if here else None
     lat = timing["winner_final_ms"] if timing else (row.get("latency") or {}).get("p50_ms")
     winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],
               "predicted_latency_ms": best["latency_ms"], "final_artifact": (row.get("artifact") or {}).get("path"),
               "final_latency_ms": lat, "final_timing": timing,
-              "budget_met": None if lat is None else (timing["ratio_to_own"] <= doc["budget_ratio"]
-                                                      if timing and doc.get("budget_ratio") else lat <= doc["budget_ms"]),
+              "budget_met": _budget_met(lat, timing, doc),
               f"final_{metric}": acc,
               "final_accuracy": {k: v for k, v in (row.get("accuracy") or {}).items() if isinstance(v, (int, float))},
               "folder": str(out / F.winner), "report": result["report"]}

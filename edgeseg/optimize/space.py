@@ -33,9 +33,10 @@ class Candidate:
         depth = f"-d{self.depth}" if self.depth is not None else ""
         return f"{self.model}-w{self.width:g}{depth}-p{self.prune_ratio:g}-s{self.image_size}"
 
-    def form(self, precision: str) -> str:
-        """The name of this architecture's file in ``precision`` (what latency rows are matched by)."""
-        return f"{self.id}.{precision}.onnx"
+    def form(self, precision: str, suffix: str = ".onnx") -> str:
+        """The name of this architecture's file in ``precision`` (what latency rows are matched by);
+        ``suffix``: the target's file kind (``catalog.OPTIMIZE_SUFFIXES``)."""
+        return f"{self.id}.{precision}{suffix}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "id": self.id, "args": dict(self.args)}
@@ -121,7 +122,11 @@ def _depth(name: str, args: dict[str, Any]) -> int | None:
 
 def precisions_for(cfg: OptimizeCfg, backend: str) -> list[str]:
     """The timed forms: ``optimize.precisions`` (duplicates dropped), else the target's defaults."""
-    return list(dict.fromkeys(cfg.precisions or catalog.OPTIMIZE_PRECISIONS[backend]))
+    found = list(dict.fromkeys(cfg.precisions or catalog.OPTIMIZE_PRECISIONS[backend]))
+    if backend == "executorch" and "fp16" in found:
+        raise OptimizeError("optimize.precisions: fp16 is not a form of the executorch target (XNNPACK programs "
+                            f"are fp32 or int8); expected {', '.join(catalog.OPTIMIZE_PRECISIONS[backend])}")
+    return found
 
 
 def own_candidate(recipe: Recipe, space: list[Candidate]) -> Candidate | None:

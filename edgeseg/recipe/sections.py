@@ -316,7 +316,7 @@ class OptimizeCfg(_Strict):
     pruner: OptimizePruner = "successive_halving"
     latency_rounds: int = Field(catalog.OPTIMIZE_LATENCY_ROUNDS, ge=1,
                                 description="times each candidate file is timed, in alternating order; its "
-                                            "latency is the median (a drifting machine moves every file alike)")
+                                            "latency is the lowest p50 (other work only adds time)")
     full_time: str | None = Field(None, description="the winner's training time (default: the recipe's train "
                                                     "section as shipped, or its trial's longest fidelity where "
                                                     "that ran more epochs)")

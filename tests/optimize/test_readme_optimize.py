@@ -5,7 +5,6 @@ given by appended ``--set`` options."""
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_optimize_commands(tmp_path, monkeypatch):
     commands = readme_commands()
-    assert len(commands) == 9, commands
+    assert len(commands) == 10, commands
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     for command in commands:
