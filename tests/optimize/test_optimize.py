@@ -31,6 +31,13 @@ def tiny_optimize_recipe():
     return recipe_from_dict(d)
 
 
+def target_defaults_recipe():
+    """The tiny recipe with each target's default precisions (fp32/int8, fp16/int8 on TensorRT)."""
+    rcp = tiny_optimize_recipe()
+    rcp.optimize.precisions = None
+    return rcp
+
+
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
     """A plan, timed by the device runner (torch-free, on the candidates folder), its p50 then set to

@@ -15,7 +15,7 @@ import pytest
 
 from edgeseg import catalog
 from edgeseg.optimize import OptimizeError, optimize
-from tests.optimize.test_optimize import LARGE, SMALL, tiny_optimize_recipe
+from tests.optimize.test_optimize import LARGE, SMALL, target_defaults_recipe
 
 pytest.importorskip("executorch.runtime", reason="the executorch extra is not installed here")
 
@@ -33,17 +33,11 @@ exit 0
 """
 
 
-def pte_recipe():
-    rcp = tiny_optimize_recipe()
-    rcp.optimize.precisions = None  # the target's defaults: fp32, int8
-    return rcp
-
-
 @pytest.fixture(scope="module")
 def phone_plan(tmp_path_factory):
     """An ExecuTorch plan, timed by its own run_on_device.sh against the fake adb (runner mode)."""
     out = tmp_path_factory.mktemp("opt-pte")
-    doc = optimize(pte_recipe(), out, plan=True, backend="executorch")
+    doc = optimize(target_defaults_recipe(), out, plan=True, backend="executorch")
     assert "run_on_device.sh" in doc["summary"]
     bin_dir = out.parent / f"{out.name}-bin"
     bin_dir.mkdir()
@@ -70,7 +64,7 @@ def test_plan_holds_the_programs_and_the_phone_scripts(phone_plan):
 
 
 def test_phone_lines_decide_the_study_and_the_winner_ships_programs(phone_plan):
-    doc = optimize(pte_recipe(), phone_plan, budget_ms=3, backend="executorch",
+    doc = optimize(target_defaults_recipe(), phone_plan, budget_ms=3, backend="executorch",
                    device_latency=phone_plan / "device.jsonl")
     assert doc["feasible"] == 1 and doc["candidate"] == SMALL and doc["predicted_latency_ms"] == 1.0
     assert [p.name for p in (phone_plan / F.runs / doc["study"]).iterdir()] == [SMALL]
@@ -81,7 +75,7 @@ def test_phone_lines_decide_the_study_and_the_winner_ships_programs(phone_plan):
 
 
 def test_programs_timed_here_with_a_relative_budget(tmp_path):
-    rcp = pte_recipe()
+    rcp = target_defaults_recipe()
     rcp.optimize.widths, rcp.optimize.precisions = [1.0], ["fp32"]
     doc = optimize(rcp, tmp_path, budget_ratio=1.5, backend="et")
     lines = [json.loads(x) for x in (tmp_path / F.latency).read_text().splitlines()]
@@ -93,7 +87,7 @@ def test_programs_timed_here_with_a_relative_budget(tmp_path):
 
 
 def test_fp16_is_not_an_executorch_form(tmp_path):
-    rcp = pte_recipe()
+    rcp = target_defaults_recipe()
     rcp.optimize.precisions = ["fp16"]
     with pytest.raises(OptimizeError, match="fp16 is not a form of the executorch target"):
         optimize(rcp, tmp_path, plan=True, backend="executorch")

@@ -17,15 +17,9 @@ from edgeseg import catalog
 from edgeseg.bench.runner import run as runner
 from edgeseg.export.onnx2trt import tensorrt_status
 from edgeseg.optimize import OptimizeError, optimize
-from tests.optimize.test_optimize import SMALL, tiny_optimize_recipe
+from tests.optimize.test_optimize import SMALL, target_defaults_recipe
 
 F = catalog.OPTIMIZE_FILES
-
-
-def trt_recipe():
-    rcp = tiny_optimize_recipe()
-    rcp.optimize.precisions = None  # the target's defaults: fp16, int8
-    return rcp
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def trt_plan(tmp_path_factory):
     """A TensorRT plan, and the lines a device would send back: the runner's lines of the candidate files
     (ONNX Runtime here), renamed to the engines the script builds, p50 1 ms (small width) or 5 ms."""
     out = tmp_path_factory.mktemp("opt-trt")
-    doc = optimize(trt_recipe(), out, plan=True, backend="tensorrt")
+    doc = optimize(target_defaults_recipe(), out, plan=True, backend="tensorrt")
     assert "run_on_device.sh" in doc["summary"]
     runner([str(out / F.candidates), "--out", str(out / "cpu.jsonl"), "--threads", "1", "--warmup", "1",
             "--min-runs", "3", "--min-time", "0", "--no-memory"])
@@ -84,7 +78,8 @@ def test_device_script_builds_each_engine_with_its_flags_then_times_them(trt_pla
 
 
 def test_engine_lines_decide_the_study_and_the_winner_ships_a_kit(trt_plan):
-    doc = optimize(trt_recipe(), trt_plan, budget_ms=3, backend="tensorrt", device_latency=trt_plan / "device.jsonl")
+    doc = optimize(target_defaults_recipe(), trt_plan, budget_ms=3, backend="tensorrt",
+                   device_latency=trt_plan / "device.jsonl")
     assert doc["feasible"] == 1 and doc["candidate"] == SMALL and doc["precision"] == "fp16"
     assert doc["predicted_latency_ms"] == 1.0
     assert (trt_plan / F.winner / "4_export" / "tensorrt" / "build_engine.sh").is_file()
@@ -95,12 +90,12 @@ def test_engine_lines_decide_the_study_and_the_winner_ships_a_kit(trt_plan):
 
 def test_a_plan_is_used_with_its_own_backend_only(trt_plan):
     with pytest.raises(OptimizeError, match="is a plan for --backend tensorrt") as err:
-        optimize(trt_recipe(), trt_plan, budget_ms=3, device_latency=trt_plan / "device.jsonl")
+        optimize(target_defaults_recipe(), trt_plan, budget_ms=3, device_latency=trt_plan / "device.jsonl")
     assert "\n" not in str(err.value)
 
 
 @pytest.mark.skipif(tensorrt_status()[0], reason="TensorRT and a GPU are here: engines would be built and timed")
 def test_local_tensorrt_without_tensorrt_stops_before_building(tmp_path):
     with pytest.raises(OptimizeError, match="--backend tensorrt: .*--plan, run run_on_device.sh there") as err:
-        optimize(trt_recipe(), tmp_path / "out", budget_ms=3, backend="tensorrt")
+        optimize(target_defaults_recipe(), tmp_path / "out", budget_ms=3, backend="tensorrt")
     assert "\n" not in str(err.value) and not (tmp_path / "out" / F.candidates).exists()
