@@ -71,6 +71,13 @@ def delegable_model(model: torch.nn.Module, meta: ModelMeta) -> tuple[torch.nn.M
                         f"kernel for unpool={config['unpool']!r}'s ops, which would run on portable kernels")
 
 
+def int8_float_nodes(task: Any, model: torch.nn.Module) -> Callable[[Any], dict[str, str]]:
+    """``float_nodes`` for :func:`quantize_int8`: the task's float tail (named by the model's outputs) and the
+    model's own float nodes (SegNet's arith unpool mask)."""
+    names = tuple(getattr(model, "output_names", task.output_names))
+    return lambda gm: {**task.int8_float_fx_nodes(gm, names), **model_float_fx_nodes(model, gm)}
+
+
 def _shared_with(annotation: Any) -> set[str]:
     """Names of the nodes whose quantization parameters a PT2E annotation shares (SharedQuantizationSpec)."""
     specs = [annotation.output_qspec, *annotation.input_qspec_map.values()]
@@ -226,17 +233,17 @@ def _calibrated(ctx: ExportContext, model: torch.nn.Module, example: torch.Tenso
     ctx.say(f"ExecuTorch INT8: PT2E calibration on {cal.images} training images (XNNPACK quantizer, "
             f"per-channel={cal.per_channel})")
 
+    own_float = int8_float_nodes(ctx.task, model)
+
     def float_nodes(gm: Any) -> dict[str, str]:
         if seen is not None:
             seen(gm)
-        return {**(extra_float(gm) if extra_float else {}), **ctx.task.int8_float_fx_nodes(gm, names),
-                **model_float_fx_nodes(model, gm)}
+        return {**(extra_float(gm) if extra_float else {}), **own_float(gm)}
 
     try:
         images, info = calibration_images(ctx.recipe.data, meta.in_channels, num_classes=meta.num_classes,
                                           count=cal.images, size=ctx.input_hw, seed=ctx.recipe.train.seed,
                                           task=meta.task)
-        names = tuple(getattr(model, "output_names", ctx.task.output_names))
         quantized, kept = quantize_int8(model, example, track(images, total=cal.images, description="calibrate pte"),
                                         per_channel=cal.per_channel, float_nodes=float_nodes)
     except Exception as exc:  # noqa: BLE001  (empty split, observer or torchao errors: one line)

@@ -123,7 +123,7 @@ def measure_here(out: Path, plan: dict[str, Any], bench: BenchCfg | None, say: C
             "in alternating order), before any training")
         trt = plan["backend"] == "tensorrt"
         for r in range(rounds):
-            names = [n for n in todo if len(done.get(n, [])) <= r][:: 1 if r % 2 == 0 else -1]
+            names = _round_order([n for n in todo if len(done.get(n, [])) <= r], r)
             if names:
                 files = trt_target.build_here(out, plan, names, say) if trt else [out / F.candidates / n for n in names]
                 _bench(files, log, plan["backend"], plan["threads"], bench)
@@ -151,11 +151,16 @@ def time_alternating(files: list[Path], log: Path, backend: str, threads: int, b
     that failed."""
     p50s: dict[str, list[float]] = {str(f): [] for f in files}
     for r in range(rounds):
-        for row in _bench(files[:: 1 if r % 2 == 0 else -1], log, backend, threads, bench):
+        for row in _bench(_round_order(files, r), log, backend, threads, bench):
             path, ms = str((row.get("artifact") or {}).get("path")), (row.get("latency") or {}).get("p50_ms")
             if ms and path in p50s:
                 p50s[path].append(float(ms))
     return [quiet_latency(v) if v else float("nan") for v in p50s.values()]
+
+
+def _round_order(items: list[Any], r: int) -> list[Any]:
+    """Round ``r``'s order: forward on even rounds, backward on odd ones (a linear drift moves every file alike)."""
+    return items if r % 2 == 0 else items[::-1]
 
 
 def _bench(files: list[Path], log: Path, backend: str, threads: int, bench: BenchCfg | None) -> list[dict[str, Any]]:

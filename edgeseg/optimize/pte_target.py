@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -47,7 +46,7 @@ def build_programs(checkpoint: Path, files: dict[str, Path], size: int, seed: in
     from edgeseg.artifacts.checkpoint import load_checkpoint
     from edgeseg.artifacts.metadata import pte_constant_methods
     from edgeseg.export.pte_lower import lower
-    from edgeseg.export.torch2executorch import delegable_model, model_float_fx_nodes, quantize_int8
+    from edgeseg.export.torch2executorch import delegable_model, int8_float_nodes, quantize_int8
     from edgeseg.tasks import get_task
 
     ckpt = load_checkpoint(checkpoint)
@@ -60,10 +59,7 @@ def build_programs(checkpoint: Path, files: dict[str, Path], size: int, seed: in
     for precision, path in files.items():
         net = model
         if precision == "int8":
-            def float_nodes(gm: Any) -> dict[str, str]:
-                return {**task.int8_float_fx_nodes(gm, tuple(outputs)), **model_float_fx_nodes(model, gm)}
-
-            net, _ = quantize_int8(model, example, arrays, float_nodes=float_nodes)
+            net, _ = quantize_int8(model, example, arrays, float_nodes=int8_float_nodes(task, model))
         data, _ = lower(net, example, pte_constant_methods(meta, outputs, precision))
         atomic_write_bytes(path, data)
 
