@@ -315,7 +315,10 @@ def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetO
              device_latency: Optional[Path] = typer.Option(None, "--device-latency", help="the device runner's "
                                                           "JSON lines for the plan in OUT, instead of timing here"),
              storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite in OUT/study.db); "
-                                                   "processes sharing it share the study")) -> None:
+                                                   "processes sharing it share the study"),
+             max_drop: Optional[float] = typer.Option(None, help="an INT8 winner ships in mixed precision: layers "
+                                                      "stay float until val headline drops at most this many "
+                                                      "points (ONNX Runtime target)")) -> None:
     """The most accurate model of the recipe's search space that fits a latency budget: latency first, then
     multi-fidelity training (Optuna), then the winner trained, exported, benched and reported."""
     from edgeseg.compress.prune import PruneError, parse_latency
@@ -330,7 +333,7 @@ def optimize(recipe: RecipeArg = None, out: OutOpt = Path("runs/opt"), set: SetO
                                  "of the recipe's own model's latency like 0.5x", param_hint="'--budget'") from None
     doc = optimize_api(recipe, out, budget_ms=budget_ms, budget_ratio=float(ratio.group(1)) if ratio else None,
                        time_s=parse_duration(time, "--time") if time else None, backend=backend, threads=threads,
-                       plan=plan, device_latency=device_latency, storage=storage, overrides=set,
+                       plan=plan, device_latency=device_latency, storage=storage, overrides=set, max_drop=max_drop,
                        say=lambda msg: out_console.print(escape(f"optimize: {msg}"), soft_wrap=True))
     out_console.print(escape(doc["summary"]), soft_wrap=True)
 

@@ -100,6 +100,26 @@ def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str,
     return records
 
 
+def with_max_drop(recipe: Any, max_drop: float | None, backend: str) -> Any:
+    """``--max-drop`` as the winner's ``export.max_drop`` (also given by the recipe or ``--set``). Mixed
+    precision is timed on the winner's final file, not before training: which layers stay float depends on
+    the trained weights. Refused on targets whose INT8 is not ONNX Runtime's QDQ file."""
+    from edgeseg.recipe import ExportCfg
+
+    given = "--max-drop" if max_drop is not None else "export.max_drop"
+    max_drop = max_drop if max_drop is not None else (recipe.export.max_drop if recipe.export else None)
+    if max_drop is None:
+        return recipe
+    if not max_drop >= 0:
+        raise OptimizeError(f"{given} {max_drop:g}: expected the most validation points INT8 may lose, >= 0")
+    if backend != "onnxruntime":
+        own = "a TensorRT Q/DQ engine" if backend == "tensorrt" else "an XNNPACK PT2E program"
+        raise OptimizeError(f"{given}: mixed precision is an ONNX Runtime INT8 form (a measured float fallback); "
+                            f"the {backend} target ships its own INT8 ({own}); drop it, or use --backend onnxruntime")
+    export = (recipe.export or ExportCfg()).model_copy(update={"max_drop": float(max_drop)})
+    return recipe.model_copy(update={"export": export})
+
+
 def relative_budget(timed: Timed, own: Candidate | None, ratio: float, say: Any = print) -> float:
     """``--budget 0.5x``: that fraction of the recipe's own model's latency in the target's first precision
     (FP32; FP16 on TensorRT), timed in the same rounds as every candidate."""
@@ -129,7 +149,8 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
              time_s: float | None = None,
              backend: str = "onnxruntime", threads: int = 2, plan: bool = False,
              device_latency: str | Path | None = None, storage: str | None = None,
-             overrides: list[str] | None = None, say: Any = print) -> dict[str, Any]:
+             overrides: list[str] | None = None, max_drop: float | None = None,
+             say: Any = print) -> dict[str, Any]:
     """Find the most accurate candidate of ``recipe``'s search space whose latency fits ``budget_ms``.
 
     Args:
@@ -147,6 +168,8 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
         device_latency: The device runner's JSON lines for the plan in ``out``: used instead of local timing.
         storage: Optuna storage URL (default: SQLite ``out/study.db``); several processes may share one.
         overrides: ``--set`` overrides of the recipe.
+        max_drop: ``--max-drop``: an INT8 winner ships in mixed precision, layers kept in float until its
+            validation headline drops at most this many points (``export.max_drop``; ONNX Runtime target).
 
     Returns:
         The optimize.json document (``summary``: one line).
@@ -166,6 +189,7 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if recipe.optimize is None:
         recipe = recipe.model_copy(update={"optimize": OptimizeCfg()})
+    recipe = with_max_drop(recipe, max_drop, backend)
     out.mkdir(parents=True, exist_ok=True)
     timed, ckpts, plan_doc = _latency(recipe, out, backend, threads, plan, Path(device_latency) if device_latency
                                       else None, say)

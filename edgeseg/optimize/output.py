@@ -123,6 +123,23 @@ def train_winner(cand: Candidate, precision: str, recipe: Any, checkpoint: Path,
     return {"train": trained, "export": doc, "bench": rows, "report": {k: str(v) for k, v in rendered.items()}}
 
 
+def int8_outcome(export_doc: dict[str, Any], precision: str) -> dict[str, Any]:
+    """What the winner's ONNX INT8 export became: its accuracy drop, the layers mixed precision kept in float
+    (``export.max_drop``), and why it was not shipped when no layer choice met the drop. Empty for FP32."""
+    art = next((a for a in export_doc.get("artifacts", []) if a.get("format") == "onnx"
+                and a.get("precision") == "int8"), None) if precision == "int8" else None
+    if art is None:
+        return {}
+    mixed = (art.get("quantization") or {}).get("mixed_precision")
+    outcome: dict[str, Any] = {"drop_points": next((v for k, v in (art.get("accuracy") or {}).items()
+                                                   if k.endswith("_drop_points")), None)}
+    if mixed is not None:
+        outcome["float_layers"] = list(mixed.get("float_layers") or [])
+    if not art.get("shipped", True):
+        outcome["not_shipped"] = art.get("reason") or "rejected by the export"
+    return outcome
+
+
 def deployed_row(rows: list[dict[str, Any]], precision: str, backend: str = "onnxruntime") -> dict[str, Any]:
     """The bench line of the winner's deployed file: its ONNX file in ``precision``, its ``.pte`` program on
     ExecuTorch, or on TensorRT its engine (without one built here: the ONNX line's accuracy and no latency).

@@ -123,8 +123,21 @@ def _summary(cand: Candidate, best: dict[str, Any], winner: dict[str, Any], doc:
         own_text = (f"; the recipe's own {own['candidate']}: {own_ms:.2f} ms {prec.upper()}"
                     + (f", val {metric} {own_acc:.4f} as a trial" if own_acc is not None else ", over the budget"
                        if own_ms and own_ms > doc["budget_ms"] else ""))
-    return (f"chose {cand.id} ({best['precision']}): {final} (predicted before training: {best['latency_ms']:.2f} ms "
-            f"on {doc['where']}), val {metric} {'n/a' if acc is None else f'{acc:.4f}'}{own_text}")
+    return (f"chose {cand.id} ({_form_text(best['precision'], winner)}): {final} (predicted before training: "
+            f"{best['latency_ms']:.2f} ms on {doc['where']}), val {metric} {'n/a' if acc is None else f'{acc:.4f}'}"
+            f"{own_text}")
+
+
+def _form_text(precision: str, winner: dict[str, Any]) -> str:
+    """The deployed form in words: its precision, and under ``--max-drop`` the mixed-precision outcome."""
+    int8, drop = winner.get("int8") or {}, winner.get("max_drop")
+    under = f" under --max-drop {drop:g}" if drop is not None else ""
+    if "not_shipped" in int8:
+        return f"int8 not shipped{under}: {int8['not_shipped'].split(';')[0]}; FP32 ships"
+    if "float_layers" in int8 and drop is not None:
+        points = f", {int8['drop_points']:.2f} points lost" if int8.get("drop_points") is not None else ""
+        return f"int8, mixed precision under --max-drop {drop:g}: {len(int8['float_layers'])} layers in float{points}"
+    return precision
 
 
 def _own(own: Candidate | None, timed: Any, rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -145,7 +158,9 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
     from edgeseg.artifacts.outputs import OutputError, folder_lock
 
     path = out / F.winner / "winner.json"
-    if path.is_file() and json.loads(path.read_text()).get("candidate") == cand.id:
+    max_drop = recipe.export.max_drop if recipe.export else None
+    if path.is_file() and (json.loads(path.read_text()).get("candidate"), json.loads(path.read_text()).get(
+            "max_drop")) == (cand.id, max_drop):
         return json.loads(path.read_text())
     try:
         with folder_lock(out / F.winner):
@@ -155,14 +170,18 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
     except OutputError:
         return {"candidate": cand.id, "summary": f"study done; the winner {cand.id} is being trained by another "
                                                  f"process in {out / F.winner}"}
-    row = output.deployed_row(result["bench"], best["precision"], backend)
+    shipped, row = best["precision"], output.deployed_row(result["bench"], best["precision"], backend)
+    int8 = output.int8_outcome(result["export"], shipped if backend == "onnxruntime" else "fp32")
+    if not row and "not_shipped" in int8:  # the export kept no INT8 (no mixed form met --max-drop): FP32 ships
+        shipped, row = "fp32", output.deployed_row(result["bench"], "fp32", backend)
     acc = (row.get("accuracy") or {}).get(metric)
     here = doc.get("here") and backend != "tensorrt"  # TensorRT here: the engine's own bench line
-    timing = _final_timing(recipe, out, cand, best, row, doc, threads, backend) if here else None
+    timing = (_final_timing(recipe, out, cand, {**best, "precision": shipped}, row, doc, threads, backend)
+              if here else None)
     lat = timing["winner_final_ms"] if timing else (row.get("latency") or {}).get("p50_ms")
-    winner = {"candidate": cand.id, "precision": best["precision"], "trial": best["trial"],
+    winner = {"candidate": cand.id, "precision": shipped, "trial": best["trial"],
               "predicted_latency_ms": best["latency_ms"], "final_artifact": (row.get("artifact") or {}).get("path"),
-              "final_latency_ms": lat, "final_timing": timing,
+              "final_latency_ms": lat, "final_timing": timing, "max_drop": max_drop, "int8": int8,
               "budget_met": _budget_met(lat, timing, doc),
               f"final_{metric}": acc,
               "final_accuracy": {k: v for k, v in (row.get("accuracy") or {}).items() if isinstance(v, (int, float))},
