@@ -100,6 +100,13 @@ def _records(timed: Timed, budget_ms: float, recipe: Any) -> dict[str, dict[str,
     return records
 
 
+def _with_space(recipe: Any) -> Any:
+    """The recipe with an ``optimize:`` section (the task's default space when it has none)."""
+    from edgeseg.recipe import OptimizeCfg
+
+    return recipe if recipe.optimize is not None else recipe.model_copy(update={"optimize": OptimizeCfg()})
+
+
 def with_max_drop(recipe: Any, max_drop: float | None, backend: str) -> Any:
     """``--max-drop`` as the winner's ``export.max_drop`` (also given by the recipe or ``--set``). Mixed
     precision is timed on the winner's final file, not before training: which layers stay float depends on
@@ -155,8 +162,7 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
 
     Args:
         recipe: Recipe (object or YAML path); its ``optimize:`` section is the space (defaults otherwise).
-        out: Output folder (candidates, latency.jsonl, study.db, trials.jsonl, optimize.png, winner/,
-            optimize.json).
+        out: Output folder (candidates, latency.jsonl, study.db, trials.jsonl, optimize.png, winner/, ...).
         budget_ms: Latency budget (p50, batch 1) of the deployed form; not needed with ``plan``.
         budget_ratio: Instead of ``budget_ms``: a fraction of the recipe's own model's latency on the target
             (``--budget 0.5x``), timed in the same rounds as the candidates; the winner's final file is
@@ -168,15 +174,14 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
         device_latency: The device runner's JSON lines for the plan in ``out``: used instead of local timing.
         storage: Optuna storage URL (default: SQLite ``out/study.db``); several processes may share one.
         overrides: ``--set`` overrides of the recipe.
-        max_drop: ``--max-drop``: an INT8 winner ships in mixed precision, layers kept in float until its
-            validation headline drops at most this many points (``export.max_drop``; ONNX Runtime target).
+        max_drop: ``--max-drop``: an INT8 winner ships in mixed precision within this many points.
 
     Returns:
         The optimize.json document (``summary``: one line).
     """
     from edgeseg.artifacts import atomic_write_json
     from edgeseg.artifacts.outputs import check_output_folder
-    from edgeseg.recipe import OptimizeCfg, Recipe, load_recipe
+    from edgeseg.recipe import Recipe, load_recipe
 
     out = check_output_folder(out)
     backend = catalog.canonical_backend(backend) or backend  # trt, ort
@@ -186,10 +191,8 @@ def optimize(recipe: Any, out: str | Path, *, budget_ms: float | None = None, bu
     if (budget_ms is None) == (budget_ratio is None) and not plan:
         raise OptimizeError("--budget: required once, in milliseconds (e.g. --budget 4ms) or as a fraction of the "
                             "recipe's own model's latency (e.g. --budget 0.5x), except with --plan")
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
-    if recipe.optimize is None:
-        recipe = recipe.model_copy(update={"optimize": OptimizeCfg()})
-    recipe = with_max_drop(recipe, max_drop, backend)
+    recipe = with_max_drop(_with_space(recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)),
+                           max_drop, backend)
     out.mkdir(parents=True, exist_ok=True)
     timed, ckpts, plan_doc = _latency(recipe, out, backend, threads, plan, Path(device_latency) if device_latency
                                       else None, say)

@@ -84,6 +84,7 @@ def _onnx_forms(ckpt: Path, rcp: Recipe, folder: Path, files: dict[str, Path], s
         shape = (1, rcp.model.in_channels, *rcp.data.size_hw)
         calib = [rng.standard_normal(shape).astype(np.float32) for _ in range(4)]
         settings, method, keep = int8_choices(rcp, exported["fp32"], backend)
+        files["int8"].parent.mkdir(parents=True, exist_ok=True)  # an INT8-only space copies no FP32 file there
         quantize(exported["fp32"], files["int8"], calib, method=method, settings=settings, exclude=keep)
 
 

@@ -17,11 +17,10 @@ from tests.tasks.test_instance_stages import tiny_instance_recipe
 F = catalog.OPTIMIZE_FILES
 
 
-def _qdq(path) -> tuple[int, int]:
+def _quantized_activations(path) -> int:
     import onnx
 
-    ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
-    return ops["QuantizeLinear"], ops["DequantizeLinear"]
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)["QuantizeLinear"]
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "tensorrt"])
@@ -40,5 +39,5 @@ def test_instance_int8_candidate_is_the_exports_int8(tmp_path, monkeypatch, back
     else:
         shipped = next(a["path"] for a in doc["artifacts"] if a["format"] == "onnx" and a["precision"] == "int8")
     candidate = tmp_path / F.candidates / f"{cid}.int8.onnx"
-    quantized, float_tail = _qdq(candidate), _qdq(shipped)
-    assert quantized == float_tail and quantized[0] > 0
+    timed, shipped_count = _quantized_activations(candidate), _quantized_activations(shipped)
+    assert timed == shipped_count > 0  # the decode tail is float in both (quantized whole, the candidate had more)
