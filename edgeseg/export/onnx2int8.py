@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeseg.artifacts.metadata import embed_onnx
 from edgeseg.artifacts.onnx_io import save_onnx
-from edgeseg.compress.ptq import CPU_SETTINGS, calibrate, quantize
+from edgeseg.compress.ptq import CPU_SETTINGS, TENSORRT_SETTINGS, calibrate, quantize
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord, ExportError
 from edgeseg.export.int8_timing import MAX_ROUNDS, RatioSamples, busy_decision, sample_ratios
@@ -79,11 +79,18 @@ def quantize_checked(src: Path, dst: Path, ranges: Any, settings: Any, method: s
         raise ExportError(f"{src}: INT8 quantization for {settings.target} failed: {first_line(exc)}") from exc
 
 
-def task_float_nodes(ctx: ExportContext, model_path: Path) -> dict[str, str]:
+def task_float_nodes(task: Any, model_path: Path) -> dict[str, str]:
     """Nodes of ``model_path`` the model's task keeps out of INT8 (e.g. instance heads and box decoding)."""
     import onnx
 
-    return ctx.task.int8_float_nodes(onnx.load(str(model_path), load_external_data=False))
+    return task.int8_float_nodes(onnx.load(str(model_path), load_external_data=False))
+
+
+def ptq_settings(calibration: Any, target: str = "onnxruntime") -> Any:
+    """The quantizer settings of the export's PTQ for ``target``: ONNX Runtime CPU with the recipe's
+    per-channel choice, or TensorRT's Q/DQ placement (the optimize candidates take the same)."""
+    return TENSORRT_SETTINGS if target == "tensorrt" else dataclasses.replace(
+        CPU_SETTINGS, per_channel=calibration.per_channel)
 
 
 def decide_int8(ctx: ExportContext, latency: dict[str, dict[str, Any]], samples: RatioSamples,
@@ -213,7 +220,7 @@ def mixed_int8(ctx: ExportContext, fp32: Path, dst: Path, ranges: Any, settings:
 
     method = ctx.cfg.calibration.method
 
-    task_nodes = list(task_float_nodes(ctx, fp32))  # what the task always keeps in float
+    task_nodes = list(task_float_nodes(ctx.task, fp32))  # what the task always keeps in float
 
     def build(path: Path, excluded: list[str]) -> Any:
         return _quantize_excluding(fp32, path, ranges, settings, method, [*excluded, *task_nodes])
@@ -254,13 +261,13 @@ def _build(ctx: ExportContext, fp32: Path, dst: Path) -> tuple[dict[str, Any], d
     if ctx.cfg.qat is not None:
         qinfo, cal_info = qat_int8(ctx, dst)
     else:
-        settings = dataclasses.replace(CPU_SETTINGS, per_channel=ctx.cfg.calibration.per_channel)
+        settings = ptq_settings(ctx.cfg.calibration)
         ranges, cal_info = calibration_ranges(ctx, fp32)
         if ctx.cfg.max_drop is not None:
             qinfo = mixed_int8(ctx, fp32, dst, ranges, settings)
         else:
             qinfo = quantize_checked(fp32, dst, ranges, settings, ctx.cfg.calibration.method,
-                                     task_float_nodes(ctx, fp32))
+                                     task_float_nodes(ctx.task, fp32))
     save_onnx(embed_onnx(onnx.load(str(dst)), ctx.meta, "int8"), dst)
     ctx.say(f"INT8: {qinfo['quantized_nodes']} weighted nodes quantized, {qinfo['skipped_nodes']} kept in float")
     return qinfo, cal_info

@@ -13,7 +13,7 @@ from typing import Any
 
 from edgeseg.artifacts.metadata import embed_onnx, write_sidecar
 from edgeseg.artifacts.onnx_io import save_onnx
-from edgeseg.compress.ptq import TENSORRT_SETTINGS, tensor_amax
+from edgeseg.compress.ptq import tensor_amax
 from edgeseg.export import trt_kit
 from edgeseg.export.context import ExportContext
 from edgeseg.export.formats import ArtifactRecord
@@ -52,7 +52,8 @@ def _kit_model(ctx: ExportContext, kit: Path) -> tuple[Path, str, dict[str, Any]
 
 def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, Path], dict[str, str]]:
     """Write the kit folder; returns its record, its ONNX files by role, and the trtexec shape flags."""
-    from edgeseg.export.onnx2int8 import calibration_ranges, qat_int8, quantize_checked, task_float_nodes
+    from edgeseg.export.onnx2int8 import (calibration_ranges, ptq_settings, qat_int8, quantize_checked,
+                                          task_float_nodes)
 
     kit.mkdir(parents=True, exist_ok=True)
     fp32, key, figures, source_model = _kit_model(ctx, kit)
@@ -77,8 +78,8 @@ def write_kit(ctx: ExportContext, kit: Path) -> tuple[ArtifactRecord, dict[str, 
     elif int8:
         ranges, calib = calibration_ranges(ctx, fp32, key)
         files["int8"] = kit / "model.int8.qdq.onnx"
-        qinfo = quantize_checked(fp32, files["int8"], ranges, TENSORRT_SETTINGS, ctx.cfg.calibration.method,
-                                 task_float_nodes(ctx, fp32))
+        qinfo = quantize_checked(fp32, files["int8"], ranges, ptq_settings(ctx.cfg.calibration, "tensorrt"),
+                                 ctx.cfg.calibration.method, task_float_nodes(ctx.task, fp32))
         import onnx
 
         save_onnx(embed_onnx(onnx.load(str(files["int8"])), ctx.meta, "int8"), files["int8"])

@@ -92,20 +92,13 @@ def int8_choices(rcp: Recipe, fp32: Path, backend: str) -> tuple[Any, str, dict[
     """The INT8 the export would write for ``backend`` (settings, calibration method, nodes kept in float):
     the task's float nodes (e.g. the instance decode tail) cost time, so the timed form keeps them too
     (without them a yolact-lite INT8 file timed 0.80x the trained one the export shipped)."""
-    import dataclasses
-
-    import onnx
-
-    from edgeseg.compress.ptq import CPU_SETTINGS, TENSORRT_SETTINGS
+    from edgeseg.export.onnx2int8 import ptq_settings, task_float_nodes
     from edgeseg.models import get_model_info
     from edgeseg.recipe import ExportCfg
     from edgeseg.tasks import get_task
 
     cal = (rcp.export or ExportCfg()).calibration
-    settings = TENSORRT_SETTINGS if backend == "tensorrt" else dataclasses.replace(CPU_SETTINGS,
-                                                                                   per_channel=cal.per_channel)
-    task = get_task(get_model_info(rcp.model.name).task)
-    return settings, cal.method, task.int8_float_nodes(onnx.load(str(fp32), load_external_data=False))
+    return ptq_settings(cal, backend), cal.method, task_float_nodes(get_task(get_model_info(rcp.model.name).task), fp32)
 
 
 def write_plan(out: Path, space: list[Candidate], precisions: list[str], backend: str, threads: int) -> dict[str, Any]:

@@ -159,9 +159,9 @@ def _winner(recipe: Any, out: Path, cand: Candidate, best: dict[str, Any], ckpts
 
     path = out / F.winner / "winner.json"
     max_drop = recipe.export.max_drop if recipe.export else None
-    if path.is_file() and (json.loads(path.read_text()).get("candidate"), json.loads(path.read_text()).get(
-            "max_drop")) == (cand.id, max_drop):
-        return json.loads(path.read_text())
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    if (done.get("candidate"), done.get("max_drop")) == (cand.id, max_drop):
+        return done
     try:
         with folder_lock(out / F.winner):
             result = output.train_winner(cand, best["precision"], recipe, ckpts[cand.id], out,
